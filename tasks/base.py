@@ -1,0 +1,64 @@
+"""What every task adapter shares: the problem record and the adapter protocol.
+
+A task turns a split and a seed into `Problem`s and judges a completion. The
+search core only sees `Problem.prompt` (the user turn), the step delimiter and
+the `score` callable; it never imports a task module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any, Protocol, runtime_checkable
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem.
+
+    id: stable identifier, unique within a task (e.g. ``arith-test-3-000017``).
+    prompt: the user turn shown to the policy (no template applied).
+    answer: the gold final answer, as text.
+    solution: a reference solution in the task's step format (may be empty).
+    meta: task-specific facts (number of operations, tests for code, ...).
+    """
+
+    id: str
+    prompt: str
+    answer: str
+    solution: str = ""
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@runtime_checkable
+class Task(Protocol):
+    name: str
+    step_delimiter: str
+
+    def problems(self, split: str, n: int, *, seed: int = 0) -> list[Problem]: ...
+
+    def score(self, problem: Problem, completion: str) -> float:
+        """1.0 when the completion's final answer is right, else 0.0."""
+        ...
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+def split_of(key: str, *, test_fraction_per_mille: int = 100) -> str:
+    """Deterministic split by content hash, so train and test can never overlap."""
+    bucket = zlib.crc32(key.encode()) % 1000
+    return "test" if bucket < test_fraction_per_mille else "train"

@@ -1,0 +1,364 @@
+"""Hugging Face transformers backend (CPU or CUDA) with a prefix KV cache.
+
+The decode loop is our own rather than `model.generate`, because search needs
+three things `generate` does not give together:
+
+* **Shared prefixes computed once.** `n` samples of one prompt are prefilled
+  once and the KV cache is repeated `n` times. Every finished sequence's KV
+  (prompt + completion, all but the last sampled token) goes into an LRU
+  `PrefixCache` keyed by token ids, so expanding a node, or continuing a
+  segment, later prefills only the tokens that are new. Positions come from the
+  attention mask (not the padded column), so cached keys stay valid whatever
+  padding the next batch has.
+* **Per-row seeded sampling.** With `seed` set, row r of prompt p draws from
+  its own generator seeded by (seed, p's token ids, r): a sample does not
+  depend on what else shares its batch.
+* **vLLM-shaped outputs**: raw log-probabilities, stop strings, finish reasons.
+
+Batches are left padded. `stats` counts prompt, prefilled, cached, decoded and
+scored tokens, so searches can report what they really computed.
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, timed
+from treesearch.prompting import CHAT, render_prompt
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [heads, seq, head_dim]
+
+
+class PrefixCache:
+    """LRU map from a token-id prefix to its per-layer KV tensors, bounded in tokens."""
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+        self.tokens = 0
+        self._entries: collections.OrderedDict[tuple[int, ...], KV] = collections.OrderedDict()
+        self._lengths: collections.Counter[int] = collections.Counter()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, ids: tuple[int, ...], kv: KV) -> None:
+        if not ids or self.max_tokens <= 0 or len(ids) > self.max_tokens:
+            return
+        if ids in self._entries:
+            self._entries.move_to_end(ids)
+            return
+        self._entries[ids] = kv
+        self._lengths[len(ids)] += 1
+        self.tokens += len(ids)
+        while self.tokens > self.max_tokens:
+            old, _ = self._entries.popitem(last=False)
+            self.tokens -= len(old)
+            self._lengths[len(old)] -= 1
+            if not self._lengths[len(old)]:
+                del self._lengths[len(old)]
+
+    def longest(self, ids: Sequence[int], max_len: int) -> tuple[int, KV | None]:
+        """The longest cached prefix of `ids` no longer than `max_len`: (length, kv)."""
+        for length in sorted(self._lengths, reverse=True):
+            if length > max_len:
+                continue
+            key = tuple(ids[:length])
+            kv = self._entries.get(key)
+            if kv is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return length, kv
+        self.misses += 1
+        return 0, None
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._lengths.clear()
+        self.tokens = 0
+
+
+def _row_seed(seed: int, ids: Sequence[int], index: int) -> int:
+    h = zlib.crc32(",".join(map(str, ids)).encode())
+    return (seed * 1_000_003 + h * 7919 + index) % (2**63 - 1)
+
+
+def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    out = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return out / out.sum(-1, keepdim=True)
+
+
+class HFBackend:
+    """`Backend` over a transformers causal LM. Build with `from_pretrained` or `from_model`."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        template: str = CHAT,
+        system: str | None = None,
+        max_batch: int = 256,
+        prefix_cache_tokens: int = 200_000,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = template
+        self.system = system
+        self.max_batch = max_batch
+        self.cache = PrefixCache(prefix_cache_tokens)
+        self.stats = BackendStats()
+        self.device = next(model.parameters()).device
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError("tokenizer has no eos_token_id")
+        self.eos_token_id = int(eos)
+        self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
+        self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        # transformers 5.x renamed the `past_key_values` argument and output to `cache`.
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def _forward(self, past, **kw):
+        out = self.model(**kw, **{self._cache_kw: past}, use_cache=True)
+        new = getattr(out, "cache", None)
+        return out, (new if new is not None else out.past_key_values)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto", **kw) -> "HFBackend":
+        from treesearch.policy import load_policy
+
+        model, tokenizer = load_policy(path, device=device, dtype=dtype)
+        return cls(model, tokenizer, **kw)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, **kw) -> "HFBackend":
+        return cls(model, tokenizer, **kw)
+
+    # -- text <-> ids -------------------------------------------------------------------------
+    def encode_prompt(self, user_text: str) -> list[int]:
+        return self.tokenize(render_prompt(self.tokenizer, user_text, self.template, self.system))
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def _ids(self, prompt: Prompt) -> list[int]:
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        if not ids:
+            raise ValueError("empty prompt")
+        return ids
+
+    def reset_cache(self) -> None:
+        self.cache.clear()
+
+    # -- prefill ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _prefill(self, seqs: list[list[int]], need: list[int]):
+        """Run `seqs` through the model reusing cached prefixes; row i computes at least its last need[i] tokens.
+
+        Returns (cache, attention_mask, logits of the computed window [B, S, V], S).
+        """
+        lens = [len(s) for s in seqs]
+        hits = [self.cache.longest(s, max_len=n_tok - k) for s, n_tok, k in zip(seqs, lens, need)]
+        window = max(n_tok - c for n_tok, (c, _) in zip(lens, hits))
+        width = max(lens)
+        ctx = width - window  # columns served from cache
+        batch = len(seqs)
+        input_ids = torch.full((batch, window), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((batch, window), dtype=torch.long)
+        attn = torch.zeros((batch, width), dtype=torch.long)
+        layers = None
+        if ctx > 0:
+            cfg = self.model.config
+            n_layers = cfg.num_hidden_layers
+            sample = next(kv for _, kv in hits if kv is not None)
+            heads, head_dim = sample[0][0].shape[0], sample[0][0].shape[2]
+            dtype = sample[0][0].dtype
+            layers = [
+                (
+                    torch.zeros((batch, heads, ctx, head_dim), dtype=dtype, device=self.device),
+                    torch.zeros((batch, heads, ctx, head_dim), dtype=dtype, device=self.device),
+                )
+                for _ in range(n_layers)
+            ]
+        computed = cached = 0
+        for i, (seq, n_tok, (c, kv)) in enumerate(zip(seqs, lens, hits)):
+            used = max(0, n_tok - window)  # cached tokens this row uses (<= c)
+            todo = seq[used:]
+            input_ids[i, window - len(todo) :] = torch.tensor(todo)
+            position_ids[i, window - len(todo) :] = torch.arange(used, n_tok)
+            attn[i, width - n_tok :] = 1
+            if used:
+                for (k_dst, v_dst), (k_src, v_src) in zip(layers, kv):
+                    k_dst[i, :, ctx - used :] = k_src[:, :used]
+                    v_dst[i, :, ctx - used :] = v_src[:, :used]
+            computed += len(todo)
+            cached += used
+        from transformers import DynamicCache
+
+        past = DynamicCache(ddp_cache_data=layers) if layers is not None else DynamicCache()
+        out, past = self._forward(
+            past,
+            input_ids=input_ids.to(self.device),
+            attention_mask=attn.to(self.device),
+            position_ids=position_ids.to(self.device),
+            logits_to_keep=max(need),
+        )
+        self.stats.prompt_tokens += sum(lens)
+        self.stats.prefill_tokens += computed
+        self.stats.cached_tokens += cached
+        return past, attn.to(self.device), out.logits.float()
+
+    def _remember(self, past, row: int, ids: list[int]) -> None:
+        """Put row `row`'s KV (the last len(ids) columns) into the prefix cache under `ids`."""
+        if self.cache.max_tokens <= 0 or not ids:
+            return
+        n = len(ids)
+        kv = [(layer.keys[row, :, -n:].clone(), layer.values[row, :, -n:].clone()) for layer in past.layers]
+        self.cache.put(tuple(ids), kv)
+
+    # -- generate -----------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        seqs = [self._ids(p) for p in prompts]
+        results: list[list[Completion]] = []
+        per_chunk = max(1, self.max_batch // params.n)
+        with timed(self.stats):
+            for start in range(0, len(seqs), per_chunk):
+                results.extend(self._generate_chunk(seqs[start : start + per_chunk], params))
+        return results
+
+    @torch.no_grad()
+    def _generate_chunk(self, seqs: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        n = params.n
+        past, attn, logits = self._prefill(seqs, [1] * len(seqs))
+        for i, seq in enumerate(seqs):
+            self._remember(past, i, seq)
+        logits = logits[:, -1]
+        if n > 1:
+            past.batch_repeat_interleave(n)
+            attn = attn.repeat_interleave(n, dim=0)
+            logits = logits.repeat_interleave(n, dim=0)
+        rows = len(seqs) * n
+        prompt_of = [r // n for r in range(rows)]
+        gens = None
+        if params.seed is not None and params.temperature > 0:
+            gens = [
+                torch.Generator(device=self.device).manual_seed(_row_seed(params.seed, seqs[prompt_of[r]], r % n))
+                for r in range(rows)
+            ]
+        out_ids: list[list[int]] = [[] for _ in range(rows)]
+        out_lp: list[list[float]] = [[] for _ in range(rows)]
+        texts = [""] * rows
+        reasons: list[str | None] = [None] * rows
+        active = list(range(rows))  # global row index of each batch row
+        max_stop = max((len(s) for s in params.stop), default=0)
+        while True:
+            logp = torch.log_softmax(logits, dim=-1)
+            tokens = self._sample(logits, [gens[r] for r in active] if gens else None, params)
+            chosen_lp = logp.gather(1, tokens[:, None])[:, 0].tolist()
+            tokens_l = tokens.tolist()
+            self.stats.decode_tokens += len(active)
+            keep = []
+            for j, r in enumerate(active):
+                tok = tokens_l[j]
+                out_ids[r].append(tok)
+                out_lp[r].append(chosen_lp[j])
+                if tok == self.eos_token_id:
+                    reasons[r] = "eos"
+                    texts[r] = self.decode(out_ids[r][:-1])
+                else:
+                    text = self.decode(out_ids[r])
+                    hit = self._find_stop(text, params.stop, len(texts[r]) - max_stop)
+                    if hit is not None:
+                        reasons[r] = "stop"
+                        texts[r] = text[: hit[1]] if params.include_stop_str_in_output else text[: hit[0]]
+                    else:
+                        texts[r] = text
+                        if len(out_ids[r]) >= params.max_tokens:
+                            reasons[r] = "length"
+                if reasons[r] is None:
+                    keep.append(j)
+                else:  # its KV covers prompt + all but the last sampled token
+                    self._remember(past, j, seqs[prompt_of[r]] + out_ids[r][:-1])
+            if not keep:
+                break
+            if len(keep) < len(active):
+                idx = torch.tensor(keep, device=self.device)
+                past.batch_select_indices(idx)
+                attn = attn[idx]
+                tokens = tokens[idx]
+                active = [active[j] for j in keep]
+            attn = torch.cat([attn, torch.ones((len(active), 1), dtype=attn.dtype, device=self.device)], dim=1)
+            pos = torch.tensor([len(seqs[prompt_of[r]]) + len(out_ids[r]) - 1 for r in active], device=self.device)
+            out, past = self._forward(past, input_ids=tokens[:, None], attention_mask=attn, position_ids=pos[:, None])
+            logits = out.logits[:, -1].float()
+        return [
+            [
+                Completion(
+                    text=texts[p * n + k],
+                    token_ids=tuple(out_ids[p * n + k]),
+                    logprobs=tuple(out_lp[p * n + k]) if params.logprobs else (),
+                    finish_reason=reasons[p * n + k],
+                )
+                for k in range(n)
+            ]
+            for p in range(len(seqs))
+        ]
+
+    @staticmethod
+    def _find_stop(text: str, stops: tuple[str, ...], search_from: int) -> tuple[int, int] | None:
+        best = None
+        lo = max(0, search_from)
+        for s in stops:
+            i = text.find(s, lo)
+            if i >= 0 and (best is None or i < best[0]):
+                best = (i, i + len(s))
+        return best
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, gens, params: SamplingParams) -> torch.Tensor:
+        if params.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        probs = _filter_top_p(probs, params.top_p)
+        if gens is None:
+            return torch.multinomial(probs, 1)[:, 0]
+        return torch.stack([torch.multinomial(probs[j], 1, generator=g)[0] for j, g in enumerate(gens)])
+
+    # -- scoring ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[Prompt]) -> list[list[float]]:
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        out: list[list[float]] = []
+        with timed(self.stats):
+            for start in range(0, len(prompts), self.max_batch):
+                ps = [self._ids(p) for p in prompts[start : start + self.max_batch]]
+                cs = [self._ids(c) for c in continuations[start : start + self.max_batch]]
+                seqs = [p + c for p, c in zip(ps, cs)]
+                before = self.stats.prefill_tokens
+                _, attn, logits = self._prefill(seqs, [len(c) + 1 for c in cs])
+                # scoring work is reported as scored_tokens, not prefill
+                scored = self.stats.prefill_tokens - before
+                self.stats.prefill_tokens = before
+                self.stats.scored_tokens += scored
+                logp = torch.log_softmax(logits, dim=-1)
+                window = logits.shape[1]
+                for i, c in enumerate(cs):
+                    cols = torch.arange(window - len(c) - 1, window - 1)
+                    out.append(logp[i, cols, torch.tensor(c)].tolist())
+        return out

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real embedded policy through real transformers, one thread per worker."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def policy():
+    from treesearch.policy import load_policy
+
+    return load_policy("embedded", device="cpu")
+
+
+@pytest.fixture()
+def hf_backend(policy):
+    from treesearch.backends.hf import HFBackend
+
+    model, tokenizer = policy
+    return HFBackend.from_model(model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def arithmetic():
+    from tasks import get_task
+
+    return get_task("arithmetic")

@@ -1,0 +1,54 @@
+"""The `treesearch` command line.
+
+Each command lives in its own module that exposes ``register(subparsers)``;
+the module adds its parser and sets ``func``, a callable taking the parsed
+args and returning an exit code. Only commands that work are listed here.
+Errors a user can fix (bad input, missing files) are raised as `UserError`,
+`ValueError` or `FileNotFoundError` and printed as one line, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMAND_MODULES = [
+    "treesearch.commands.bootstrap",
+    "treesearch.commands.evaluate",
+]
+
+
+class UserError(Exception):
+    """An error in what the user asked for; printed as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="treesearch",
+        description="Search over reasoning steps, verify, and learn from the trees (MCTS, tree-segment rollouts, Step-DPO).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValueError, FileNotFoundError, PermissionError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"treesearch {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"treesearch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -48,11 +48,11 @@ class BootstrapConfig:
     batch_size: int = 64
     lr: float = 2e-3
     warmup: int = 100
-    eval_every: int = 100
+    eval_every: int = 50
     eval_problems: int = 200
     min_step: int = 300
-    target_low: float = 0.25
-    target_high: float = 0.45
+    target_low: float = 0.18
+    target_high: float = 0.30
     threads: int = 2
 
 

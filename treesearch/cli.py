@@ -16,6 +16,8 @@ import sys
 COMMAND_MODULES = [
     "treesearch.commands.bootstrap",
     "treesearch.commands.evaluate",
+    "treesearch.commands.demo",
+    "treesearch.commands.iterate",
 ]
 
 

@@ -92,6 +92,7 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
                     "majority": majority(preds),
                     "tokens": sum(len(c.token_ids) for c in comps),
                     "completion": comps[0].text,
+                    **({} if greedy else {"completions": [c.text for c in comps]}),
                 }
             )
         bar.update(len(chunk))

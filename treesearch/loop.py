@@ -1,0 +1,346 @@
+"""Iterative self-improvement: search -> pairs -> Step-DPO -> evaluate, round after round.
+
+Round k, with policy k (round 0: the starting policy):
+
+1. **eval**: greedy accuracy and pass@k of policy k on the held-out split;
+2. **search**: MCTS (or another search) over this round's training problems with
+   policy k, trees appended to ``round_k/trees.jsonl`` batch by batch;
+3. **pairs**: preference data from the trees (``round_k/pairs.jsonl``): step-level
+   pairs (Step-DPO / MCTS-DPO), trajectory-level pairs, or verified-correct
+   solutions for rejection-sampling fine-tuning (``method``);
+4. **train**: policy k+1 from policy k, which is also the reference
+   (``round_k/train/model``).
+
+After the last round the final policy is evaluated too. ``metrics.jsonl`` holds
+one record per round (accuracy, pass@k, pairs, tokens spent, B-STaR's
+exploration and exploitation); it is rebuilt from the round files, never
+appended, so reruns cannot duplicate it.
+
+Resuming: every stage's output is written atomically (or, for the search,
+appended per batch with problem ids), and a stage whose output exists is
+skipped; a killed run continues where it stopped when the same command is run
+again, and the seeded search makes the redone part identical.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from treesearch.config import load_config, to_dict
+from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
+from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats
+from treesearch.search.mcts import MCTSConfig
+from treesearch.train.config import StepDPOConfig
+
+METHODS = ("step_dpo", "traj_dpo", "rft")
+
+
+def _f(default, help: str):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    problems: int = _f(200, "held-out problems evaluated after every round")
+    n_ops: int = _f(3, "arithmetic: operations per held-out problem (0 = mixed)")
+    k: int = _f(8, "samples per problem for pass@k / exploration (0 = greedy only)")
+    temperature: float = _f(1.0, "sampling temperature of the pass@k samples")
+    seed: int = _f(0, "seed of the held-out problems and samples")
+
+
+@dataclasses.dataclass(frozen=True)
+class RFTSettings:
+    learning_rate: float = _f(1e-4, "AdamW learning rate of rejection-sampling fine-tuning")
+    epochs: int = _f(1, "passes over the verified-correct solutions")
+    batch_size: int = _f(16, "solutions per step")
+    per_problem: int = _f(4, "distinct correct solutions kept per problem")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """One iterative run. Loaded strictly from YAML: unknown keys are errors."""
+
+    policy: str = _f("embedded", "starting policy: 'embedded', a checkpoint directory or a Hugging Face name")
+    task: str = _f("arithmetic", "task suite searched and evaluated")
+    rounds: int = _f(3, "search -> pairs -> train rounds")
+    train_problems: int = _f(128, "training problems searched per round (fresh problems every round)")
+    train_n_ops: int = _f(0, "arithmetic: operations per training problem (0 = mixed 2..5)")
+    method: str = _f("step_dpo", "step_dpo (step-level pairs) | traj_dpo (whole solutions) | rft (SFT on correct solutions)")
+    search_batch: int = _f(32, "problems per search batch (one backend call per wave)")
+    seed: int = _f(0, "seed of problems, search and training")
+    device: str = _f("auto", "'auto', 'cpu' or 'cuda'")
+    search: MCTSConfig = _f(MCTSConfig(), "MCTS settings")
+    pairs: PairConfig = _f(PairConfig(), "pair extraction settings")
+    train: StepDPOConfig = _f(StepDPOConfig(), "Step-DPO settings")
+    rft: RFTSettings = _f(RFTSettings(), "rejection-sampling fine-tuning settings (method rft)")
+    eval: EvalSettings = _f(EvalSettings(), "held-out evaluation settings")
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.rounds < 1 or self.train_problems < 1:
+            raise ValueError("rounds and train_problems must be >= 1")
+
+
+def load_loop_config(path: str | Path | None, overrides: dict | None = None) -> LoopConfig:
+    return load_config(LoopConfig, path, overrides)
+
+
+class Run:
+    """A run directory: config snapshot, round_k/ folders, metrics.jsonl."""
+
+    def __init__(self, root: str | Path, cfg: LoopConfig, *, log: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.cfg = cfg
+        self.log = log
+        self.root.mkdir(parents=True, exist_ok=True)
+        snap = self.root / "config.json"
+        mine = to_dict(cfg)
+        if snap.is_file():
+            old = json.loads(snap.read_text())
+            if old != json.loads(json.dumps(mine)):
+                raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
+        else:
+            atomic_write_text(snap, json.dumps(mine, indent=2) + "\n")
+
+    def round_dir(self, k: int) -> Path:
+        return self.root / f"round_{k}"
+
+    def policy_of(self, k: int) -> str:
+        """Policy k: the starting policy, or the model trained in round k-1."""
+        return self.cfg.policy if k == 0 else str(self.round_dir(k - 1) / "train" / "model")
+
+    # -- stages -------------------------------------------------------------------------------
+    def evaluate(self, k: int, backend, task) -> dict:
+        out = self.round_dir(k) / "eval.json"
+        if out.is_file():
+            return json.loads(out.read_text())
+        from treesearch.evaluate import EvalConfig, evaluate
+
+        e = self.cfg.eval
+        kw = {"n_ops": e.n_ops} if (self.cfg.task == "arithmetic" and e.n_ops) else {}
+        problems = task.problems("test", e.problems, seed=e.seed, **kw)
+        _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=e.seed))
+        result: dict[str, Any] = {"accuracy": greedy["accuracy"], "tokens": greedy["cost"]["computed_tokens"]}
+        if e.k:
+            records, sampled = evaluate(
+                backend, task, problems, EvalConfig(strategy="sample", k=e.k, temperature=e.temperature, seed=e.seed)
+            )
+            result[f"pass@{e.k}"] = sampled[f"pass@{e.k}"]
+            result["pass@1"] = sampled["pass@1"]
+            result[f"maj@{e.k}"] = sampled[f"maj@{e.k}"]
+            # B-STaR exploration: how many distinct correct solutions k samples find per problem
+            result["distinct_correct"] = sum(
+                len({c for c, ok in zip(r.get("completions", []), r["correct"]) if ok}) for r in records
+            ) / len(records)
+            result["tokens"] += sampled["cost"]["computed_tokens"]
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        return result
+
+    def search(self, k: int, backend, task) -> dict:
+        from treesearch.search.runner import run_search, summarize
+        from treesearch.tree import Tree
+
+        rd = self.round_dir(k)
+        done = rd / "search.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        cfg = self.cfg
+        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
+        # fresh training problems every round: round k takes slice k of one seeded stream
+        stream = task.problems("train", cfg.train_problems * (k + 1), seed=cfg.seed, **kw)
+        problems = stream[cfg.train_problems * k :]
+        trees_path = rd / "trees.jsonl"
+        have = {}
+        if trees_path.is_file():
+            for i, d in enumerate(read_jsonl(trees_path, allow_torn_tail=True), 1):
+                have[d["problem_id"]] = Tree.from_json(d, where=f"{trees_path}:{i}")
+            write_jsonl(trees_path, [t.to_json() for t in have.values()])  # drop a torn tail
+        search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
+        cost: dict[str, float] = {}
+        todo = [p for p in problems if p.id not in have]
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"round {k} search", dynamic_ncols=True)
+        for start in range(0, len(todo), cfg.search_batch):
+            batch = todo[start : start + cfg.search_batch]
+            result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch))
+            for p, t, s in zip(batch, result.trees, result.selected):
+                t.meta["search"]["correct"] = bool(s and task.score(p, t.text_of(s)))
+            append_jsonl(trees_path, [t.to_json() for t in result.trees])
+            for key, v in result.cost.as_dict().items():
+                cost[key] = cost.get(key, 0) + v
+            for t in result.trees:
+                have[t.problem_id] = t
+            bar.update(len(batch))
+        bar.close()
+        trees = [have[p.id] for p in problems]
+        from treesearch.search.result import SearchResult, Cost
+
+        summary = summarize(SearchResult(trees, [t.meta["search"]["selected"] for t in trees], Cost()), task, problems)
+        summary.pop("cost", None)
+        summary["cost"] = cost  # of the batches run in this process; resumed batches are not re-counted
+        summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
+        atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def make_pairs(self, k: int, decode) -> dict:
+        from treesearch.search.runner import read_trees
+
+        rd = self.round_dir(k)
+        out = rd / "pairs.jsonl"
+        stats_path = rd / "pairs.json"
+        if out.is_file() and stats_path.is_file():
+            return json.loads(stats_path.read_text())
+        trees = read_trees(rd / "trees.jsonl")
+        if self.cfg.method == "rft":
+            records = correct_solutions(trees, per_problem=self.cfg.rft.per_problem)
+            stats = {"pairs": 0, "solutions": len(records)}
+        else:
+            pc = self.cfg.pairs
+            if self.cfg.method == "traj_dpo":
+                pc = dataclasses.replace(pc, kinds=("trajectory",))
+            records = extract_pairs(trees, pc, decode=decode, round=k)
+            stats = pair_stats(records)
+        write_jsonl(out, records)
+        atomic_write_text(stats_path, json.dumps(stats, indent=2) + "\n")
+        return stats
+
+    def train(self, k: int) -> dict:
+        rd = self.round_dir(k)
+        info_path = rd / "train.json"
+        if info_path.is_file():
+            return json.loads(info_path.read_text())
+        pairs = list(read_jsonl(rd / "pairs.jsonl"))
+        out = rd / "train"
+        t0 = time.perf_counter()
+        if not pairs:
+            # nothing to learn from: the next policy is this one (copied, so paths stay uniform)
+            from treesearch.policy import load_policy
+
+            model, tok = load_policy(self.policy_of(k), device="cpu")
+            tmp = out / "model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            tmp.rename(out / "model")
+            info = {"skipped": "no pairs", "seconds": 0.0}
+        elif self.cfg.method == "rft":
+            from treesearch.rft import train_rft
+
+            info = train_rft(self.policy_of(k), pairs, self.cfg.rft, out, seed=self.cfg.seed + k, device=self.cfg.device)
+        else:
+            from treesearch.train.trainer import train_step_dpo
+
+            tcfg = dataclasses.replace(self.cfg.train, seed=self.cfg.seed + k, device=self.cfg.device)
+            res = train_step_dpo(self.policy_of(k), pairs, tcfg, out)
+            info = {"steps": res.steps, "pairs": res.pairs, "pairs_per_second": res.pairs_per_second, **res.metrics}
+        info["seconds"] = round(time.perf_counter() - t0, 2)
+        atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
+        return info
+
+    # -- the loop -----------------------------------------------------------------------------
+    def metrics(self) -> list[dict]:
+        rows = []
+        for k in range(self.cfg.rounds + 1):
+            rd = self.round_dir(k)
+            if not (rd / "eval.json").is_file():
+                break
+            row: dict[str, Any] = {"round": k, "policy": self.policy_of(k), "eval": json.loads((rd / "eval.json").read_text())}
+            for name in ("search", "pairs", "train"):
+                p = rd / f"{name}.json"
+                if p.is_file():
+                    row[name] = json.loads(p.read_text())
+            e = row["eval"]
+            row["bstar"] = {
+                "exploration_pass@k": e.get(f"pass@{self.cfg.eval.k}"),
+                "exploration_distinct_correct": e.get("distinct_correct"),
+                "exploitation": row.get("search", {}).get("exploitation"),
+            }
+            tokens = e.get("tokens", 0) + row.get("search", {}).get("cost", {}).get("computed_tokens", 0)
+            row["tokens_spent"] = tokens
+            rows.append(row)
+        return rows
+
+    def run(self) -> list[dict]:
+        from tasks import get_task
+        from treesearch.backends.hf import HFBackend
+
+        task = get_task(self.cfg.task)
+        for k in range(self.cfg.rounds + 1):
+            rd = self.round_dir(k)
+            rd.mkdir(parents=True, exist_ok=True)
+            need_policy = not (rd / "eval.json").is_file() or (
+                k < self.cfg.rounds and not (rd / "search.json").is_file()
+            )
+            backend = HFBackend.from_pretrained(self.policy_of(k), device=self.cfg.device) if need_policy else None
+            ev = self.evaluate(k, backend, task)
+            self.log(f"round {k}: held-out greedy accuracy {ev['accuracy']:.3f}")
+            if k == self.cfg.rounds:
+                break
+            s = self.search(k, backend, task)
+            self.log(f"round {k}: search accuracy {s['accuracy']:.3f}, coverage {s['coverage']:.3f}")
+            decode = _decoder(self.policy_of(k))
+            p = self.make_pairs(k, decode)
+            self.log(f"round {k}: {p.get('solutions', p.get('pairs'))} training records ({self.cfg.method})")
+            del backend
+            self.train(k)
+            write_jsonl(self.root / "metrics.jsonl", self.metrics())
+        rows = self.metrics()
+        write_jsonl(self.root / "metrics.jsonl", rows)
+        plot_rounds(rows, self.root / "accuracy.png")
+        return rows
+
+
+def _decoder(policy: str):
+    from transformers import AutoTokenizer
+
+    from treesearch.policy import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve(policy))
+    return lambda ids: tok.decode(list(ids), skip_special_tokens=False)
+
+
+def plot_rounds(rows: list[dict], path: Path) -> None:
+    """Accuracy (greedy, pass@k) by round, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["round"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot(xs, [r["eval"]["accuracy"] for r in rows], "o-", label="greedy accuracy")
+    passk = [k for k in rows[0]["eval"] if k.startswith("pass@") and k != "pass@1"] if rows else []
+    if passk:
+        ax.plot(xs, [r["eval"].get(passk[0]) for r in rows], "s--", label=passk[0])
+    ax.set_xlabel("round")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_xticks(xs)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def results_table(rows: list[dict], k: int) -> list[list[str]]:
+    """Rows for a printed table: round, greedy accuracy, pass@k, pairs, tokens."""
+    out = []
+    for r in rows:
+        e = r["eval"]
+        out.append([
+            str(r["round"]),
+            f"{e['accuracy']:.3f}",
+            f"{e.get(f'pass@{k}', float('nan')):.3f}",
+            str(r.get("pairs", {}).get("pairs", r.get("pairs", {}).get("solutions", "-"))),
+            str(r["tokens_spent"]),
+        ])
+    return out

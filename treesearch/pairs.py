@@ -1,0 +1,219 @@
+"""Step-level preference pairs from searched trees (MCTS-DPO, Step-DPO), in TRL's format.
+
+Three kinds, all with ``prompt`` = the model's templated question plus the shared
+prefix of steps, so the pair trains exactly the decision the search compared:
+
+* ``sibling``: at a node with at least two expanded children whose values differ
+  by at least `margin` (each with at least `min_visits` visits), the higher-valued
+  child's step is ``chosen`` and the lower-valued one's ``rejected``
+  (MCTS-DPO). Value is ``Q = r + V`` of the search, or, with ``value="mc"``,
+  the fraction of verified-correct terminals below the node.
+* ``first_error``: on a failed path, the first step after which no correct answer
+  was reached, although one was reached from its parent, is ``rejected``; the
+  best verified-correct sibling is ``chosen`` (Step-DPO's first wrong step).
+* ``trajectory``: a whole correct solution against a whole wrong one, prompt =
+  the question only (trajectory-level DPO, for comparison).
+
+Records carry TRL's keys (``prompt``, ``chosen``, ``rejected``) plus the exact
+token ids from the tree (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) and
+metadata (problem id, round, depth, values, visits, node ids). They are
+deduplicated, filtered by margin and depth, and balanced per problem.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from treesearch.tree import CORRECT, ROOT, Tree
+
+KINDS = ("sibling", "first_error", "trajectory")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    kinds: tuple[str, ...] = dataclasses.field(default=("sibling", "first_error"), metadata={"help": f"pair kinds: {KINDS}"})
+    value: str = dataclasses.field(default="q", metadata={"help": "'q' (search Q = r + V) or 'mc' (fraction of correct terminals below)"})
+    margin: float = dataclasses.field(default=0.5, metadata={"help": "minimum chosen - rejected value for sibling pairs"})
+    min_visits: int = dataclasses.field(default=1, metadata={"help": "minimum visits of both children of a sibling pair"})
+    min_depth: int = dataclasses.field(default=0, metadata={"help": "shallowest prefix depth (0 = the question alone)"})
+    max_depth: int = dataclasses.field(default=64, metadata={"help": "deepest prefix depth"})
+    max_per_problem: int = dataclasses.field(default=8, metadata={"help": "pairs kept per problem (MCTS-DPO: 8)"})
+    require_correct_prefix: bool = dataclasses.field(
+        default=True, metadata={"help": "sibling pairs only under a prefix from which a correct answer was reached"}
+    )
+
+    def __post_init__(self):
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad:
+            raise ValueError(f"unknown pair kind {bad[0]!r}; expected one of {', '.join(KINDS)}")
+        if self.value not in ("q", "mc"):
+            raise ValueError(f"PairConfig.value must be 'q' or 'mc', got {self.value!r}")
+        if self.max_per_problem < 1:
+            raise ValueError(f"PairConfig.max_per_problem must be >= 1, got {self.max_per_problem}")
+
+
+def terminal_stats(tree: Tree) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, total): verified terminals in each node's subtree, node included. Children have larger ids."""
+    n = tree.num_nodes
+    correct = np.zeros(n, np.int64)
+    total = np.zeros(n, np.int64)
+    term = tree.terminal
+    verdict = tree.verdict
+    parent = tree.parent
+    for node in range(n - 1, -1, -1):
+        if term[node]:
+            total[node] += 1
+            correct[node] += int(verdict[node] == CORRECT)
+        if node != ROOT:
+            p = int(parent[node])
+            total[p] += total[node]
+            correct[p] += correct[node]
+    return correct, total
+
+
+class _Ctx:
+    """Per-tree helpers: prefix text and ids, values."""
+
+    def __init__(self, tree: Tree, cfg: PairConfig, decode: Callable[[Sequence[int]], str]):
+        self.tree, self.cfg = tree, cfg
+        self.correct, self.total = terminal_stats(tree)
+        self.prompt_text = decode(tree.prompt_ids)
+
+    def value(self, node: int) -> float:
+        if self.cfg.value == "q":
+            return self.tree.q(node)
+        return float(self.correct[node] / self.total[node]) if self.total[node] else 0.0
+
+    def record(self, kind: str, parent: int, chosen: int, rejected: int, *, chosen_text=None, rejected_text=None,
+               chosen_ids=None, rejected_ids=None) -> dict:
+        t = self.tree
+        prefix_nodes = t.path(parent)[1:]
+        prefix = "".join(t.text[n] for n in prefix_nodes)
+        return {
+            "prompt": self.prompt_text + prefix,
+            "chosen": t.text[chosen] if chosen_text is None else chosen_text,
+            "rejected": t.text[rejected] if rejected_text is None else rejected_text,
+            "prompt_ids": t.context_ids(parent),
+            "chosen_ids": list(t.token_ids[chosen]) if chosen_ids is None else chosen_ids,
+            "rejected_ids": list(t.token_ids[rejected]) if rejected_ids is None else rejected_ids,
+            "chosen_eos": t.finish_reason[chosen] == "eos" if chosen_text is None else True,
+            "rejected_eos": t.finish_reason[rejected] == "eos" if rejected_text is None else True,
+            "kind": kind,
+            "problem_id": t.problem_id,
+            "question": t.prompt,
+            "prefix": prefix,
+            "depth": int(t.depth[parent]),
+            "chosen_value": self.value(chosen),
+            "rejected_value": self.value(rejected),
+            "chosen_visits": int(t.visits[chosen]),
+            "rejected_visits": int(t.visits[rejected]),
+            "node_ids": [int(parent), int(chosen), int(rejected)],
+        }
+
+
+def _sibling(ctx: _Ctx) -> Iterable[dict]:
+    t, cfg = ctx.tree, ctx.cfg
+    for node in range(t.num_nodes):
+        kids = [c for c in t.children[node] if t.visits[c] >= cfg.min_visits]
+        if len(kids) < 2 or not cfg.min_depth <= t.depth[node] <= cfg.max_depth:
+            continue
+        if cfg.require_correct_prefix and ctx.correct[node] == 0:
+            continue
+        vals = {c: ctx.value(c) for c in kids}
+        best = max(kids, key=lambda c: (vals[c], t.visits[c], -c))
+        worst = min(kids, key=lambda c: (vals[c], -t.visits[c], c))
+        if vals[best] - vals[worst] >= cfg.margin and t.text[best] != t.text[worst]:
+            yield ctx.record("sibling", node, best, worst)
+
+
+def _first_error(ctx: _Ctx) -> Iterable[dict]:
+    t, cfg = ctx.tree, ctx.cfg
+    for node in range(1, t.num_nodes):
+        parent = int(t.parent[node])
+        # node is a first error: nothing correct below it, something correct below its parent, and it was judged
+        if ctx.correct[node] or not ctx.correct[parent] or not ctx.total[node]:
+            continue
+        if not cfg.min_depth <= t.depth[parent] <= cfg.max_depth:
+            continue
+        good = [c for c in t.children[parent] if ctx.correct[c] and t.text[c] != t.text[node]]
+        if good:
+            best = max(good, key=lambda c: (ctx.correct[c] / max(1, ctx.total[c]), t.visits[c], -c))
+            yield ctx.record("first_error", parent, best, node)
+
+
+def _trajectory(ctx: _Ctx) -> Iterable[dict]:
+    t = ctx.tree
+    ends = [n for n in range(1, t.num_nodes) if t.terminal[n]]
+    right = [n for n in ends if t.verdict[n] == CORRECT]
+    wrong = [n for n in ends if t.verdict[n] != CORRECT]
+    for i, (a, b) in enumerate(zip(right, wrong)):
+        yield ctx.record(
+            "trajectory", ROOT, a, b,
+            chosen_text=t.text_of(a), rejected_text=t.text_of(b),
+            chosen_ids=t.context_ids(a)[len(t.prompt_ids):], rejected_ids=t.context_ids(b)[len(t.prompt_ids):],
+        )
+
+
+_EXTRACTORS = {"sibling": _sibling, "first_error": _first_error, "trajectory": _trajectory}
+
+
+def _balance(records: list[dict], limit: int) -> list[dict]:
+    """Up to `limit` pairs, largest value gaps first, spread across depths (round robin)."""
+    by_depth: dict[int, list[dict]] = {}
+    for r in sorted(records, key=lambda r: (-(r["chosen_value"] - r["rejected_value"]), r["depth"], r["node_ids"])):
+        by_depth.setdefault(r["depth"], []).append(r)
+    out: list[dict] = []
+    while len(out) < limit and any(by_depth.values()):
+        for d in sorted(by_depth):
+            if by_depth[d] and len(out) < limit:
+                out.append(by_depth[d].pop(0))
+    return out
+
+
+def extract_pairs(
+    trees: Iterable[Tree], cfg: PairConfig, *, decode: Callable[[Sequence[int]], str], round: int = 0
+) -> list[dict]:
+    """Pairs of every tree, deduplicated on (prompt, chosen, rejected) and balanced per problem."""
+    out: list[dict] = []
+    seen: set[tuple[str, str, str]] = set()
+    for tree in trees:
+        ctx = _Ctx(tree, cfg, decode)
+        mine = []
+        for kind in cfg.kinds:
+            for r in _EXTRACTORS[kind](ctx):
+                key = (r["prompt"], r["chosen"], r["rejected"])
+                if key not in seen:
+                    seen.add(key)
+                    r["round"] = round
+                    mine.append(r)
+        out.extend(_balance(mine, cfg.max_per_problem))
+    return out
+
+
+def correct_solutions(trees: Iterable[Tree], *, per_problem: int = 4) -> list[dict]:
+    """Distinct verified-correct full solutions (for rejection-sampling fine-tuning)."""
+    out = []
+    for t in trees:
+        seen = set()
+        for n in range(1, t.num_nodes):
+            if t.terminal[n] and t.verdict[n] == CORRECT:
+                text = t.text_of(n)
+                if text not in seen and len(seen) < per_problem:
+                    seen.add(text)
+                    out.append({"problem_id": t.problem_id, "prompt_ids": list(t.prompt_ids),
+                                "completion_ids": t.context_ids(n)[len(t.prompt_ids):], "completion": text})
+    return out
+
+
+def pair_stats(pairs: Sequence[dict]) -> dict:
+    """Counts by kind and depth, mean value gap: what a round's metrics record."""
+    kinds: dict[str, int] = {}
+    depths: dict[int, int] = {}
+    for p in pairs:
+        kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+        depths[p["depth"]] = depths.get(p["depth"], 0) + 1
+    gap = float(np.mean([p["chosen_value"] - p["rejected_value"] for p in pairs])) if pairs else 0.0
+    return {"pairs": len(pairs), "by_kind": kinds, "by_depth": {str(k): v for k, v in sorted(depths.items())},
+            "mean_value_gap": gap, "problems_with_pairs": len({p["problem_id"] for p in pairs})}

@@ -1,0 +1,66 @@
+"""Rejection-sampling fine-tuning (RFT): SFT on the policy's own verified-correct solutions.
+
+The baseline that step-level preference learning has to beat at an equal budget
+of sampled tokens: it sees the same search trees, keeps only what verified, and
+maximises its likelihood (loss on the solution tokens, EOS included).
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+
+def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *, seed: int = 0, device: str = "auto") -> dict:
+    """Fine-tune `policy` on records {prompt_ids, completion_ids}; save to out_dir/model atomically."""
+    import torch
+    from tqdm import tqdm
+
+    from treesearch.policy import load_policy
+
+    out = Path(out_dir)
+    final = out / "model"
+    if (final / "config.json").is_file():
+        return json.loads((out / "rft.json").read_text())
+    torch.manual_seed(seed)
+    model, tok = load_policy(policy, device=device, dtype="float32")
+    model.train()
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    data = [(list(r["prompt_ids"]), list(r["completion_ids"]) + ([eos] if r["completion_ids"][-1:] != [eos] else [])) for r in records]
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+    rng = random.Random(seed)
+    dev = next(model.parameters()).device
+    losses = []
+    steps = 0
+    for _ in range(settings.epochs):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for start in tqdm(range(0, len(order), settings.batch_size), desc="rft", dynamic_ncols=True):
+            rows = [data[i] for i in order[start : start + settings.batch_size]]
+            width = max(len(p) + len(c) for p, c in rows)
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            labels = torch.full((len(rows), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, (p, c) in enumerate(rows):
+                seq = p + c
+                ids[i, : len(seq)] = torch.tensor(seq)
+                labels[i, len(p) : len(seq)] = torch.tensor(c)
+                mask[i, : len(seq)] = 1
+            loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            steps += 1
+    model.eval()
+    tmp = out / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    info = {"steps": steps, "solutions": len(data), "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+    (out / "rft.json").write_text(json.dumps(info) + "\n")
+    tmp.rename(final)
+    return info

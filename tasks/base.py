@@ -62,3 +62,22 @@ def split_of(key: str, *, test_fraction_per_mille: int = 100) -> str:
     """Deterministic split by content hash, so train and test can never overlap."""
     bucket = zlib.crc32(key.encode()) % 1000
     return "test" if bucket < test_fraction_per_mille else "train"
+
+
+def take(items: list, n: int, *, seed: int, what: str) -> list:
+    """The first `n` of a fixed list (seed 0: file order; seed > 0: a seeded shuffle first).
+
+    For tasks read from a file, where the split is the whole file. Asking for more
+    than there are is an error naming `what`, never a silent truncation.
+    """
+    import random
+
+    check_seed(seed)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if n > len(items):
+        raise ValueError(f"{what} has {len(items)} problems; asked for {n}")
+    order = list(items)
+    if seed:
+        random.Random(f"take/{seed}").shuffle(order)
+    return order[:n]

@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "treesearch.commands.evaluate",
     "treesearch.commands.demo",
     "treesearch.commands.iterate",
+    "treesearch.commands.tasks",
+    "treesearch.commands.train",
 ]
 
 

@@ -66,6 +66,7 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     from verifiers.exact import extract_final_answer
 
     greedy = cfg.strategy == "greedy"
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
     params = SamplingParams(
         n=1 if greedy else cfg.k,
         temperature=0.0 if greedy else cfg.temperature,
@@ -79,10 +80,11 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(problems), cfg.batch_problems):
         chunk = problems[start : start + cfg.batch_problems]
-        outs = backend.generate([backend.encode_prompt(p.prompt) for p in chunk], params)
+        template = getattr(task, "prompt_template", None)
+        outs = backend.generate([backend.encode_prompt(p.prompt, template) for p in chunk], params)
         for p, comps in zip(chunk, outs):
             correct = [bool(task.score(p, c.text)) for c in comps]
-            preds = [extract_final_answer(c.text) for c in comps]
+            preds = [extract(c.text) for c in comps]
             records.append(
                 {
                     "id": p.id,

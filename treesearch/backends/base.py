@@ -131,8 +131,11 @@ class Backend(Protocol):
     stats: BackendStats
     eos_token_id: int
 
-    def encode_prompt(self, user_text: str) -> list[int]:
-        """Token ids of the model's prompt template applied to one user turn."""
+    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
+        """Token ids of the model's prompt template applied to one user turn.
+
+        `template` (a task's format string with ``{prompt}``) overrides the backend's
+        own; None or "chat" keeps the backend's (the model's chat template by default)."""
         ...
 
     def tokenize(self, text: str) -> list[int]: ...

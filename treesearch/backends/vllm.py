@@ -76,8 +76,9 @@ class VLLMBackend:
         )
         return cls(llm, template=template)
 
-    def encode_prompt(self, user_text: str) -> list[int]:
-        return self.tokenize(render_prompt(self.tokenizer, user_text, self.template, self.system))
+    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
+        tpl = self.template if template in (None, CHAT) else template
+        return self.tokenize(render_prompt(self.tokenizer, user_text, tpl, self.system))
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -1,0 +1,108 @@
+"""The iterative loop on the embedded default: a full round, strict configs, and SIGKILL-resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from treesearch.loop import LoopConfig, load_loop_config
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+
+
+def _cmd(out):
+    return [sys.executable, "-m", "treesearch.cli", "iterate", "--config", str(CONFIG), "--out", str(out)]
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _lines(path):
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()] if Path(path).is_file() else []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    r = subprocess.run(_cmd(out), capture_output=True, text=True, env=_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_a_round_writes_everything(reference):
+    cfg = load_loop_config(CONFIG)
+    snap = json.loads((reference / "config.json").read_text())
+    assert snap["rounds"] == cfg.rounds == 1
+    rows = _lines(reference / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1]
+    assert 0.0 <= rows[0]["eval"]["accuracy"] <= 1.0 and "pass@2" in rows[0]["eval"]
+    assert rows[0]["tokens_spent"] > 0 and "exploitation" in rows[0]["bstar"]
+    trees = _lines(reference / "round_0" / "trees.jsonl")
+    assert len(trees) == cfg.train_problems == len({t["problem_id"] for t in trees})
+    pairs = _lines(reference / "round_0" / "pairs.jsonl")
+    assert all({"prompt", "chosen", "rejected"} <= set(p) for p in pairs)
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(reference / "round_0" / "train" / "model")
+    assert (reference / "accuracy.png").stat().st_size > 1000
+
+
+def _run_until(out, condition, limit=600):
+    """Start the loop and SIGKILL its process group as soon as `condition(out)` holds."""
+    p = subprocess.Popen(_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < limit:
+        if condition(out):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return True
+        time.sleep(0.05)
+    p.wait()
+    return False
+
+
+def test_sigkill_at_several_points_then_resume(reference, tmp_path):
+    points = [
+        lambda d: len(_lines(d / "round_0" / "trees.jsonl")) >= 2,  # mid-search
+        lambda d: (d / "round_0" / "pairs.jsonl").is_file(),  # pairs written, training not done
+        lambda d: (d / "round_0" / "train.json").is_file(),  # before the last evaluation
+    ]
+    killed = [_run_until(tmp_path, cond) for cond in points]
+    assert any(killed), "the run finished before any kill point"
+    r = subprocess.run(_cmd(tmp_path), capture_output=True, text=True, env=_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trees = _lines(tmp_path / "round_0" / "trees.jsonl")
+    ref_trees = _lines(reference / "round_0" / "trees.jsonl")
+    assert [t["problem_id"] for t in trees] == [t["problem_id"] for t in ref_trees]  # none lost or duplicated
+    assert trees == ref_trees  # the seeded search redoes killed batches identically
+    assert _lines(tmp_path / "round_0" / "pairs.jsonl") == _lines(reference / "round_0" / "pairs.jsonl")
+    rows, ref_rows = _lines(tmp_path / "metrics.jsonl"), _lines(reference / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1]
+    assert [r["eval"]["accuracy"] for r in rows] == [r["eval"]["accuracy"] for r in ref_rows]
+
+
+def test_strict_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rounds: 2\nsearch:\n  simulations: 8\n  c_puckt: 1.0\n")
+    with pytest.raises(ValueError, match="search.c_puckt"):
+        load_loop_config(bad)
+    bad.write_text("rounds: two\n")
+    with pytest.raises(ValueError, match="rounds"):
+        load_loop_config(bad)
+    bad.write_text("rounds: [1,\n")
+    with pytest.raises(ValueError, match="invalid YAML"):
+        load_loop_config(bad)
+    assert load_loop_config(None) == LoopConfig()
+
+
+def test_rerun_with_another_config_is_refused(reference, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(CONFIG.read_text() + "seed: 5\n")
+    r = subprocess.run([sys.executable, "-m", "treesearch.cli", "iterate", "--config", str(other), "--out", str(reference)],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 2 and "different config" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,298 @@
+"""Preference pairs: load and validate JSONL, tokenize, batch and pad.
+
+One line of a pairs file (TRL's standard prompt/chosen/rejected strings plus
+our step metadata, so ``datasets.load_dataset("json", ...)`` feeds TRL too)::
+
+    {"prompt": "<|im_start|>user\\nQ: 23+45*2-17=?<|im_end|>\\n<|im_start|>assistant\\n23+90-17\\n",
+     "chosen": "113-17\\n", "rejected": "112-17\\n",
+     "problem_id": "arith-train-3-000007", "round": 0, "depth": 1,
+     "chosen_value": 0.9, "rejected_value": -0.7, "chosen_visits": 12, "rejected_visits": 3,
+     "kind": "sibling", "chosen_eos": false, "rejected_eos": false}
+
+``prompt``, ``chosen`` and ``rejected`` are required; the metadata is optional
+but type-checked when present. ``*_eos`` says the step ended the solution, so
+the tokenizer's EOS id is appended to its ids; mid-solution steps get none
+(Step-DPO). Prompt and step are tokenized separately and their ids
+concatenated, so the prompt/step boundary is exact whatever the tokenizer
+would merge across it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+KINDS = ("sibling", "first_error", "trajectory")
+REQUIRED = {"prompt": str, "chosen": str, "rejected": str}
+OPTIONAL = {
+    "problem_id": (str,),
+    "round": (int,),
+    "depth": (int,),
+    "chosen_value": (int, float),
+    "rejected_value": (int, float),
+    "chosen_visits": (int,),
+    "rejected_visits": (int,),
+    "kind": (str,),
+    "chosen_eos": (bool,),
+    "rejected_eos": (bool,),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """One validated pair. `source` is ``file:line`` (or ``<name>[i]`` for in-memory records)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_eos: bool = False
+    rejected_eos: bool = False
+    chosen_value: float | None = None
+    rejected_value: float | None = None
+    chosen_visits: int | None = None
+    rejected_visits: int | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = ""
+
+
+def _type_ok(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true is not a number here
+    return isinstance(value, kinds)
+
+
+def validate_record(record: Any, where: str) -> Pair:
+    """A `Pair` from one decoded JSON object; ValueError names `where` and the field."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for name, kind in REQUIRED.items():
+        if name not in record:
+            raise ValueError(f"{where}: missing required field {name!r}")
+        if not isinstance(record[name], kind):
+            raise ValueError(f"{where}: field {name!r} must be a string, got {type(record[name]).__name__}")
+    for name in ("chosen", "rejected"):
+        if not record[name]:
+            raise ValueError(f"{where}: field {name!r} is empty")
+    for name, kinds in OPTIONAL.items():
+        if name in record and record[name] is not None and not _type_ok(record[name], kinds):
+            want = " or ".join(k.__name__ for k in kinds)
+            raise ValueError(f"{where}: field {name!r} must be {want}, got {record[name]!r}")
+    if record.get("kind") is not None and record["kind"] not in KINDS:
+        raise ValueError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {record['kind']!r}")
+    for name in ("chosen_visits", "rejected_visits"):
+        if record.get(name) is not None and record[name] < 0:
+            raise ValueError(f"{where}: field {name!r} must be >= 0, got {record[name]!r}")
+    typed = set(REQUIRED) | {"chosen_eos", "rejected_eos", "chosen_value", "rejected_value",
+                             "chosen_visits", "rejected_visits"}
+    get = record.get
+
+    def value(name: str) -> float | None:
+        v = get(name)
+        # NaN/inf (an unvisited node's value) counts as absent; losses that need values then say so
+        return None if v is None or not math.isfinite(v) else float(v)
+
+    return Pair(
+        prompt=record["prompt"],
+        chosen=record["chosen"],
+        rejected=record["rejected"],
+        chosen_eos=bool(get("chosen_eos") or False),
+        rejected_eos=bool(get("rejected_eos") or False),
+        chosen_value=value("chosen_value"),
+        rejected_value=value("rejected_value"),
+        chosen_visits=get("chosen_visits"),
+        rejected_visits=get("rejected_visits"),
+        meta={k: v for k, v in record.items() if k not in typed},
+        source=where,
+    )
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    """All pairs of a JSONL file (blank lines skipped). Bad JSON or fields -> ValueError ``file:line: ...``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: pairs file does not exist")
+    pairs = []
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{p}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
+            pairs.append(validate_record(record, where))
+    if not pairs:
+        raise ValueError(f"{p}: no pairs in file")
+    return pairs
+
+
+def as_pairs(pairs: str | Path | Iterable[Pair | dict[str, Any]], name: str = "pairs") -> list[Pair]:
+    """Accept a JSONL path, `Pair`s or plain dicts (validated as ``name[i]``)."""
+    if isinstance(pairs, (str, Path)):
+        return load_pairs(pairs)
+    out = [p if isinstance(p, Pair) else validate_record(p, f"{name}[{i}]") for i, p in enumerate(pairs)]
+    if not out:
+        raise ValueError(f"{name}: no pairs given")
+    return out
+
+
+def fingerprint(pairs: Sequence[Pair]) -> str:
+    """Content hash of the training-relevant fields, so a resumed run can check it sees the same data."""
+    h = hashlib.sha256()
+    for p in pairs:
+        row = [p.prompt, p.chosen, p.rejected, p.chosen_eos, p.rejected_eos, p.chosen_value,
+               p.rejected_value, p.chosen_visits, p.rejected_visits]
+        h.update(json.dumps(row).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedPairs:
+    """Struct of arrays over N pairs: token ids per pair (lists of ints), plus N-vectors of metadata."""
+
+    prompt_ids: list[list[int]]
+    chosen_ids: list[list[int]]
+    rejected_ids: list[list[int]]
+    chosen_values: np.ndarray  # [N] float, NaN where absent
+    rejected_values: np.ndarray  # [N]
+    chosen_visits: np.ndarray  # [N] float, NaN where absent
+    rejected_visits: np.ndarray  # [N]
+    sources: list[str]
+    truncated: int  # pairs whose prompt lost tokens to max_length
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def lengths(self) -> np.ndarray:
+        """[N] length of the longer of the two sequences of each pair."""
+        return np.array([len(p) + max(len(c), len(r)) for p, c, r in
+                         zip(self.prompt_ids, self.chosen_ids, self.rejected_ids)])
+
+
+def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int) -> TokenizedPairs:
+    """Tokenize prompt and steps separately (no special tokens added), append EOS where flagged,
+    and cut prompts from the left so prompt + longer step fits `max_length`."""
+    eos = tokenizer.eos_token_id
+    if eos is None and any(p.chosen_eos or p.rejected_eos for p in pairs):
+        raise ValueError("pairs ask for an EOS token but the tokenizer has no eos_token_id")
+
+    def enc(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    prompts = enc([p.prompt for p in pairs])
+    chosen = [ids + [eos] if p.chosen_eos else ids for ids, p in zip(enc([p.chosen for p in pairs]), pairs)]
+    rejected = [ids + [eos] if p.rejected_eos else ids for ids, p in zip(enc([p.rejected for p in pairs]), pairs)]
+    truncated = 0
+    for i, p in enumerate(pairs):
+        if not chosen[i] or not rejected[i]:
+            raise ValueError(f"{p.source}: a step tokenizes to no tokens")
+        step = max(len(chosen[i]), len(rejected[i]))
+        if step >= max_length:
+            raise ValueError(f"{p.source}: step of {step} tokens does not fit max_length={max_length}")
+        room = max_length - step
+        if len(prompts[i]) > room:
+            prompts[i] = prompts[i][len(prompts[i]) - room:]  # keep the end: the step is conditioned on it
+            truncated += 1
+        if not prompts[i]:
+            raise ValueError(f"{p.source}: empty prompt; the first step needs a token to be conditioned on")
+
+    def vec(name: str) -> np.ndarray:
+        return np.array([np.nan if getattr(p, name) is None else float(getattr(p, name)) for p in pairs])
+
+    return TokenizedPairs(prompts, chosen, rejected, vec("chosen_value"), vec("rejected_value"),
+                          vec("chosen_visits"), vec("rejected_visits"), [p.source for p in pairs], truncated)
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int,
+                  group_by_length: bool) -> list[np.ndarray]:
+    """Pair indices of each micro-batch of one epoch; a pure function of (seed, epoch), so a resumed
+    run replays the same order. With `group_by_length`, mega-batches of 16 batches are sorted by
+    length before splitting (less padding) and the batch order is shuffled again."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if group_by_length:
+        mega = 16 * batch_size
+        chunks = [order[i:i + mega] for i in range(0, len(order), mega)]
+        order = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length:
+        batches = [batches[j] for j in rng.permutation(len(batches))]
+    return batches
+
+
+def _add_scores(out: list[list[int]], row: int, first_col: int, next_col: int, step: list[int], seq: int) -> None:
+    """Append (row, col, target, seq) for each token of `step`: its first token is predicted at
+    `first_col` (the last prompt position), token k > 0 at column `next_col` + k − 1."""
+    for k, target in enumerate(step):
+        out[0].append(row)
+        out[1].append(first_col if k == 0 else next_col + k - 1)
+        out[2].append(target)
+        out[3].append(seq)
+
+
+def collate(tp: TokenizedPairs, idx: Sequence[int], pad_id: int, *, packed: bool = False) -> dict:
+    """One batch of B pairs as model inputs plus the positions to score.
+
+    Output sequences are numbered 0..2B-1: s < B is pair idx[s]'s chosen step, s >= B its rejected step.
+    Unpacked: 2B right-padded rows, prompt+chosen then prompt+rejected (TRL's layout).
+    Packed: B rows prompt+chosen+rejected; rejected tokens get positions continuing the prompt and a
+    4D mask hides the chosen tokens from them, so the shared prompt runs once per pair.
+
+    Keys: input_ids [R, T] long; attention_mask [R, T] long (unpacked) or [R, 1, T, T] bool (packed);
+    position_ids [R, T] (packed only); score_rows, score_cols, score_targets, score_seq [M] long:
+    hidden state (row, col) predicts token `target` of output sequence `seq`; n_seqs (int, = 2B).
+    """
+    import torch
+
+    b = len(idx)
+    score: list[list[int]] = [[], [], [], []]
+    rows: list[list[int]] = []
+    positions: list[list[int]] = []
+    segments: list[list[int]] = []  # 0 prompt, 1 chosen, 2 rejected
+    if packed:
+        for r, i in enumerate(idx):
+            prompt, c, j = tp.prompt_ids[i], tp.chosen_ids[i], tp.rejected_ids[i]
+            n = len(prompt)
+            rows.append(prompt + c + j)
+            positions.append(list(range(n + len(c))) + list(range(n, n + len(j))))
+            segments.append([0] * n + [1] * len(c) + [2] * len(j))
+            _add_scores(score, r, n - 1, n, c, r)
+            _add_scores(score, r, n - 1, n + len(c), j, b + r)
+    else:
+        for half, steps in enumerate((tp.chosen_ids, tp.rejected_ids)):
+            for r, i in enumerate(idx):
+                prompt, step = tp.prompt_ids[i], steps[i]
+                n = len(prompt)
+                row = half * b + r
+                rows.append(prompt + step)
+                _add_scores(score, row, n - 1, n, step, row)
+    width = max(len(x) for x in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(rows), width), dtype=torch.bool)
+    for r, x in enumerate(rows):
+        input_ids[r, : len(x)] = torch.tensor(x)
+        valid[r, : len(x)] = True
+    out = {"input_ids": input_ids, "n_seqs": 2 * b}
+    out.update({k: torch.tensor(v, dtype=torch.long) for k, v in
+                zip(("score_rows", "score_cols", "score_targets", "score_seq"), score)})
+    if not packed:
+        out["attention_mask"] = valid.long()
+        return out
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, (p, g) in enumerate(zip(positions, segments)):
+        pos[r, : len(p)] = torch.tensor(p)
+        seg[r, : len(g)] = torch.tensor(g)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    hidden_chosen = (seg[:, :, None] == 2) & (seg[:, None, :] == 1)  # rejected queries never see chosen keys
+    mask = causal[None] & valid[:, None, :] & ~hidden_chosen
+    mask |= torch.eye(width, dtype=torch.bool)[None]  # padding queries see themselves: no all-masked rows (NaN)
+    out["attention_mask"] = mask[:, None]
+    out["position_ids"] = pos
+    return out

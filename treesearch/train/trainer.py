@@ -1,0 +1,480 @@
+"""A lean Step-DPO trainer: DPO on step tokens, reference log-probs cached once, resumable.
+
+    result = train_step_dpo("embedded", "pairs.jsonl", StepDPOConfig(beta=0.1), "runs/r0/dpo")
+    result.model_dir   # runs/r0/dpo/model: a Hugging Face checkpoint (merged when LoRA)
+
+What it does, in order:
+1. tokenizes prompt and steps separately (`data.tokenize_pairs`), so only step tokens are scored,
+   and by default packs each pair into one row, prompt + chosen + rejected, with a mask that hides
+   the chosen step from the rejected one, so the shared prompt is computed once (`data.collate`);
+2. computes the reference log-probabilities of every pair ONCE, before the first update, and
+   caches them in ``out_dir/ref_logps.pt`` (epochs and resumed runs reuse them). The reference is
+   `reference` when given, else the base with the LoRA adapter disabled, else the policy itself
+   before its first update (identical to a frozen copy, without holding a second copy);
+3. trains with AdamW, linear warmup then linear decay, gradient accumulation, clipping, bf16
+   autocast on CUDA, seeded length-grouped batches;
+4. logs ``out_dir/metrics.jsonl`` and a tqdm bar; saves resumable checkpoints
+   (``checkpoint-N``: HF model + tokenizer + optimizer/scheduler/RNG state) and the final model
+   (``model``), each written to a temporary directory and renamed into place.
+
+A rerun with the same pairs and config continues from the last checkpoint (or returns the
+finished model); a different run in the same ``out_dir`` is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from treesearch.train import losses
+from treesearch.train.config import StepDPOConfig
+from treesearch.train.data import Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, tokenize_pairs
+
+REF_CACHE = "ref_logps.pt"
+METRICS = "metrics.jsonl"
+FINAL = "model"
+STATE = "trainer_state.pt"
+DONE = "train_result.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training call produced.
+
+    model: the trained transformers model (LoRA merged in), eval mode, on the training device.
+    model_dir: the final Hugging Face checkpoint (loads with AutoModelForCausalLM).
+    steps: optimizer steps of the whole run; resumed_from: the step this call started at.
+    reference_batches: forward passes of the reference pass in this call (0 when cached).
+    metrics: the last logged window plus ``train/loss_mean`` over this call's steps.
+    """
+
+    model: Any
+    tokenizer: Any
+    out_dir: Path
+    model_dir: Path
+    steps: int
+    resumed_from: int
+    pairs: int
+    reference_batches: int
+    seconds: float  # tokenization + reference pass + training loop of this call
+    pairs_per_second: float  # pair-updates of this call per second of `seconds`
+    metrics: dict[str, float]
+
+
+# ---------------------------------------------------------------- log-probabilities
+
+
+def _causal_lm(model):
+    """The transformers CausalLM inside a PEFT wrapper (LoRA layers stay injected)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _fast_head_ok(lm) -> bool:
+    cfg = lm.config
+    # Models that rescale logits after the head need the full forward.
+    return (getattr(cfg, "final_logit_softcapping", None) is None and getattr(cfg, "logit_scale", None) is None
+            and lm.get_output_embeddings() is not None)
+
+
+def sequence_logps(model, batch: dict) -> tuple[Any, Any]:
+    """Summed log-probabilities of each output sequence's step tokens, and their counts.
+
+    batch: `data.collate` output (packed or not). Returns (logp_sum [2B] float32, n_tokens [2B] long).
+    Only the scored positions reach the LM head, so prompt and padding cost no vocabulary projection.
+    """
+    import torch
+
+    n = batch["n_seqs"]
+    rows, cols, seq = batch["score_rows"], batch["score_cols"], batch["score_seq"]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    if "position_ids" in batch:
+        inputs["position_ids"] = batch["position_ids"]
+    lm = _causal_lm(model)
+    if _fast_head_ok(lm):
+        hidden = lm.get_decoder()(**inputs).last_hidden_state
+        logits = lm.get_output_embeddings()(hidden[rows, cols])
+    else:
+        logits = model(**inputs).logits[rows, cols]
+    lp = losses.token_logps(logits, batch["score_targets"])
+    return losses.sum_by_row(lp, seq, n), torch.bincount(seq, minlength=n)
+
+
+def packing_supported(model) -> bool:
+    """Packed pairs need an attention kernel that takes an arbitrary 4D mask."""
+    return getattr(_causal_lm(model).config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def reference_logps(model, tp: TokenizedPairs, *, batch_size: int, pad_id: int, device, autocast=nullcontext,
+                    packed: bool = False, progress: bool = False) -> tuple[Any, Any, int]:
+    """Reference log-probs of all N pairs: (chosen [N], rejected [N]) float32 on CPU, and the number
+    of forward batches. Pairs go through sorted by length, so batches carry little padding."""
+    import torch
+    from tqdm.auto import tqdm
+
+    n = len(tp)
+    order = np.argsort(tp.lengths(), kind="stable")
+    chosen, rejected = torch.zeros(n), torch.zeros(n)
+    was_training = model.training
+    model.eval()
+    starts = range(0, n, batch_size)
+    with torch.inference_mode(), autocast():
+        for s in tqdm(starts, desc="reference log-probs", disable=not progress, leave=False):
+            idx = order[s:s + batch_size]
+            sums, _ = sequence_logps(model, _to(collate(tp, idx, pad_id, packed=packed), device))
+            sums = sums.float().cpu()
+            chosen[idx], rejected[idx] = sums[: len(idx)], sums[len(idx):]
+    model.train(was_training)
+    return chosen, rejected, len(starts)
+
+
+# ---------------------------------------------------------------- the objective
+
+STAT_NAMES = ("loss", "dpo_loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin", "nll")
+
+
+def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, epsilon=None, value_gap=None):
+    """The training loss of one micro-batch of B pairs, and its statistics.
+
+    logp, n_tokens: [2B] from `sequence_logps` (chosen rows first); ref_w, ref_l: [B] reference sums;
+    epsilon: [B] per-pair label smoothing (else config.label_smoothing); value_gap: [B] Q_w − Q_l.
+    Returns (loss scalar, stats [7] detached: loss, dpo_loss, rewards/chosen, rewards/rejected,
+    rewards/accuracy, rewards/margin, nll (0 when rpo_alpha is 0)); rewards are β·(logp − ref).
+    """
+    import torch
+
+    b = ref_w.shape[0]
+    logp_w, logp_l = logp[:b], logp[b:]
+    h = losses.reward_margin(logp_w, logp_l, ref_w, ref_l)
+    eps = epsilon if epsilon is not None else config.label_smoothing
+    dpo = losses.preference_loss(h, beta=config.beta, epsilon=eps, apo_alpha=config.apo_alpha,
+                                 value_gap=value_gap).mean()
+    nll = losses.nll_loss(logp_w, n_tokens[:b]) if config.rpo_alpha else torch.zeros((), device=logp.device)
+    loss = dpo + config.rpo_alpha * nll
+    with torch.no_grad():
+        chosen_r, rejected_r = config.beta * (logp_w - ref_w), config.beta * (logp_l - ref_l)
+        stats = torch.stack([loss, dpo, chosen_r.mean(), rejected_r.mean(), (chosen_r > rejected_r).float().mean(),
+                             (chosen_r - rejected_r).mean(), nll]).float()
+    return loss, stats
+
+
+def _cached_reference(cache: Path, run_id: str, *, fresh_run: bool, model, reference, tp, config, pad_id, device,
+                      autocast, packed) -> tuple[Any, Any, int]:
+    """Reference sums (chosen [N], rejected [N]) from ``ref_logps.pt``, or computed and cached now.
+
+    Must run before the first update: without `reference` or LoRA, the policy itself is the reference.
+    """
+    import torch
+
+    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+    if cached is not None and cached.get("run_id") == run_id:
+        return cached["chosen"], cached["rejected"], 0
+    if not fresh_run:  # resumed weights are no longer the reference
+        raise ValueError(f"{cache}: reference cache missing or stale, cannot resume; use a fresh out_dir")
+    if reference is not None:
+        ref_model, ctx = reference.to(device), nullcontext()
+    elif config.lora:
+        ref_model, ctx = model, model.disable_adapter()
+    else:
+        ref_model, ctx = model, nullcontext()  # no update has happened yet: the policy IS the reference
+    with ctx:
+        ref_w, ref_l, n = reference_logps(ref_model, tp, batch_size=config.ref_batch_size, pad_id=pad_id,
+                                          device=device, autocast=autocast,
+                                          packed=packed and packing_supported(ref_model), progress=config.progress)
+    tmp = cache.with_suffix(".tmp")
+    torch.save({"run_id": run_id, "chosen": ref_w, "rejected": ref_l}, tmp)
+    os.replace(tmp, cache)
+    return ref_w, ref_l, n
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+def _run_id(pairs: list[Pair], config: StepDPOConfig, policy_name: str) -> str:
+    # Knobs that do not change the result may differ between a run and its resumption.
+    free = {"progress", "device", "pack_prompt", "ref_batch_size", "logging_steps", "save_steps", "keep_checkpoints"}
+    cfg = {k: v for k, v in config.to_dict().items() if k not in free}
+    blob = json.dumps([fingerprint(pairs), cfg, policy_name], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _schedule(tp: TokenizedPairs, config: StepDPOConfig) -> list[tuple[int, list[np.ndarray]]]:
+    """Flat list of optimizer steps: (epoch, micro-batches of pair indices)."""
+    lengths = tp.lengths()
+    steps = []
+    for epoch in range(config.epochs):
+        batches = epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch,
+                                group_by_length=config.group_by_length)
+        steps += [(epoch, batches[i:i + config.grad_accum]) for i in range(0, len(batches), config.grad_accum)]
+    return steps
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)  # never exactly 0, so the first step moves
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def _atomic_dir(dst: Path, write) -> None:
+    """Call write(tmp_dir), then move tmp_dir to `dst` (replacing it), so readers never see half a directory."""
+    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if dst.exists():
+        old = dst.parent / f".old-{dst.name}-{os.getpid()}"
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, dst)
+
+
+def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in out.glob("checkpoint-*"):
+        tail = p.name.removeprefix("checkpoint-")
+        if tail.isdigit() and (p / STATE).is_file():
+            found.append((int(tail), p))
+    return sorted(found)
+
+
+def _load_policy(policy, tokenizer, device: str):
+    """(model, tokenizer, name). Paths load in fp32 (master weights; bf16 only via autocast)."""
+    if isinstance(policy, (str, Path)):
+        from treesearch.policy import load_policy
+
+        model, tok = load_policy(policy, device=device, dtype="float32")
+        return model, tok, str(policy)
+    if tokenizer is None:
+        raise ValueError("train_step_dpo: pass tokenizer= when the policy is a model object")
+    return policy.to(device), tokenizer, type(policy).__name__
+
+
+def _save_model(model, tokenizer, dst: Path, *, lora: bool, extra: dict[str, Any]) -> None:
+    import torch
+
+    from treesearch.train.lora import adapter_state, merged_copy
+
+    from transformers.utils import logging as hf_logging
+
+    def write(tmp: Path) -> None:
+        export = merged_copy(model) if lora else model
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "writing shards" bar per checkpoint is noise
+        try:
+            export.save_pretrained(tmp)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        tokenizer.save_pretrained(tmp)
+        if extra:
+            state = dict(extra)
+            if lora:
+                state["adapter"] = adapter_state(model)
+            torch.save(state, tmp / STATE)
+
+    _atomic_dir(dst, write)
+
+
+def _load_weights(model, ckpt: Path) -> None:
+    """Full fine-tuning resume: copy the checkpoint's safetensors weights into `model`."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for f in sorted(ckpt.glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    missing = [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]
+    assert not missing and not unexpected, f"{ckpt}: weights do not match the model ({missing[:3]}, {unexpected[:3]})"
+
+
+def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: StepDPOConfig | None = None,
+                   out_dir: str | Path = "dpo_out", *, reference=None, tokenizer=None) -> TrainResult:
+    """Train `policy` with Step-DPO on `pairs`; write checkpoints and the final model under `out_dir`.
+
+    policy: a checkpoint path or name ("embedded"), or a transformers CausalLM, trained in place
+        (with LoRA the adapter is merged into it at the end); `tokenizer` is then required.
+    pairs: a pairs JSONL path, `Pair`s, or dicts in the pairs format.
+    reference: an optional frozen model for the reference log-probs (default: see module docstring).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    config = config or StepDPOConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = as_pairs(pairs)
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed)  # LoRA initialisation
+    model, tok, policy_name = _load_policy(policy, tokenizer, device)
+    run_id = _run_id(pairs, config, policy_name)
+
+    done = out / FINAL / DONE
+    if done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("run_id") != run_id:
+            raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
+        return _finished(out, info, tok, device)
+    ckpts = _checkpoints(out)
+    resume = None
+    if ckpts:
+        resume = torch.load(ckpts[-1][1] / STATE, map_location="cpu", weights_only=False)
+        if resume.get("run_id") != run_id:
+            raise ValueError(f"{ckpts[-1][1]}: checkpoint of other pairs or config; use a fresh out_dir")
+
+    from treesearch.train import lora as lora_mod
+
+    if lora_mod.is_peft(model):
+        raise ValueError("train_step_dpo: pass a plain (merged) model; LoRA is added when config.lora is true")
+    if config.lora:
+        model = lora_mod.apply_lora(model, config)
+    if config.apo_alpha > 0:
+        _require(pairs, ("chosen_value", "rejected_value"), "apo_alpha > 0")
+    if config.label_smoothing_from_visits:
+        _require(pairs, ("chosen_visits", "rejected_visits"), "label_smoothing_from_visits")
+
+    t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    # positions past the model's trained range would silently extrapolate
+    max_length = min(config.max_length, getattr(_causal_lm(model).config, "max_position_embeddings", None) or 10**9)
+    tp = tokenize_pairs(pairs, tok, max_length=max_length)
+    use_bf16 = config.bf16 and str(device).startswith("cuda")
+    packed = config.pack_prompt and packing_supported(model)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    ref_w, ref_l, ref_batches = _cached_reference(out / REF_CACHE, run_id, fresh_run=resume is None, model=model,
+                                                  reference=reference, tp=tp, config=config, pad_id=pad_id,
+                                                  device=device, autocast=autocast, packed=packed)
+    value_gap = torch.from_numpy(np.nan_to_num(tp.chosen_values - tp.rejected_values)).float()
+    epsilon = (losses.visit_label_smoothing(torch.from_numpy(tp.chosen_visits), torch.from_numpy(tp.rejected_visits))
+               if config.label_smoothing_from_visits else None)
+
+    # optimizer and schedule
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas,
+                            weight_decay=config.weight_decay)
+    schedule = _schedule(tp, config)
+    total = len(schedule)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
+    start = 0
+    if resume is not None:
+        start = resume["step"]
+        if config.lora:
+            lora_mod.load_adapter_state(model, resume["adapter"])
+        else:
+            _load_weights(model, ckpts[-1][1])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["rng"])
+        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+    _truncate_metrics(out / METRICS, start)
+
+    model.train()
+    window: list[list[float]] = []
+    all_losses: list[float] = []
+    last: dict[str, float] = {}
+    bar = tqdm(total=total, initial=start, desc="step-dpo", disable=not config.progress)
+    with (out / METRICS).open("a") as metrics_fh:
+        for step in range(start, total):
+            epoch, group = schedule[step]
+            n_group = sum(len(b) for b in group)
+            for idx in group:
+                batch = _to(collate(tp, idx, pad_id, packed=packed), device)
+                with autocast():
+                    logp, ntok = sequence_logps(model, batch)
+                loss, stats = step_dpo_objective(
+                    logp, ntok, ref_w[idx].to(device), ref_l[idx].to(device), config,
+                    epsilon=epsilon[idx].to(device) if epsilon is not None else None,
+                    value_gap=value_gap[idx].to(device))
+                (loss * (len(idx) / n_group)).backward()  # the group's gradient is the mean over its pairs
+                window.append(stats.tolist())  # one device sync per micro-batch
+                all_losses.append(window[-1][0])
+            grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+                         if config.max_grad_norm > 0 else float("nan"))
+            lr = sched.get_last_lr()[0]
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            done_steps = step + 1
+            bar.update(1)
+            if done_steps % config.logging_steps == 0 or done_steps == total:
+                names = STAT_NAMES if config.rpo_alpha else STAT_NAMES[:-1]
+                last = dict(zip(names, np.mean(window, axis=0).tolist()))
+                last.update({"step": done_steps, "epoch": epoch, "lr": lr,
+                             "grad_norm": grad_norm, "elapsed_s": time.perf_counter() - t0})
+                metrics_fh.write(json.dumps(last) + "\n")
+                metrics_fh.flush()
+                window = []
+                bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['rewards/accuracy']:.2f}",
+                                margin=f"{last['rewards/margin']:.3f}")
+            if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total:
+                state = {"run_id": run_id, "step": done_steps, "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                         "config": config.to_dict()}
+                _save_model(model, tok, out / f"checkpoint-{done_steps}", lora=config.lora, extra=state)
+                for _, old in _checkpoints(out)[: -config.keep_checkpoints]:
+                    shutil.rmtree(old)
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    # 4. final model
+    summary = dict(last, **{"data/truncated_prompts": tp.truncated})
+    if all_losses:
+        summary["train/loss_mean"] = float(np.mean(all_losses))
+    info = {"run_id": run_id, "steps": total, "pairs": len(pairs), "epochs": config.epochs,
+            "config": config.to_dict(), "metrics": summary}
+    final = model.merge_and_unload() if config.lora else model  # the caller's model now holds the result
+    _save_model(final, tok, out / FINAL, lora=False, extra={})
+    (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
+    os.replace(out / FINAL / (DONE + ".tmp"), done)
+    trained_pairs = sum(len(b) for _, g in schedule[start:] for b in g)
+    return TrainResult(model=final.eval(), tokenizer=tok, out_dir=out, model_dir=out / FINAL, steps=total,
+                       resumed_from=start, pairs=len(pairs), reference_batches=ref_batches, seconds=seconds,
+                       pairs_per_second=trained_pairs / seconds if seconds > 0 else math.inf, metrics=summary)
+
+
+def _require(pairs: list[Pair], fields: tuple[str, str], why: str) -> None:
+    for p in pairs:
+        for f in fields:
+            if getattr(p, f) is None:
+                raise ValueError(f"{p.source}: missing field {f!r} (needed by {why})")
+
+
+def _truncate_metrics(path: Path, upto: int) -> None:
+    """Drop metric lines past `upto` (a resumed run rewrites them)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= upto]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def _finished(out: Path, info: dict, tok, device: str) -> TrainResult:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out / FINAL).to(device).eval()
+    return TrainResult(model=model, tokenizer=tok, out_dir=out, model_dir=out / FINAL, steps=info["steps"],
+                       resumed_from=info["steps"], pairs=info["pairs"], reference_batches=0, seconds=0.0,
+                       pairs_per_second=0.0, metrics=info["metrics"])

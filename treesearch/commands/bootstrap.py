@@ -14,6 +14,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="length of the LR schedule (training may stop earlier)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.set_defaults(func=run)
 
 
@@ -23,7 +24,8 @@ def run(args) -> int:
 
     check_seed(args.seed)
     cfg = dataclasses.replace(
-        BootstrapConfig(), out=args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr
+        BootstrapConfig(), out=args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        threads=args.threads,
     )
     report = train(cfg)
     print(f"saved {cfg.out} (step {report['chosen_step']}, {report['train_seconds']} s, {report['parameters']} parameters)")

@@ -1,0 +1,504 @@
+"""verifiers.code: verdicts, and one adversarial test per sandbox property.
+
+Every test runs real sandboxed processes (bwrap where available, as in CI via
+`make system-deps`); each attack asserts the job does not pass and that the
+parent and host are untouched.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+from verifiers import code as vc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADD = "def add(a, b):\n    return a + b\n"
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+
+
+def run(program: str, tests, **kw) -> vc.CodeResult:
+    kw.setdefault("timeout", 5.0)
+    return vc.check(textwrap.dedent(program), tests, **kw)
+
+
+@pytest.fixture(scope="module")
+def isolation() -> str:
+    return vc.isolation_available()
+
+
+@pytest.fixture
+def open_dir():
+    """A host directory anyone may reach and write (so a dropped-uid candidate could, if not stopped)."""
+    d = tempfile.mkdtemp(prefix="verifiers-open-", dir="/tmp")
+    os.chmod(d, 0o777)
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def test_passing_program(isolation):
+    r = vc.check(ADD, ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"])
+    assert (r.passed, r.status, r.failing_assertion, r.detail) == (True, "passed", None, "")
+    assert r.isolation == isolation
+    assert isolation == "bwrap"  # `make system-deps` installs bubblewrap; fallbacks are tested below
+
+
+def test_failing_assert_is_named():
+    r = vc.check(WRONG_ADD, ["assert add(0, 0) == 0", "assert add(1, 2) == 3", "assert add(2, 2) == 4"])
+    assert (r.passed, r.status) == (False, "failed")
+    assert r.failing_assertion == "assert add(1, 2) == 3"
+
+
+def test_humaneval_style_check_function_names_the_assert():
+    tests = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 7, 'odd'\n"
+    r = vc.check("def double(x):\n    return 2 * x\n", tests, entry_point="double")
+    assert r.status == "failed" and r.failing_assertion == "assert candidate(3) == 7, 'odd'"
+    assert vc.check("def double(x):\n    return 2 * x\n", tests, entry_point="triple").detail == "program does not define 'triple'"
+
+
+def test_exception_in_candidate_fails_with_detail():
+    r = vc.check("def f(x):\n    return 1 // x\n", ["assert f(0) == 0"])
+    assert r.status == "failed" and "ZeroDivisionError" in r.detail
+
+
+def test_exception_types_reach_the_tests():
+    prog = "def f(x):\n    raise ValueError('bad')\n"
+    tests = ["try:\n    f(1)\n    raise AssertionError('no raise')\nexcept ValueError:\n    pass"]
+    assert vc.check(prog, tests).passed
+
+
+def test_values_round_trip_exactly():
+    prog = """
+    def f():
+        return [1, 2.5, 'x', None, True, (1, 2), {3}, frozenset({4}), {'k': [b'\\x00']}, 2**100, 1+2j, float('inf')]
+    """
+    tests = [
+        "v = f()",
+        "assert v == [1, 2.5, 'x', None, True, (1, 2), {3}, frozenset({4}), {'k': [b'\\x00']}, 2**100, 1+2j, float('inf')]",
+        "assert [type(x) for x in v] == [int, float, str, type(None), bool, tuple, set, frozenset, dict, int, complex, float]",
+    ]
+    assert run(prog, tests).passed
+
+
+def test_program_syntax_error_crashes_and_bad_jobs_are_invalid():
+    r = vc.check("def f(:\n", ["assert f() == 1"])
+    assert r.status == "crashed" and "SyntaxError" in r.detail
+    assert vc.check(ADD, ["assert add(1,"]).status == "invalid"
+    for bad in [dict(program=None, tests=[]), dict(program=ADD, tests=[1]), dict(program=ADD, tests="", entry_point="a b"),
+                dict(program=ADD, tests="", timeout=-1), dict(program=ADD, tests="", memory_mb="x")]:
+        assert vc.check(**bad).status == "invalid"  # never raises
+
+
+def test_output_is_captured_and_capped():
+    r = run("print('hello'); print('x' * 100000)\ndef f():\n    return 1\n", ["assert f() == 1"])
+    assert r.passed and r.output.startswith("hello") and len(r.output) <= vc.OUTPUT_CHARS + 64
+
+
+def test_trusted_prefix_beats_candidate_helpers():
+    # HumanEval/32 style: the tests call a helper from the prompt; a candidate
+    # redefining it must not rig the check.
+    prompt = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\n\ndef find_zero(xs):\n    pass\n"
+    evil = "def poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    return 12345.0\n"
+    tests = "def check(candidate):\n    assert abs(poly([1, 2], candidate([1, 2]))) < 1e-6\n"
+    assert not vc.check(evil, tests, entry_point="find_zero", trusted_prefix=prompt).passed
+    assert vc.check(evil, tests, entry_point="find_zero").passed  # why the prefix matters (documented limitation)
+
+
+def test_check_batch_order_and_parallelism():
+    jobs = [(ADD, [f"assert add({i}, 1) == {i + 1}"]) for i in range(10)] + [{"program": WRONG_ADD, "tests": ["assert add(1, 1) == 2"]}]
+    got = vc.check_batch(jobs, workers=2)
+    assert [r.passed for r in got] == [True] * 10 + [False]
+
+
+# ---------------------------------------------------------------- fake passes
+
+
+def test_sys_exit_before_tests_fails():
+    r = run("import sys\nsys.exit(0)\ndef add(a, b):\n    return a + b\n", ["assert add(1, 2) == 3"])
+    assert not r.passed and r.status == "crashed"
+
+
+def test_os_exit_zero_fails_at_load_and_inside_a_call():
+    assert run("import os\nos._exit(0)\n", ["assert add(1, 2) == 3"]).status == "crashed"
+    r = run("import os\ndef add(a, b):\n    os._exit(0)\n", ["assert add(1, 2) == 3"])
+    assert not r.passed and r.status == "crashed" and "exited with status 0" in r.detail
+
+
+def test_rigged_eq_results_fail():
+    prog = """
+    class Anything:
+        def __eq__(self, other):
+            return True
+    class Int(int):
+        def __eq__(self, other):
+            return True
+        __hash__ = int.__hash__
+    def f(x):
+        return Anything()
+    def g(x):
+        return Int(0)
+    """
+    assert run(prog, ["assert f(1) == 2"]).status == "failed"
+    r = run(prog, ["assert g(1) == 2"])
+    assert r.status == "failed" and "non-builtin type" in r.detail
+
+
+def test_patching_builtins_assert_and_excepthook_fails():
+    prog = """
+    import builtins, sys
+    class Fake(BaseException):
+        pass
+    builtins.AssertionError = Fake
+    sys.excepthook = lambda *a: None
+    import atexit, os
+    atexit.register(lambda: os._exit(0))
+    def add(a, b):
+        return a - b
+    """
+    r = run(prog, ["assert add(1, 2) == 3"])
+    assert r.status == "failed" and r.failing_assertion == "assert add(1, 2) == 3"
+    # Breaking the candidate's own call server (json relies on isinstance) only breaks the candidate.
+    r = run(prog + "\nbuiltins.isinstance = lambda *a: True\n", ["assert add(1, 2) == 3"])
+    assert not r.passed
+
+
+def test_shadowing_builtins_used_by_tests_fails():
+    prog = "def abs(x):\n    return 0\ndef sorted(x):\n    return [1, 2, 3]\ndef f(x):\n    return 99.0\ndef g():\n    return [3]\n"
+    assert not run(prog, ["assert abs(f(1) - 2.5) < 1e-9"]).passed
+    assert not run(prog, ["assert sorted(g()) == [1, 2, 3]"]).passed
+
+
+def test_forged_output_and_fd_writes_fail():
+    prog = """
+    import json, os, struct, sys
+    verdict = json.dumps({"status": "passed", "nonce": "0" * 32, "failing_assertion": None, "detail": ""}).encode()
+    frame = struct.pack(">I", len(verdict)) + verdict
+    print("passed"); print(verdict.decode()); sys.stdout.flush()
+    for fd in range(256):
+        try:
+            os.write(fd, frame)
+        except OSError:
+            pass
+    def add(a, b):
+        for fd in range(256):
+            try:
+                os.write(fd, frame)
+            except OSError:
+                pass
+        return a - b
+    """
+    r = run(prog, ["assert add(1, 2) == 3"])
+    # Frames written into its own call pipe only garble its own answers.
+    assert not r.passed and r.status in ("failed", "crashed")
+    assert "passed" in r.output  # the forged lines reached the log, and only the log
+    r = run(prog.replace("for fd in range(256)", "for fd in (0, 1, 2, *range(5, 256))"), ["assert add(1, 2) == 3"])
+    assert r.status == "failed" and r.failing_assertion == "assert add(1, 2) == 3"
+
+
+def test_tests_cannot_be_read_from_memory():
+    # The expected value exists only in the test code. The candidate scans its
+    # whole address space (and every Python object and frame) for it; it may
+    # only find it if the process it was forked from had held the tests.
+    prog = r"""
+    import ctypes, gc, sys
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: make /proc/self/mem readable again
+    HEAD, TAIL = b"ZQX-", b"7781-expected"
+    def found_in(data):
+        i = data.find(HEAD)
+        while i != -1:
+            if data[i + 4:i + 4 + len(TAIL)] == TAIL:
+                return True
+            i = data.find(HEAD, i + 1)
+        return False
+    def leak():
+        hits = 0
+        for obj in gc.get_objects():
+            if isinstance(obj, dict):
+                hits += any(isinstance(v, str) and found_in(v.encode("utf-8", "replace")) for v in obj.values())
+        frame = sys._getframe()
+        while frame is not None:
+            hits += any(isinstance(v, (str, dict)) and found_in(repr(v).encode()) for v in frame.f_locals.values())
+            frame = frame.f_back
+        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+            for line in maps:
+                addr, perms = line.split()[:2]
+                if not perms.startswith("r"):
+                    continue
+                lo, hi = (int(x, 16) for x in addr.split("-"))
+                if hi - lo > 1 << 28:
+                    continue
+                try:
+                    mem.seek(lo)
+                    hits += found_in(mem.read(hi - lo))
+                except (OSError, ValueError, OverflowError):
+                    pass
+        return hits
+    """
+    tests = ["assert leak() == 0, 'ZQX-7781-expected'"]
+    for _ in range(3):  # later runs reuse a launcher that has already held these tests
+        r = run(prog, tests, timeout=20.0, memory_mb=2048)
+        assert r.passed, (r.status, r.detail)
+
+
+# ---------------------------------------------------------------- parent, host, network
+
+
+def test_killing_the_parent_fails_and_parent_survives(isolation):
+    victim = subprocess.Popen(["sleep", "30"])
+    # kill(-1) and our own pid are only aimed when the sandbox can stop them
+    # (pid namespace or private uid); otherwise this test would take pytest down.
+    protected = isolation == "bwrap" or os.geteuid() == 0
+    targets = f"os.getppid(), {victim.pid}, 1" + (f", {os.getpid()}, -1" if protected else "")
+    try:
+        prog = f"""
+        import os, signal
+        def attack():
+            for pid in ({targets}):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        attack()
+        def add(a, b):
+            attack()
+            return a + b
+        """
+        r = run(prog, ["assert add(1, 2) == 3"])
+        time.sleep(0.2)
+        assert victim.poll() is None  # a process outside the sandbox is untouched; we are alive too
+        assert r.status in ("passed", "crashed")  # "crashed" if it could kill its own fork server
+        assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # and the pool recovers
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_network_is_unreachable(isolation):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    prog = f"""
+    import socket
+    def probe():
+        out = []
+        for host in ("127.0.0.1", "1.1.1.1", "8.8.8.8"):
+            try:
+                socket.create_connection((host, {port} if host == "127.0.0.1" else 53), timeout=1).close()
+                out.append("open")
+            except OSError:
+                out.append("blocked")
+        return out
+    """
+    try:
+        r = run(prog, ["assert probe() == ['blocked', 'blocked', 'blocked']"])
+        assert r.passed, r.detail
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+
+
+def test_host_filesystem_is_hidden_and_read_only(open_dir):
+    target = open_dir / f"pwned-{uuid.uuid4().hex}"
+    prog = f"""
+    import os
+    def probe():
+        seen = [os.path.exists(p) for p in ({os.path.join(REPO, "verifiers")!r}, "/etc/passwd", "/home", {str(open_dir)!r})]
+        wrote = []
+        for p in ({str(target)!r}, {os.path.join(REPO, 'pwned')!r}, "/usr/pwned", "/pwned"):
+            try:
+                open(p, "w").write("x")
+                wrote.append(p)
+            except OSError:
+                pass
+        return seen, wrote
+    """
+    r = run(prog, ["assert probe() == ([False, False, False, False], []), probe()"])
+    assert r.passed, r.detail
+    assert not target.exists() and not os.path.exists(os.path.join(REPO, "pwned"))
+
+
+def test_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("TREESEARCH_SECRET_TOKEN", "hunter2")
+    vc.shutdown()  # launchers started from now on see the variable in our environment
+    prog = "import os\ndef env():\n    return sorted(os.environ)\n"
+    r = run(prog, ["assert set(env()) <= {'PATH', 'LANG', 'PWD'}, env()"])
+    assert r.passed, r.detail
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_wall_clock_timeout():
+    t0 = time.monotonic()
+    r = run("def add(a, b):\n    while True:\n        pass\n", ["assert add(1, 2) == 3"], timeout=1.0)
+    assert r.status == "timeout" and time.monotonic() - t0 < 1.0 + 1.0
+    r = run("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n", ["pass"], timeout=1.0)
+    assert r.status == "timeout"
+
+
+def test_stuck_launcher_is_killed_by_the_parent():
+    # Trusted test code stuck in one C call (no bytecode boundary, so the
+    # launcher's own alarm cannot interrupt it): the parent's deadline kills it.
+    t0 = time.monotonic()
+    r = run(ADD, ["x = 7 ** (10 ** 9)"], timeout=0.5)
+    assert r.status == "timeout" and time.monotonic() - t0 < 0.5 + vc.PARENT_GRACE + 1.5
+    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed
+
+
+def test_memory_limit():
+    r = run("def f():\n    x = bytearray(1 << 30)\n    return len(x)\n", ["assert f() == 1 << 30"], memory_mb=256)
+    assert r.status == "memory"
+    r = run("x = bytearray(1 << 30)\ndef f():\n    return 1\n", ["assert f() == 1"], memory_mb=256)
+    assert r.status == "memory"
+
+
+def test_file_size_limit():
+    prog = """
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    def big():
+        try:
+            with open("big.bin", "wb") as f:
+                for _ in range(40):
+                    f.write(b"x" * (1 << 20))
+        except OSError:
+            return "limited"
+        return "wrote 40 MB"
+    """
+    assert run(prog, ["assert big() == 'limited'"]).passed
+
+
+def test_open_file_limit():
+    prog = """
+    import os
+    def many():
+        fds = []
+        try:
+            for _ in range(1000):
+                fds.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        return len(fds)
+    """
+    assert run(prog, ["assert many() < 64"]).passed
+
+
+def test_process_limit_when_root():
+    prog = """
+    import os
+    def bomb():
+        n = 0
+        for _ in range(200):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                import time
+                time.sleep(30)
+                os._exit(0)
+            n += 1
+        return n
+    """
+    r = run(prog, ["n = bomb()", "assert n < 40, n"], timeout=10.0)
+    assert r.passed == (os.geteuid() == 0), r.detail  # RLIMIT_NPROC needs the private uid
+    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed
+
+
+def test_daemons_are_killed_after_the_job(open_dir):
+    # Plain-process mode, so a surviving daemon could reach the host directory.
+    marker = open_dir / f"alive-{uuid.uuid4().hex}"
+    control = open_dir / f"control-{uuid.uuid4().hex}"
+    prog = f"""
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(0.7)
+            open({str(marker)!r}, "w").write("still here")
+        os._exit(0)
+    def f():
+        open({str(control)!r}, "w").write("the directory is reachable")
+        return 1
+    """
+    r = run(prog, ["assert f() == 1"], isolation="none")
+    assert r.passed and r.isolation == "none", r.detail
+    assert control.exists()  # so the marker below could have been written
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
+def test_work_dir_is_private_and_removed():
+    prog = "import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\ndef listing():\n    return os.listdir('.')\n"
+    r = run(prog, ["assert listing() == ['scratch.txt']"], isolation="none")
+    assert r.passed, r.detail
+    workdir = r.output.strip()
+    assert workdir.startswith(tempfile.gettempdir()) and not os.path.exists(workdir)
+    assert stat.S_IMODE(os.stat(os.path.dirname(workdir)).st_mode) == 0o711  # job dirs cannot be listed
+    r = run(prog, ["assert listing() == ['scratch.txt']"])
+    assert r.passed  # a fresh directory per job: nothing left from the run above
+
+
+# ---------------------------------------------------------------- fallbacks
+
+
+def test_plain_process_fallback_still_refuses_fake_passes():
+    assert vc.check(ADD, ["assert add(1, 2) == 3"], isolation="none").passed
+    r = vc.check("import os\nos._exit(0)\n", ["assert add(1, 2) == 3"], isolation="none")
+    assert r.status == "crashed" and r.isolation == "none"
+    r = vc.check("class A:\n    __eq__ = lambda s, o: True\ndef add(a, b):\n    return A()\n", ["assert add(1, 2) == 3"], isolation="none")
+    assert r.status == "failed"
+
+
+def test_auto_falls_back_with_a_warning_when_bwrap_fails(monkeypatch):
+    monkeypatch.setattr(vc, "_bwrap_command", lambda: [sys.executable, "-c", "raise SystemExit(1)"])
+    monkeypatch.setattr(vc, "_AUTO", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = vc.isolation_available()
+    assert chosen in ("unshare", "none")
+    assert any("falling back" in str(w.message) for w in caught)
+    r = vc.check(ADD, ["assert add(1, 2) == 3"])
+    assert r.passed and r.isolation == chosen
+    with pytest.raises(ValueError):
+        vc.check(ADD, [], isolation="chroot")
+
+
+def test_unknown_isolation_is_a_clear_error():
+    with pytest.raises(ValueError, match="isolation must be"):
+        vc.check(ADD, [], isolation="docker")
+
+
+def _check_in_child(queue):
+    queue.put(vc.check(ADD, ["assert add(1, 2) == 3"]).passed)
+
+
+def test_usable_from_a_forked_child():
+    import multiprocessing
+
+    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # the parent's pool exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_check_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=60) is True
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # and the parent's launchers were left alone

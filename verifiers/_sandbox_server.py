@@ -1,0 +1,660 @@
+"""Sandbox launcher for `verifiers.code` (stdlib only; run as a script, never imported by the engine).
+
+Processes inside one launcher (bwrap's pid namespace, when available):
+
+    parent (verifiers.code) --frames on stdin/stdout--> launcher  (this file's main(): the trusted *tester*)
+        launcher forks once, at start-up:                fork server (pristine: never sees test code)
+            fork server forks, per job:                  candidate  (untrusted program)
+
+Per job the launcher reads {program, tests, limits, nonce}, sends only the
+program and limits to the fork server, receives the call-pipe ends of the new
+candidate (SCM_RIGHTS), runs the test code itself with each program-defined
+function replaced by a stub that calls into the candidate, has the fork server
+kill every leftover process and wipe the job directory, and answers the parent
+with a record carrying the nonce.
+
+Why this shape. Candidates fork from a process whose memory never held test
+code, so they cannot dig expected outputs out of inherited memory. The
+candidate holds only its call pipe, a log file (stdout/stderr) and /dev/null:
+no launcher channel, so printing or writing anything cannot forge a verdict.
+Values crossing the pipe are tagged JSON of exact builtin types, rebuilt on
+the other side: no rigged ``__eq__``, no patched builtins reach the tests. The
+fork server is a child subreaper, so daemonised grandchildren re-parent to it
+and die in the per-job sweep. Frames are a 4-byte big-endian length followed
+by UTF-8 JSON; candidate frames are size-capped.
+"""
+from __future__ import annotations
+
+import base64
+import builtins
+import gc
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+import traceback
+
+# Modules that typical programs import; importing them before the fork server
+# starts means each candidate finds them in sys.modules instead of on disk.
+import bisect, collections, copy, decimal, fractions, functools, hashlib, heapq, itertools  # noqa: E401,F401
+import math, operator, random, re, statistics, string, typing  # noqa: E401,F401
+
+MAX_FRAME = 32 << 20  # bytes; a candidate answer larger than this is a failure, not a tester OOM
+OUTPUT_HEAD = OUTPUT_TAIL = 2048
+MAX_DEPTH = 100
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 36, 38
+
+
+# ---------------------------------------------------------------- frames
+
+
+def write_frame(fd: int, obj) -> None:
+    data = json.dumps(obj).encode()
+    data = struct.pack(">I", len(data)) + data
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("channel closed")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, limit: int = MAX_FRAME):
+    (n,) = struct.unpack(">I", _read_exact(fd, 4))
+    if n > limit:
+        raise ValueError(f"frame of {n} bytes exceeds {limit}")
+    return json.loads(_read_exact(fd, n))
+
+
+# ---------------------------------------------------------------- values
+
+
+class Unserializable(TypeError):
+    pass
+
+
+def encode(obj, depth: int = 0):
+    """A JSON-able tagged form of a value built from exact builtin types only."""
+    if depth > MAX_DEPTH:
+        raise Unserializable("value nested too deeply")
+    t = type(obj)
+    if obj is None or t is bool or t is str:
+        return obj
+    if t is int:
+        return obj if -(1 << 53) < obj < (1 << 53) else ["i", hex(obj)]  # hex: no digit-count limit
+    if t is float:
+        return ["F", obj] if obj != obj or obj in (float("inf"), float("-inf")) else obj
+    if t is complex:
+        return ["c", obj.real, obj.imag]
+    if t is bytes:
+        return ["b", base64.b64encode(obj).decode()]
+    if t is list or t is tuple or t is set or t is frozenset:
+        tag = {list: "l", tuple: "t", set: "s", frozenset: "f"}[t]
+        return [tag, [encode(x, depth + 1) for x in obj]]
+    if t is dict:
+        return ["d", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in obj.items()]]
+    raise Unserializable(f"{t.__module__}.{t.__qualname__}")
+
+
+def decode(obj):
+    """Inverse of `encode`; anything malformed raises ValueError/TypeError."""
+    t = type(obj)
+    if obj is None or t in (bool, int, float, str):
+        return obj
+    if t is not list or not obj or type(obj[0]) is not str:
+        raise ValueError("malformed value")
+    tag = obj[0]
+    if tag == "i":
+        return int(obj[1], 16)
+    if tag == "F":
+        return float(obj[1])
+    if tag == "c":
+        return complex(float(obj[1]), float(obj[2]))
+    if tag == "b":
+        return base64.b64decode(obj[1])
+    if tag in ("l", "t", "s", "f"):
+        items = [decode(x) for x in obj[1]]
+        return {"l": list, "t": tuple, "s": set, "f": frozenset}[tag](items)
+    if tag == "d":
+        return {decode(k): decode(v) for k, v in obj[1]}
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _set_limit(which: int, soft: int, hard: int | None = None) -> None:
+    """Lower a resource limit (never above the inherited hard limit)."""
+    hard = soft if hard is None else hard
+    _, old_hard = resource.getrlimit(which)
+    if old_hard != resource.RLIM_INFINITY:
+        soft, hard = min(soft, old_hard), min(hard, old_hard)
+    try:
+        resource.setrlimit(which, (soft, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _arrange_fds(stdio: tuple[int, int, int], keep: list[int]) -> list[int]:
+    """Make fds 0-2 copies of `stdio`, `keep` become 3, 4, ...; close every other fd."""
+    import fcntl
+
+    # Park everything above the target range first so no dup2 clobbers a source.
+    high_keep = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 200 + i) for i, fd in enumerate(keep)]
+    high_stdio = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 220 + i) for i, fd in enumerate(stdio)]
+    for i, fd in enumerate(high_stdio):
+        os.dup2(fd, i)
+    for i, fd in enumerate(high_keep):
+        os.dup2(fd, 3 + i, inheritable=False)
+    os.closerange(3 + len(keep), 65536)
+    return list(range(3, 3 + len(keep)))
+
+
+def _wipe(path: str) -> None:
+    def onerror(func, p, exc):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+
+def _children(of: int) -> list[int]:
+    """Pids whose parent is `of` (the fork server is a subreaper, so orphans count)."""
+    try:  # fast path: the kernel's list for a single-threaded process
+        with open(f"/proc/{of}/task/{of}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # ppid: 2nd field after the command name
+        if len(fields) > 1 and int(fields[1]) == of:
+            kids.append(int(name))
+    return kids
+
+
+def _reap() -> dict[int, int]:
+    """Collect every exited child: {pid: wait status}."""
+    done = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return done
+        if pid == 0:
+            return done
+        done[pid] = status
+
+
+def kill_descendants() -> tuple[bool, dict[int, int]]:
+    """SIGKILL every process below this one; (nothing left, wait statuses reaped on the way).
+
+    Called in the fork server, a child subreaper: a daemonised or setsid()
+    grandchild re-parents to it, so walking its children finds everything.
+    """
+    me, reaped = os.getpid(), {}
+    for _ in range(200):
+        victims = _children(me)
+        reaped.update(_reap())
+        victims = [p for p in victims if p not in reaped]
+        if not victims:
+            return True, reaped
+        for pid in victims:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        time.sleep(0.0005)
+    return False, reaped
+
+
+def _read_output(path: str) -> str:
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            if size <= OUTPUT_HEAD + OUTPUT_TAIL:
+                data = f.read()
+            else:
+                head = f.read(OUTPUT_HEAD)
+                f.seek(size - OUTPUT_TAIL)
+                data = head + f"\n... [{size - OUTPUT_HEAD - OUTPUT_TAIL} bytes cut] ...\n".encode() + f.read()
+        return data.decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- candidate
+
+
+def run_candidate(spec: dict, req_fd: int, rep_fd: int, out_fd: int, workdir: str) -> None:
+    """In the forked candidate: isolate, run the program, then answer calls. Never returns."""
+    code = 70
+    try:
+        os.setpgid(0, 0)
+        # Only fds 0-2 (/dev/null, the log) and 3-4 (the call pipe) survive.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        req_fd, rep_fd = _arrange_fds((devnull, out_fd, out_fd), [req_fd, rep_fd])
+        os.chdir(workdir)
+        cpu = int(spec["timeout"]) + 1
+        _set_limit(resource.RLIMIT_AS, int(spec["memory_mb"]) << 20)
+        _set_limit(resource.RLIMIT_CPU, cpu, cpu + 1)  # SIGXCPU first, SIGKILL a second later
+        _set_limit(resource.RLIMIT_FSIZE, 16 << 20)
+        _set_limit(resource.RLIMIT_NOFILE, 64)
+        _set_limit(resource.RLIMIT_CORE, 0)
+        uid = spec.get("uid")
+        if uid is not None:
+            # A uid of its own: no signals or ptrace to the launcher or fork
+            # server, and RLIMIT_NPROC counts only its own processes.
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            _set_limit(resource.RLIMIT_NPROC, 32)
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        sys.stdin = open(0, "r", closefd=False)
+        program, spec = spec["program"], None
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        try:
+            exec(compile(program, "<program>", "exec"), namespace)
+        except BaseException as exc:  # SystemExit / KeyboardInterrupt included: loading must finish
+            sys.stdout.flush()
+            write_frame(rep_fd, {"load_error": f"{type(exc).__name__}: {exc}"[:500], "memory": isinstance(exc, MemoryError)})
+            code = 0
+            return
+        names = [k for k, v in list(namespace.items()) if callable(v) and not k.startswith("__")]
+        write_frame(rep_fd, {"ready": names})
+        while True:
+            req = read_frame(req_fd)
+            fn = namespace.get(req["call"])
+            try:
+                args, kwargs = decode(req["args"]), decode(req["kwargs"])
+                value = fn(*args, **kwargs)
+                reply = {"value": encode(value)}
+            except Unserializable as exc:
+                reply = {"unserializable": str(exc)}
+            except BaseException as exc:
+                name = type(exc).__name__
+                reply = {"raised": name if name.isidentifier() else "Exception", "message": str(exc)[:500],
+                         "memory": isinstance(exc, MemoryError)}
+            sys.stdout.flush()
+            write_frame(rep_fd, reply)
+    except BaseException:
+        pass
+    finally:
+        os._exit(code)
+
+
+# ---------------------------------------------------------------- fork server
+
+
+def _describe(status: int | None) -> dict | None:
+    if status is None:
+        return None
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit": os.WEXITSTATUS(status)}
+
+
+def run_fork_server(fd: int, scratch: str) -> None:
+    """Fork candidates on request and sweep up after them. Never returns.
+
+    Requests (frames on `fd`): {"program", "timeout", "memory_mb", "uid"} ->
+    one byte with the candidate's call-pipe ends attached, then {"pid"};
+    {"cleanup": grace_seconds} -> {"status": wait status of the candidate or
+    None, "clean": bool, "output": log text}.
+    """
+    sock = socket.socket(fileno=fd)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)
+    # No PDEATHSIG: when the launcher dies the socket reads EOF and we still sweep.
+    gc.collect()
+    gc.freeze()  # candidates then never touch these objects' GC headers: fewer copy-on-write faults
+    job = None
+    try:
+        while True:
+            msg = read_frame(fd, limit=256 << 20)
+            if "program" in msg:
+                workdir = tempfile.mkdtemp(prefix="job-", dir=scratch)
+                out_path = workdir + ".log"
+                out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                uid = msg.get("uid")
+                if uid is not None:
+                    os.chown(workdir, uid, uid)
+                req_r, req_w = os.pipe()
+                rep_r, rep_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    run_candidate(msg, req_r, rep_w, out_fd, workdir)
+                msg = None
+                for x in (req_r, rep_w, out_fd):
+                    os.close(x)
+                socket.send_fds(sock, [b"F"], [req_w, rep_r])
+                os.close(req_w)
+                os.close(rep_r)
+                job = (pid, workdir, out_path, uid)
+                write_frame(fd, {"pid": pid})
+            elif "cleanup" in msg and job is not None:
+                pid, workdir, out_path, uid = job
+                status, deadline = None, time.monotonic() + float(msg["cleanup"])
+                while True:  # a candidate that closed its pipe is usually exiting: get its real status
+                    try:
+                        done, st = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if done:
+                        status = st
+                        break
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.002)
+                clean, _ = kill_descendants()
+                output = _read_output(out_path)
+                try:
+                    os.unlink(out_path)
+                except OSError:
+                    pass
+                _wipe(workdir)
+                job = None
+                write_frame(fd, {"status": _describe(status), "clean": clean, "output": output})
+    except BaseException:
+        pass
+    finally:
+        kill_descendants()
+        os._exit(0)
+
+
+# ---------------------------------------------------------------- tester
+
+
+class CandidateGone(Exception):
+    """The candidate process died or broke the call protocol."""
+
+
+class Deadline(BaseException):
+    """The job's wall-clock budget ran out (raised from SIGALRM)."""
+
+
+def _on_alarm(signum, frame):
+    raise Deadline()
+
+
+class CandidateFunction:
+    """Stands for a function defined by the program; each call is a round trip to the candidate."""
+
+    def __init__(self, link: "Link", name: str) -> None:
+        self._link, self.__name__ = link, name
+
+    def __call__(self, *args, **kwargs):
+        return self._link.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<candidate function {self.__name__}>"
+
+
+class Link:
+    """The tester's end of one candidate's call pipe."""
+
+    def __init__(self, req_fd: int, rep_fd: int) -> None:
+        self.req_fd, self.rep_fd = req_fd, rep_fd
+
+    def recv(self) -> dict:
+        try:
+            reply = read_frame(self.rep_fd)
+        except (EOFError, OSError, ValueError, RecursionError) as exc:
+            raise CandidateGone(f"{type(exc).__name__}: {exc}"[:200]) from None
+        if type(reply) is not dict:
+            raise CandidateGone("malformed reply")
+        return reply
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        try:
+            write_frame(self.req_fd, {"call": name, "args": encode(args), "kwargs": encode(kwargs)})
+        except OSError as exc:
+            raise CandidateGone(str(exc)) from None
+        reply = self.recv()
+        if "value" in reply:
+            try:
+                return decode(reply["value"])
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+                raise CandidateGone(f"malformed value: {exc}") from None
+        if "unserializable" in reply:
+            raise TypeError(f"{name}() returned a value of non-builtin type {str(reply['unserializable'])[:100]}")
+        if reply.get("memory"):
+            raise MemoryError(f"{name}() ran out of memory")
+        kind = getattr(builtins, str(reply.get("raised")), None)
+        if not (isinstance(kind, type) and issubclass(kind, Exception)) or issubclass(kind, AssertionError):
+            kind = RuntimeError  # an AssertionError raised inside the candidate is not a test verdict
+        raise kind(f"{name}() raised {reply.get('raised')}: {str(reply.get('message'))[:300]}")
+
+
+def _failing_line(tb, filename: str, source: str) -> str | None:
+    line = None
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == filename:
+            line = lineno
+    if line is None:
+        return None
+    lines = source.splitlines()
+    return lines[line - 1].strip() if 0 < line <= len(lines) else None
+
+
+def compile_tests(job: dict):
+    """[(filename, source, code)] for the test units, and the compiled prefix; SyntaxError propagates."""
+    tests = job["tests"]
+    units = [(f"<test {i}>", t) for i, t in enumerate(tests)] if isinstance(tests, list) else [("<tests>", tests)]
+    compiled = [(name, src, compile(src, name, "exec")) for name, src in units]
+    entry = job.get("entry_point")
+    if entry is not None:
+        compiled.append(("<entry>", f"check({entry})", compile(f"check({entry})", "<entry>", "exec")))
+    return compiled, compile(job.get("prefix") or "", "<prefix>", "exec")
+
+
+def run_tests(job: dict, units, prefix, link: Link) -> dict:
+    """The verdict {"status", "failing_assertion", "detail"} of the tests against the candidate."""
+    tests, entry = job["tests"], job.get("entry_point")
+    namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        exec(prefix, namespace)
+    except Exception as exc:
+        return {"status": "invalid", "failing_assertion": None, "detail": f"trusted prefix raised {type(exc).__name__}: {exc}"}
+    hello = link.recv()
+    if "load_error" in hello:
+        status = "memory" if hello.get("memory") else "crashed"
+        return {"status": status, "failing_assertion": None, "detail": f"program raised {hello['load_error']}"[:500]}
+    names = hello.get("ready")
+    if type(names) is not list or not all(type(n) is str for n in names):
+        raise CandidateGone("malformed hello")
+    for name in names:
+        # Never shadow builtins or trusted names: a program defining `abs` or
+        # `sorted` must not rig `assert abs(candidate(x) - y) < 1e-6`.
+        if name == entry or (name not in namespace and not hasattr(builtins, name)):
+            namespace[name] = CandidateFunction(link, name)
+    if entry is not None and entry not in names:
+        return {"status": "failed", "failing_assertion": None, "detail": f"program does not define {entry!r}"}
+    for name, src, code in units:
+        try:
+            exec(code, namespace)
+        except (CandidateGone, Deadline):
+            raise
+        except BaseException as exc:
+            failing = None
+            if name == "<entry>" and isinstance(tests, str):  # the assert inside the tests' check()
+                failing = _failing_line(exc.__traceback__, "<tests>", tests)
+            if failing is None:
+                failing = _failing_line(exc.__traceback__, name, src)
+            if failing is None and isinstance(tests, list):
+                failing = src.strip()[:500]
+            status = "memory" if isinstance(exc, MemoryError) else "failed"
+            return {"status": status, "failing_assertion": failing, "detail": f"{type(exc).__name__}: {exc}"[:500]}
+    return {"status": "passed", "failing_assertion": None, "detail": ""}
+
+
+def _death(status: dict | None) -> tuple[str, str]:
+    """(status, detail) for a candidate that stopped answering, from its wait status."""
+    if status is None:
+        return "crashed", "candidate stopped answering"
+    if "signal" in status:
+        sig = status["signal"]
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig in (signal.SIGXCPU, signal.SIGKILL):
+            return "timeout", f"candidate killed by {name} (CPU limit)"
+        if sig == signal.SIGXFSZ:
+            return "crashed", "candidate exceeded the file-size limit"
+        return "crashed", f"candidate killed by {name}"
+    return "crashed", f"candidate exited with status {status['exit']} before the tests finished"
+
+
+class ForkServer:
+    """The launcher's handle on its fork server."""
+
+    def __init__(self, scratch: str) -> None:
+        ours, theirs = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            (fd,) = _arrange_fds((devnull, devnull, devnull), [theirs.fileno()])
+            run_fork_server(fd, scratch)
+        theirs.close()
+        self.sock = ours
+
+    def spawn(self, job: dict, uid: int | None) -> tuple[int, Link]:
+        spec = {k: job[k] for k in ("program", "timeout", "memory_mb")}
+        write_frame(self.sock.fileno(), {**spec, "uid": uid})
+        _, fds, _, _ = socket.recv_fds(self.sock, 1, 2)
+        if len(fds) != 2:
+            raise EOFError("fork server did not hand over the call pipe")
+        pid = read_frame(self.sock.fileno())["pid"]
+        return pid, Link(fds[0], fds[1])
+
+    def cleanup(self, grace: float) -> dict:
+        write_frame(self.sock.fileno(), {"cleanup": grace})
+        return read_frame(self.sock.fileno())
+
+
+def run_job(job: dict, server: ForkServer, uid: int | None) -> dict:
+    t0 = time.monotonic()
+    timeout = float(job["timeout"])
+    try:
+        units, prefix = compile_tests(job)
+    except (SyntaxError, ValueError) as exc:
+        return {"status": "invalid", "failing_assertion": None, "detail": f"test code: {type(exc).__name__}: {exc}",
+                "output": "", "seconds": 0.0, "clean": True}
+    _, link = server.spawn(job, uid)
+    gone = None
+    try:
+        signal.setitimer(signal.ITIMER_REAL, max(1e-3, timeout - (time.monotonic() - t0)))
+        try:
+            verdict = run_tests(job, units, prefix, link)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except Deadline:
+        verdict = {"status": "timeout", "failing_assertion": None, "detail": f"no verdict within {timeout} s"}
+    except CandidateGone as exc:
+        verdict, gone = None, str(exc)
+    finally:
+        os.close(link.req_fd)  # a live candidate then reads EOF and exits by itself
+        os.close(link.rep_fd)
+    seconds = time.monotonic() - t0
+    swept = server.cleanup(grace=0.2 if gone is not None else 0.0)
+    if verdict is None:
+        status, detail = _death(swept.get("status"))
+        verdict = {"status": status, "failing_assertion": None, "detail": f"{detail} ({gone})"}
+    return {**verdict, "output": swept.get("output", ""), "seconds": seconds, "clean": bool(swept.get("clean"))}
+
+
+def _can_become(uid: int) -> bool:
+    """Whether a child can switch to `uid` (needs real root with CAP_SETUID)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def main() -> None:
+    """argv: isolation mode ("bwrap", "unshare", "none") and the candidates' uid ("-" for none)."""
+    mode = sys.argv[1] if len(sys.argv) > 1 else "none"
+    uid = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    if uid is not None and not (os.geteuid() == 0 and _can_become(uid)):
+        uid = None  # e.g. `unshare -r` (root only in name) or no CAP_SETUID: candidates keep our uid
+    chan_in, chan_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # no ptrace or /proc/<pid>/mem from a same-uid candidate
+    sys.dont_write_bytecode = True
+    pidns = mode == "bwrap" and os.getpid() == 2 and os.getppid() == 1
+    scratch = tempfile.mkdtemp(prefix="sandbox-")
+    os.chmod(scratch, 0o711)  # candidates may enter their own job dir, not list the others
+    server = ForkServer(scratch)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    write_frame(chan_out, {"ready": True, "pid": os.getpid(), "pidns": pidns, "uid": uid, "scratch": scratch})
+    try:
+        while True:
+            try:
+                job = read_frame(chan_in, limit=256 << 20)
+            except EOFError:
+                break
+            result = run_job(job, server, uid)
+            result["nonce"] = job["nonce"]
+            write_frame(chan_out, result)
+            if not result["clean"]:
+                break  # something survived the sweep: let the parent start a fresh launcher
+    finally:
+        try:
+            server.sock.close()  # the fork server sweeps its descendants on EOF
+            os.waitpid(server.pid, 0)
+        except OSError:
+            pass
+        _wipe(scratch)
+
+
+if __name__ == "__main__":
+    main()

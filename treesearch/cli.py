@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "treesearch.commands.bootstrap",
     "treesearch.commands.evaluate",
     "treesearch.commands.demo",
+    "treesearch.commands.search",
     "treesearch.commands.iterate",
     "treesearch.commands.tasks",
     "treesearch.commands.train",
@@ -39,10 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cpu_threads() -> None:
+    """One torch thread per process on CPU unless TREESEARCH_THREADS says otherwise.
+
+    The tiny models here are latency-bound, and on a busy 2-core machine a second
+    OpenMP thread that spins waiting for a core made a search 50x slower (measured).
+    """
+    n = os.environ.get("TREESEARCH_THREADS", "1")
+    if not n.isdigit() or int(n) < 1:
+        raise SystemExit(f"treesearch: error: TREESEARCH_THREADS must be a positive integer, got {n!r}")
+    try:
+        import torch
+    except ImportError:
+        return
+    if not torch.cuda.is_available():
+        torch.set_num_threads(int(n))
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    _cpu_threads()
     try:
         return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError, PermissionError) as e:

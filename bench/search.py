@@ -1,0 +1,128 @@
+"""Benchmark the search core on the embedded default policy (targets, not a timed test).
+
+1. Tree-segment rollouts (TreePO) versus independent sampling of the same number
+   of complete solutions (default 32 held-out 3-operation problems x 16): tokens
+   computed (prefill + decode, as the backend counts them after prefix-cache reuse)
+   and wall time. Targets: >= 40% fewer tokens (token_ratio <= 0.6) and >= 1.5x less
+   wall time (wall_ratio >= 1.5). Each side starts from an empty prefix cache; each
+   is run `--repeats` times, interleaved, and the fastest wall time is kept.
+2. Search-core overhead: the fraction of MCTS wall time spent outside backend
+   calls (target <= 5%).
+
+    .venv/bin/python bench/search.py [--problems 32] [--solutions 16] [--repeats 3]
+
+The last line printed is one JSON object with token_ratio, wall_ratio and core_overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--problems", type=int, default=32)
+    ap.add_argument("--solutions", type=int, default=16, help="complete solutions per problem, both sides")
+    ap.add_argument("--n-ops", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--segment-len", type=int, default=8)
+    ap.add_argument("--init-copies", type=int, default=2)
+    ap.add_argument("--branch", type=int, default=2)
+    ap.add_argument("--simulations", type=int, default=32, help="MCTS simulations for the overhead measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tasks import get_task
+    from treesearch.backends.base import SamplingParams
+    from treesearch.backends.hf import HFBackend
+    from treesearch.search import BestOfNConfig, MCTSConfig, SegmentConfig, best_of_n, make_trees, run_search, segment_rollouts, summarize
+
+    task = get_task("arithmetic")
+    problems = task.problems("test", args.problems, seed=0, n_ops=args.n_ops)
+    backend = HFBackend.from_pretrained(args.model, device="cpu")
+    seg_cfg = SegmentConfig(
+        segment_len=args.segment_len,
+        max_width=args.solutions,
+        init_copies=args.init_copies,
+        branch=args.branch,
+        max_tokens=args.max_tokens,
+    )
+    ind_cfg = BestOfNConfig(n=args.solutions, max_tokens=args.max_tokens)
+
+    def independent():
+        return best_of_n(backend, make_trees(backend, problems), ind_cfg)
+
+    def segments():
+        return segment_rollouts(backend, make_trees(backend, problems), seg_cfg)
+
+    def cold(fn):
+        backend.reset_cache()  # every run starts cold: no prefix reuse across runs
+        return fn()
+
+    backend.generate([backend.encode_prompt(problems[0].prompt)], SamplingParams(max_tokens=4))  # warm-up
+    # interleaved, fastest of `repeats`: the machine is shared, so load comes and goes
+    runs = [(cold(independent), cold(segments)) for _ in range(args.repeats)]
+    ind = min((r[0] for r in runs), key=lambda r: r.cost.wall_s)
+    seg = min((r[1] for r in runs), key=lambda r: r.cost.wall_s)
+    ind_sum, seg_sum = summarize(ind, task, problems), summarize(seg, task, problems)
+    trajectories = sum(len(t.meta["trajectories"]) for t in seg.trees)
+
+    def line(name, r, s, n_solutions):
+        c = r.cost
+        print(
+            f"{name:>13}: {n_solutions} solutions, computed {c.computed_tokens} tokens "
+            f"(prefill {c.prefill_tokens}, decode {c.decode_tokens}), wall {c.wall_s:.2f}s, "
+            f"{c.calls} calls, coverage {s['coverage']:.3f}"
+        )
+
+    line("independent", ind, ind_sum, args.problems * args.solutions)
+    line("tree-segment", seg, seg_sum, trajectories)
+    token_ratio = seg.cost.computed_tokens / ind.cost.computed_tokens
+    wall_ratio = ind.cost.wall_s / seg.cost.wall_s
+
+    backend.reset_cache()
+    t0 = time.perf_counter()
+    mcts = run_search("mcts", backend, task, problems, MCTSConfig(simulations=args.simulations, max_tokens=args.max_tokens))
+    mcts_sum = summarize(mcts, task, problems)
+    c = mcts.cost
+    print(
+        f"         mcts: {args.simulations} simulations, accuracy {mcts_sum['accuracy']:.3f}, wall {c.wall_s:.2f}s, "
+        f"backend {c.backend_s:.2f}s, core {c.core_s:.3f}s ({c.core_overhead:.1%}), {c.calls} calls"
+    )
+    print(
+        json.dumps(
+            {
+                "token_ratio": round(token_ratio, 4),
+                "wall_ratio": round(wall_ratio, 4),
+                "core_overhead": round(c.core_overhead, 4),
+                "tokens_independent": ind.cost.computed_tokens,
+                "tokens_segments": seg.cost.computed_tokens,
+                "wall_independent_s": round(ind.cost.wall_s, 3),
+                "wall_segments_s": round(seg.cost.wall_s, 3),
+                "solutions_independent": args.problems * args.solutions,
+                "solutions_segments": trajectories,
+                "coverage_independent": ind_sum["coverage"],
+                "coverage_segments": seg_sum["coverage"],
+                "mcts_accuracy": mcts_sum["accuracy"],
+                "mcts_wall_s": round(c.wall_s, 3),
+                "segment_config": {"segment_len": args.segment_len, "init_copies": args.init_copies, "branch": args.branch},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""`treesearch search`: search a task's problems with MCTS, tree-segment rollouts or a baseline.
+
+    treesearch search --task arithmetic --algo mcts --n-problems 30 --n-ops 3 \\
+        --set simulations=16 --set width=2 --out runs/mcts
+
+writes ``runs/mcts/trees.jsonl`` (one tree per line) and ``summary.json``
+(accuracy of the selected answers, coverage, cost). Algorithm settings are the
+fields of its config dataclass, set with ``--set KEY=VALUE`` (listed below).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+
+def _config_help() -> str:
+    from treesearch.search.runner import CONFIGS
+    from treesearch.search.values import RolloutConfig
+
+    lines = ["algorithm settings (--set KEY=VALUE):"]
+    seen = set()
+    for algo, cls in [*CONFIGS.items(), ("--value rollout (--set rollout.KEY=VALUE)", RolloutConfig)]:
+        if cls in seen:
+            continue
+        seen.add(cls)
+        names = [a for a, c in CONFIGS.items() if c is cls] or [algo]
+        lines.append(f"  {' / '.join(names)} ({cls.__name__}):")
+        for f in dataclasses.fields(cls):
+            lines.append(f"    {f.name}={f.default!r}: {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    import argparse
+
+    from treesearch.search.runner import CONFIGS, VALUES
+
+    p = sub.add_parser(
+        "search",
+        help="search problems with MCTS, tree-segment rollouts, best-of-N, beam search or majority vote",
+        description="Search a task's problems and write trees.jsonl and summary.json.",
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="arithmetic", help="task name (tasks.get_task)")
+    p.add_argument("--algo", default="mcts", choices=list(CONFIGS), help="search algorithm")
+    p.add_argument("--n-problems", type=int, default=30, help="problems to search")
+    p.add_argument("--split", default="test", help="train | test")
+    p.add_argument("--n-ops", type=int, default=None, help="arithmetic only: fix the number of operations")
+    p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a Hugging Face name")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch; 0 keeps torch's default (several threads on a busy or small machine can be many times slower for a tiny model)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the problem draw and of sampling")
+    p.add_argument("--value", default=None, choices=VALUES, help="MCTS: value at internal nodes (default zero); others: the scorer that selects (default logprob)")
+    p.add_argument("--batch-size", type=int, default=32, help="problems searched together (one wave = one backend call)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="algorithm setting, repeatable")
+    p.add_argument("--out", required=True, help="run directory for trees.jsonl and summary.json")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tasks import get_task
+    from tasks.base import check_seed
+    from treesearch.search.runner import CONFIGS, apply_overrides, run_search, write_run
+    from treesearch.search.values import RolloutConfig
+
+    check_seed(args.seed)
+    if args.n_problems < 1:
+        raise ValueError(f"--n-problems must be >= 1, got {args.n_problems}")
+    algo_sets = [s for s in args.overrides if not s.startswith("rollout.")]
+    rollout_sets = [s.removeprefix("rollout.") for s in args.overrides if s.startswith("rollout.")]
+    cls = CONFIGS[args.algo]
+    config = apply_overrides(cls(), algo_sets, where="--set")
+    if "seed" in {f.name for f in dataclasses.fields(cls)} and not any(s.startswith("seed=") for s in algo_sets):
+        config = dataclasses.replace(config, seed=args.seed)
+    rollout = apply_overrides(RolloutConfig(), rollout_sets, where="--set rollout.")
+    task = get_task(args.task)
+    kw = {"n_ops": args.n_ops} if args.n_ops is not None else {}
+    problems = task.problems(args.split, args.n_problems, seed=args.seed, **kw)
+
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from treesearch.backends.hf import HFBackend
+
+    backend = HFBackend.from_pretrained(args.model, device=args.device)
+    result = run_search(
+        args.algo,
+        backend,
+        task,
+        problems,
+        config,
+        value=args.value,
+        rollout=rollout,
+        batch_size=args.batch_size,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    info = {
+        "algo": args.algo,
+        "task": args.task,
+        "split": args.split,
+        "n_ops": args.n_ops,
+        "model": args.model,
+        "seed": args.seed,
+        "value": args.value,
+        "config": dataclasses.asdict(config),
+    }
+    if args.value == "rollout":
+        info["rollout"] = dataclasses.asdict(rollout)
+    summary = write_run(args.out, result, task, problems, info)
+    print(json.dumps({k: summary[k] for k in ("algo", "n_problems", "accuracy", "coverage", "tokens_per_problem")}))
+    print(f"wrote {args.out}/trees.jsonl and {args.out}/summary.json", file=sys.stderr)
+    return 0

@@ -1,0 +1,93 @@
+"""What every search returns: the trees, the node each one commits to, and what it cost.
+
+Cost is measured, not estimated: token counts come from the backend's own
+`BackendStats` (prefill = context tokens actually computed after prefix-cache
+reuse), wall time from the clock, and ``core_s = wall_s - backend_s`` is the
+time the search spent outside backend calls (selection, bookkeeping, scoring).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from treesearch.tree import Tree
+
+_COUNTS = ("calls", "prompt_tokens", "prefill_tokens", "cached_tokens", "decode_tokens", "scored_tokens")
+
+
+@dataclasses.dataclass
+class Cost:
+    """Resources one search used. Adding two costs adds every field."""
+
+    wall_s: float = 0.0
+    backend_s: float = 0.0
+    calls: int = 0
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0
+    cached_tokens: int = 0
+    decode_tokens: int = 0
+    scored_tokens: int = 0
+
+    @property
+    def computed_tokens(self) -> int:
+        """Tokens run through the model: prefill + decode + scored."""
+        return self.prefill_tokens + self.decode_tokens + self.scored_tokens
+
+    @property
+    def core_s(self) -> float:
+        return max(0.0, self.wall_s - self.backend_s)
+
+    @property
+    def core_overhead(self) -> float:
+        """Fraction of wall time spent outside backend calls."""
+        return self.core_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)})
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(computed_tokens=self.computed_tokens, core_s=self.core_s, core_overhead=self.core_overhead)
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+class meter:
+    """Context manager filling a `Cost` from the clock and `backend.stats` deltas.
+
+        with meter(backend) as m:
+            ...search...
+        m.cost
+    """
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.cost = Cost()
+
+    def __enter__(self) -> "meter":
+        self._before = self.backend.stats.snapshot()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cost.wall_s = time.perf_counter() - self._t0
+        delta = self.backend.stats.since(self._before)
+        self.cost.backend_s = delta.seconds
+        for name in _COUNTS:
+            setattr(self.cost, name, getattr(delta, name))
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """trees[i] was searched for problem i; selected[i] is the node whose path is its answer
+    (its text is ``trees[i].text_of(selected[i])``; ROOT when nothing was generated)."""
+
+    trees: list[Tree]
+    selected: list[int]
+    cost: Cost
+
+    def answers(self) -> list[str]:
+        return [t.text_of(n) for t, n in zip(self.trees, self.selected)]
+
+    def __add__(self, other: "SearchResult") -> "SearchResult":
+        return SearchResult(self.trees + other.trees, self.selected + other.selected, self.cost + other.cost)

@@ -1,0 +1,210 @@
+"""Run a search over many problems: batches of trees, JSONL out, a summary with accuracy and cost.
+
+    task = tasks.get_task("arithmetic")
+    problems = task.problems("test", 30, seed=0, n_ops=3)
+    result = run_search("mcts", backend, task, problems, MCTSConfig(simulations=16))
+    summary = write_run("runs/mcts", result, task, problems, {"algo": "mcts"})
+
+`run_search` turns the task into the callables the search core takes (an
+outcome `Scorer`, `is_final`, an answer extractor), searches ``batch_size``
+problems at a time (each wave of a batch is one backend call), and adds up the
+cost. `write_run` writes ``trees.jsonl`` (one `Tree.to_json()` per line; the
+tree's ``meta["search"]`` holds the algorithm, its config, the selected node and
+whether its answer verifies) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from treesearch.search.baselines import BeamConfig, BestOfNConfig, GreedyConfig, beam_search, best_of_n, greedy, majority_vote
+from treesearch.search.expand import answer_line_done
+from treesearch.search.mcts import MCTSConfig, mcts
+from treesearch.search.result import Cost, SearchResult
+from treesearch.search.segments import SegmentConfig, segment_rollouts
+from treesearch.search.values import OutcomeValue, RolloutConfig, RolloutValue, Scorer, ValueFn, mean_logprob, zero_value
+from treesearch.tree import CORRECT, ROOT, Tree
+
+CONFIGS: dict[str, type] = {
+    "mcts": MCTSConfig,
+    "segments": SegmentConfig,
+    "best-of-n": BestOfNConfig,
+    "beam": BeamConfig,
+    "majority": BestOfNConfig,
+    "greedy": GreedyConfig,
+}
+VALUES = ("zero", "logprob", "outcome", "rollout")
+# value used when none is named: MCTS gets its signal from terminal outcomes; the selectors rank by confidence
+DEFAULT_VALUE = {"mcts": "zero", "segments": "logprob", "best-of-n": "logprob", "beam": "logprob"}
+
+
+def make_trees(backend, problems: Sequence[Any]) -> list[Tree]:
+    """A bare root per problem; the root context is the model's prompt template applied to the problem."""
+    return [
+        Tree(problem_id=p.id, prompt=p.prompt, prompt_ids=backend.encode_prompt(p.prompt), answer=p.answer, meta=dict(p.meta))
+        for p in problems
+    ]
+
+
+def task_scorer(task, problems: Sequence[Any]) -> Scorer:
+    """``score(tree, text)`` from ``task.score(problem, text)``, matching trees to problems by id."""
+    by_id = {p.id: p for p in problems}
+
+    def score(tree: Tree, text: str) -> float:
+        return float(task.score(by_id[tree.problem_id], text))
+
+    return score
+
+
+def make_value(name: str, backend, score: Scorer, rollout: RolloutConfig = RolloutConfig()) -> ValueFn:
+    if name == "zero":
+        return zero_value
+    if name == "logprob":
+        return mean_logprob
+    if name == "outcome":
+        return OutcomeValue(score)
+    if name == "rollout":
+        return RolloutValue(backend, score, rollout)
+    raise ValueError(f"unknown value {name!r}; expected one of {', '.join(VALUES)}")
+
+
+def apply_overrides(config, pairs: Sequence[str], *, where: str = "--set"):
+    """A copy of the frozen `config` with ``key=value`` strings applied, typed by the field."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq:
+            raise ValueError(f"{where} {pair!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise ValueError(f"{where} {pair!r}: {type(config).__name__} has no field {key!r}; fields: {', '.join(fields)}")
+        kind = type(getattr(config, key))
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif kind is str:
+                value = raw.encode().decode("unicode_escape")  # so "\n" can be typed on a command line
+            else:
+                value = kind(raw)
+        except ValueError:
+            raise ValueError(f"{where} {pair!r}: {key} must be of type {kind.__name__}") from None
+        changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
+def run_search(
+    algo: str,
+    backend,
+    task,
+    problems: Sequence[Any],
+    config=None,
+    *,
+    value: str | None = None,
+    rollout: RolloutConfig = RolloutConfig(),
+    batch_size: int = 32,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Search all `problems` with `algo` (a key of CONFIGS), `batch_size` problems per batch."""
+    if algo not in CONFIGS:
+        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(CONFIGS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    config = config if config is not None else CONFIGS[algo]()
+    if not isinstance(config, CONFIGS[algo]):
+        raise ValueError(f"algorithm {algo!r} takes a {CONFIGS[algo].__name__}, got {type(config).__name__}")
+    delimiter = getattr(task, "step_delimiter", "\n")
+    if hasattr(config, "step_delimiter") and config.step_delimiter != delimiter:
+        config = dataclasses.replace(config, step_delimiter=delimiter)
+    score = task_scorer(task, problems)
+    is_final = getattr(task, "is_final", answer_line_done)
+    value_fn = make_value(value or DEFAULT_VALUE.get(algo, "zero"), backend, score, rollout)
+
+    def one_batch(trees: list[Tree]) -> SearchResult:
+        if algo == "mcts":
+            return mcts(backend, trees, config, score=score, value_fn=value_fn, is_final=is_final)
+        if algo == "segments":
+            return segment_rollouts(backend, trees, config, scorer=value_fn, is_final=is_final)
+        if algo == "best-of-n":
+            return best_of_n(backend, trees, config, scorer=value_fn)
+        if algo == "beam":
+            return beam_search(backend, trees, config, scorer=value_fn, is_final=is_final)
+        if algo == "majority":
+            from verifiers.exact import extract_final_answer
+
+            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer))
+        return greedy(backend, trees, config)
+
+    problems = list(problems)
+    total = SearchResult([], [], Cost())
+    t0 = time.perf_counter()
+    for start in range(0, len(problems), batch_size):
+        batch = problems[start : start + batch_size]
+        total = total + one_batch(make_trees(backend, batch))
+        if progress:
+            done = len(total.trees)
+            solved = sum(_correct(task, p, t, n) for p, t, n in zip(problems, total.trees, total.selected))
+            progress(f"{algo}: {done}/{len(problems)} problems, {solved} solved, {time.perf_counter() - t0:.1f}s")
+    return total
+
+
+def _correct(task, problem, tree: Tree, node: int) -> bool:
+    return node != ROOT and float(task.score(problem, tree.text_of(node))) >= 0.5
+
+
+def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, Any]:
+    """Accuracy of the selected answers, coverage (some node of the tree verifies), tree sizes, cost."""
+    n = len(problems)
+    correct = [_correct(task, p, t, s) for p, t, s in zip(problems, result.trees, result.selected)]
+    covered = []
+    for p, t in zip(problems, result.trees):
+        ends = [c for c in range(1, t.num_nodes) if t.terminal[c]]
+        covered.append(any(t.verdict[c] == CORRECT or _correct(task, p, t, c) for c in ends))
+    cost = result.cost.as_dict()
+    return {
+        "n_problems": n,
+        "accuracy": sum(correct) / n if n else 0.0,
+        "solved": sum(correct),
+        "coverage": sum(covered) / n if n else 0.0,
+        "mean_nodes": sum(t.num_nodes for t in result.trees) / n if n else 0.0,
+        "tokens_per_problem": result.cost.computed_tokens / n if n else 0.0,
+        "cost": cost,
+    }
+
+
+def write_run(
+    out_dir: str | Path, result: SearchResult, task, problems: Sequence[Any], info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``trees.jsonl`` and ``summary.json`` (`info` + `summarize`) under `out_dir`; returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**(info or {}), **summarize(result, task, problems)}
+    with open(out / "trees.jsonl", "w") as f:
+        for p, t, s in zip(problems, result.trees, result.selected):
+            t.meta.setdefault("search", {})
+            t.meta["search"].update(selected=int(s), correct=_correct(task, p, t, s))
+            f.write(json.dumps(t.to_json(), separators=(",", ":")) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_trees(path: str | Path) -> list[Tree]:
+    """Trees from a JSONL file written by `write_run` (``.gz`` read transparently); errors name the file and line."""
+    trees = []
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON: {e.msg}") from None
+            trees.append(Tree.from_json(d, where=f"{path}:{lineno}"))
+    return trees

@@ -1,0 +1,339 @@
+"""Tree-segment rollouts, as in TreePO (Li et al., 2025): sample many solutions that share prefixes.
+
+Every round decodes one fixed-length segment (``segment_len`` tokens, no stop
+string, so a segment ends at EOS or at its length) for every active path of
+every root, each path continuing from its parent's exact context ids, so the
+backend's prefix cache computes every shared prefix once. Each segment is a
+tree node; a trajectory is a root-to-leaf path.
+
+Branching schedule, per root:
+
+* round 0: ``init_copies`` copies of the prompt;
+* then ``total = min(max_width - finished, branch·active + branch·finished_this_round)``
+  children are shared out among the active paths: one each, and the rest in
+  proportion to `weights` (largest remainder); so the width freed by paths that
+  just finished passes to the survivors, and alive + finished never exceeds
+  ``max_width``. `uniform_weights` gives every path the same share;
+  `uncertainty_weights` gives more children to paths whose last segment had a
+  high mean token entropy (estimated as the mean negative log-probability of
+  the sampled tokens); `low_probability_weights` to paths of low cumulative
+  probability.
+
+A path stops (its leaf is terminal) at EOS, at a complete final answer
+(`is_final`), at the depth or token limit (checked at segment boundaries), or
+when it is hopeless: a ``repeat_chars``-character substring occurs
+``repeat_count`` times (finish reason ``"repetition"``). When a root runs out
+of active paths with width left, `refill` re-branches finished paths at
+random segment boundaries until the width is used. A root also stops at its
+decoded-token budget.
+
+Identical samples of one parent (common with a peaked policy and short
+segments) are one node standing for several trajectories: it is decoded once,
+its children draw from distinct sample indices, and it counts once per
+trajectory in the width budget, ``meta["trajectories"]`` and the visit counts.
+
+Each finished trajectory's leaf is evaluated once by `scorer` (its value is
+backed up, so ``visits[n]`` is the number of trajectories through n and Q their
+mean value); the selected answer is the best-scoring trajectory.
+
+`segment_advantages` is TreePO's segment-level advantage for training on the
+trajectories.
+
+A round issues one `generate` call per distinct number of children (the
+backend protocol takes one ``n`` per call, and repeating a prompt would replay
+the same seeded samples), typically two to four.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import zlib
+from typing import Callable, Sequence
+
+import numpy as np
+
+from treesearch.backends.base import SamplingParams
+from treesearch.search.expand import FinalFn, attach, sample
+from treesearch.search.result import SearchResult, meter
+from treesearch.search.values import ValueFn, mean_logprob
+from treesearch.tree import ROOT, Tree, backup
+
+WeightFn = Callable[[Tree, Sequence[int]], np.ndarray]
+
+
+def _f(default, help: str):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    segment_len: int = _f(8, "tokens decoded per segment (paper: 512)")
+    max_width: int = _f(16, "per-root width budget: trajectories alive plus finished (paper: 16)")
+    init_copies: int = _f(2, "copies of the prompt in the first round (paper: random 2-8)")
+    branch: int = _f(2, "children per active path per round (paper: 2)")
+    max_depth: int = _f(32, "segments per trajectory")
+    max_tokens: int = _f(256, "tokens per trajectory, checked at segment boundaries")
+    token_budget: int = _f(0, "decoded tokens per root before it stops; 0 = no budget")
+    temperature: float = _f(1.0, "sampling temperature")
+    top_p: float = _f(1.0, "nucleus sampling mass")
+    repeat_chars: int = _f(32, "hopeless path: a substring of this many characters ...")
+    repeat_count: int = _f(8, "... seen this many times (paper: 32 chars, 8 times)")
+    refill: bool = _f(True, "re-branch finished paths at random segment boundaries when a root has no active path but width left")
+    max_rounds: int = _f(64, "rounds at most (a guard; each round is one segment deeper)")
+    seed: int = _f(0, "sampling seed (round r samples with seed + r)")
+
+    def __post_init__(self):
+        for name in ("segment_len", "max_width", "init_copies", "branch", "max_depth", "max_tokens", "repeat_chars", "repeat_count", "max_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SegmentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_copies > self.max_width:
+            raise ValueError(f"SegmentConfig.init_copies ({self.init_copies}) exceeds max_width ({self.max_width})")
+        if self.token_budget < 0:
+            raise ValueError(f"SegmentConfig.token_budget must be >= 0, got {self.token_budget}")
+
+
+# -- branching weights: pure functions (tree, active leaves) -> non-negative weights ---------
+def uniform_weights(tree: Tree, nodes: Sequence[int]) -> np.ndarray:
+    return np.ones(len(nodes))
+
+
+def _softmax(x: np.ndarray, temperature: float) -> np.ndarray:
+    z = x / max(temperature, 1e-8)
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def uncertainty_weights(tree: Tree, nodes: Sequence[int], *, temperature: float = 0.5) -> np.ndarray:
+    """softmax(entropy estimate / τ), the estimate being the last segment's mean negative log-probability."""
+    ent = np.array([-float(np.mean(tree.logprobs[n])) if tree.logprobs[n] else 0.0 for n in nodes])
+    return _softmax(ent, temperature)
+
+
+def low_probability_weights(tree: Tree, nodes: Sequence[int], *, temperature: float = 4.0) -> np.ndarray:
+    """softmax(-cumulative log-probability of the path / τ): less likely paths get more children."""
+    cum = np.array([float(sum(tree.prior[tree.path(n)[1:]])) for n in nodes])
+    return _softmax(-cum, temperature)
+
+
+def allocate(total: int, weights: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """Share `total` children among paths: ``base[j]`` each (default 1; the heaviest paths first
+    when total is short), the rest by largest remainder of ``rest · w / Σw``; ties go to the
+    earlier path."""
+    k = len(weights)
+    base = np.ones(k, dtype=np.int64) if base is None else np.asarray(base, dtype=np.int64)
+    out = np.zeros(k, dtype=np.int64)
+    if k == 0 or total <= 0:
+        return out
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+    if total < base.sum():
+        for j in np.argsort(-w, kind="stable"):
+            out[j] = min(base[j], total - out.sum())
+        return out
+    out[:] = base
+    rest = total - int(base.sum())
+    share = rest * w
+    whole = np.floor(share).astype(np.int64)
+    out += whole
+    left = rest - int(whole.sum())
+    if left:
+        out[np.argsort(-(share - whole), kind="stable")[:left]] += 1
+    return out
+
+
+def has_repetition(text: str, length: int, count: int) -> bool:
+    """Does some substring of `length` characters occur at least `count` times (overlaps counted)?"""
+    if len(text) < length + count - 1:
+        return False
+    seen = collections.Counter(text[i : i + length] for i in range(len(text) - length + 1))
+    return max(seen.values()) >= count
+
+
+@dataclasses.dataclass
+class _Root:
+    """Per-root state. Paths are (node, count): identical samples of one parent share a node,
+    which then stands for `count` trajectories (so duplicates are decoded once and their
+    continuations still draw from distinct sample indices)."""
+
+    active: list[tuple[int, int]]
+    finished: list[tuple[int, int]]
+    tokens: int = 0
+    done: bool = False
+
+    def width(self, paths: list[tuple[int, int]]) -> int:
+        return sum(k for _, k in paths)
+
+
+def segment_rollouts(
+    backend,
+    trees: Sequence[Tree],
+    config: SegmentConfig = SegmentConfig(),
+    *,
+    weights: WeightFn = uniform_weights,
+    scorer: ValueFn = mean_logprob,
+    is_final: FinalFn | None = None,
+) -> SearchResult:
+    """Grow every tree (a bare root) into at most ``max_width`` trajectories of fixed-length segments.
+
+    Returns the trees, each with its finished trajectories' leaves in
+    ``tree.meta["trajectories"]`` (a leaf repeated once per identical sample), and as selected
+    node the leaf the scorer values most.
+    """
+    cfg = config
+    trees = list(trees)
+    for t in trees:
+        if t.num_nodes != 1:
+            raise ValueError(f"tree {t.problem_id!r}: segment rollouts start from a bare root, got {t.num_nodes} nodes")
+    state = [_Root(active=[], finished=[]) for _ in trees]
+    rngs = [np.random.default_rng([cfg.seed, zlib.crc32(t.problem_id.encode())]) for t in trees]
+    with meter(backend) as m:
+        # requests: (tree index, node to continue, children wanted)
+        requests = [(i, ROOT, cfg.init_copies) for i in range(len(trees))]
+        for rnd in range(cfg.max_rounds):
+            if not requests:
+                break
+            fresh = _decode_round(backend, trees, state, requests, cfg, rnd, is_final)
+            requests = []
+            for i, st in enumerate(state):
+                if st.done:
+                    continue
+                if cfg.token_budget and st.tokens >= cfg.token_budget:
+                    _close(trees[i], st)  # out of budget: unfinished paths end where they are
+                    st.done = True
+                    continue
+                planned = _plan(trees[i], i, st, fresh[i], cfg, weights, rngs[i])
+                requests.extend(planned)
+                st.done = not planned
+        for t, st in zip(trees, state):  # max_rounds reached: close what is still open
+            _close(t, st)
+        selected = _evaluate(trees, state, scorer)
+    for t, st, s in zip(trees, state, selected):
+        t.meta["trajectories"] = sorted(c for c, k in st.finished for _ in range(k))
+        t.meta["search"] = {"algo": "segments", "selected": int(s), "config": dataclasses.asdict(cfg)}
+    return SearchResult(trees, selected, m.cost)
+
+
+def _close(tree: Tree, st: _Root) -> None:
+    for c, k in st.active:
+        tree.terminal[c] = True
+        st.finished.append((c, k))
+    st.active = []
+
+
+def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int, is_final) -> collections.Counter:
+    """Decode one segment for every request (one `generate` call per distinct child count), file the
+    new paths as active or finished; returns the trajectories finished this round, per root."""
+    fresh: collections.Counter = collections.Counter()
+    for k, comps in _sample_requests(backend, trees, requests, cfg, rnd):
+        i, node, _ = requests[k]
+        t, st = trees[i], state[i]
+        st.tokens += sum(len(c.token_ids) for c in comps)
+        for c, count, is_new in attach(
+            t, node, comps, max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=True
+        ):
+            if is_new and not t.terminal[c] and has_repetition(t.text_of(c), cfg.repeat_chars, cfg.repeat_count):
+                t.terminal[c] = True
+                t.finish_reason[c] = "repetition"
+            if t.terminal[c]:
+                st.finished.append((c, count))
+                fresh[i] += count
+            else:
+                st.active.append((c, count))
+    return fresh
+
+
+def _sample_requests(backend, trees, requests, cfg: SegmentConfig, rnd: int):
+    """Yield (request index, its completions): one call per distinct child count n, since the
+    protocol takes one n per call and a repeated prompt would replay the same seeded samples."""
+
+    def params(n, seed):
+        return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.segment_len, seed=seed)
+
+    by_n: dict[int, list[int]] = collections.defaultdict(list)
+    for k, (_, _, n) in enumerate(requests):
+        by_n[n].append(k)
+    for n in sorted(by_n):
+        ks = by_n[n]
+        outs = sample(backend, [trees[requests[k][0]] for k in ks], [requests[k][1] for k in ks], params(n, cfg.seed + rnd))
+        yield from zip(ks, outs)
+
+
+def _plan(tree: Tree, i: int, st: _Root, fresh: int, cfg: SegmentConfig, weights: WeightFn, rng) -> list[tuple[int, int, int]]:
+    """The next round's requests of one root (empty when it is done)."""
+    room = cfg.max_width - st.width(st.finished)
+    if st.active:
+        nodes = [c for c, _ in st.active]
+        counts = np.array([k for _, k in st.active])
+        total = min(room, cfg.branch * int(counts.sum()) + cfg.branch * fresh)
+        # a node standing for k trajectories weighs k times one path
+        alloc = allocate(total, weights(tree, nodes) * counts, base=counts)
+        # alive + finished never exceeds max_width, so every alive path gets its children
+        assert (alloc >= counts).all(), f"width budget broken: {alloc} < {counts}"
+        st.active = []
+        return [(i, c, int(a)) for c, a in zip(nodes, alloc)]
+    if not (cfg.refill and room > 0 and st.finished):
+        return []
+    # Fallback: re-branch finished trajectories at random segment boundaries, `branch` new
+    # paths per pick, until the width is used. The root counts as a boundary only for
+    # one-segment trajectories: re-branching there shares no prefix.
+    want: dict[int, int] = {}
+    left = room
+    while left > 0:
+        leaf = st.finished[int(rng.integers(len(st.finished)))][0]
+        boundary = tree.path(leaf)[:-1]
+        if len(boundary) > 1:
+            boundary = boundary[1:]
+        node = boundary[int(rng.integers(len(boundary)))]
+        k = min(cfg.branch, left)
+        want[node] = want.get(node, 0) + k
+        left -= k
+    return [(i, node, k) for node, k in want.items()]
+
+
+def _evaluate(trees: list[Tree], state: list[_Root], scorer: ValueFn) -> list[int]:
+    """Score each distinct finished leaf once; back it up once per trajectory it stands for."""
+    flat_t, flat_n = [], []
+    for t, st in zip(trees, state):
+        for c in dict.fromkeys(c for c, _ in st.finished):
+            flat_t.append(t)
+            flat_n.append(c)
+    values = scorer(flat_t, flat_n) if flat_n else []
+    for t, c, v in zip(flat_t, flat_n, values):
+        t.value[c] = float(v)
+    selected = []
+    for t, st in zip(trees, state):
+        for c, k in st.finished:
+            for _ in range(k):
+                backup(t, c, float(t.value[c]))
+        if not st.finished:
+            selected.append(ROOT)
+            continue
+        selected.append(max((c for c, _ in st.finished), key=lambda c: (t.value[c], -c)))
+    return selected
+
+
+def segment_advantages(tree: Tree, leaves: Sequence[int], rewards: Sequence[float], *, whiten: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """TreePO's segment-level advantage of each trajectory (root-to-leaf path).
+
+    For trajectory i and each ancestor group G_d (the trajectories among `leaves` that share
+    its first d segments, d = 0 being the whole root group), ``a_{i,d} = R_i - mean(R over G_d)``;
+    groups with a single member are skipped for d > 0. ``A_i = mean_d a_{i,d}``, then
+    whitened over `leaves` (``(A - mean) / (std + eps)``) when `whiten`. Returns [len(leaves)].
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    if len(r) != len(leaves):
+        raise ValueError(f"{len(leaves)} leaves but {len(r)} rewards")
+    if not len(r):
+        return np.zeros(0)
+    paths = [tree.path(leaf) for leaf in leaves]
+    members: dict[int, list[int]] = collections.defaultdict(list)
+    for i, p in enumerate(paths):
+        for node in p[:-1]:  # the leaf's own group is the trajectory alone
+            members[node].append(i)
+    adv = np.zeros(len(r))
+    for i, p in enumerate(paths):
+        terms = [r[i] - r[members[node]].mean() for node in p[:-1] if node == p[0] or len(members[node]) > 1]
+        adv[i] = float(np.mean(terms)) if terms else 0.0
+    if whiten:
+        adv = (adv - adv.mean()) / (adv.std() + eps)
+    return adv

@@ -1,0 +1,119 @@
+"""Value functions: how a search judges a node it cannot yet finish.
+
+The protocol is one batched call over (tree, node) pairs, so a value that needs
+the model (rollouts, a PRM, self-evaluation) makes one backend call per wave::
+
+    ValueFn = Callable[[Sequence[Tree], Sequence[int]], list[float]]
+    value_fn(trees, nodes)[i]  # value of node nodes[i] of trees[i]
+
+Outcomes come from a `Scorer`, ``score(tree, text) -> float`` (1.0 when the
+finished solution text is right, 0.0 when wrong), built by the runner from a
+task's ``score(problem, completion)``.
+
+Built in:
+
+* `zero_value`: V = 0 everywhere (MCTS driven by terminal outcomes alone);
+* `mean_logprob`: the policy's mean token log-probability along the path (a
+  confidence score for best-of-N or beam search without a verifier);
+* `OutcomeValue`: ±1 from the scorer at terminal nodes (MCTS-DPO), a constant
+  elsewhere; sets `tree.verdict` as it goes;
+* `RolloutValue`: Math-Shepherd / OmegaPRM Monte-Carlo value, the fraction of k
+  completions sampled from the node whose final answer verifies (mapped to
+  [-1, 1] by ``2·f - 1`` when ``signed``, to share the ±1 outcome scale).
+
+A process reward model or implicit PRM plugs in as any object with this
+``__call__``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+from treesearch.backends.base import SamplingParams
+from treesearch.tree import CORRECT, WRONG, Tree
+
+Scorer = Callable[[Tree, str], float]
+ValueFn = Callable[[Sequence[Tree], Sequence[int]], list[float]]
+
+
+def judge(tree: Tree, node: int, score: Scorer) -> bool:
+    """Score the solution text ending at `node`, record `tree.verdict[node]`, return whether it is correct."""
+    ok = float(score(tree, tree.text_of(node))) >= 0.5
+    tree.verdict[node] = CORRECT if ok else WRONG
+    return ok
+
+
+def zero_value(trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
+    """V = 0 for every node."""
+    return [0.0] * len(nodes)
+
+
+def mean_logprob(trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
+    """Mean per-token log-probability of the generated path to each node (0 for the root)."""
+    out = []
+    for tree, node in zip(trees, nodes):
+        path = tree.path(node)[1:]
+        n_tok = sum(len(tree.token_ids[n]) for n in path)
+        out.append(float(sum(tree.prior[path])) / n_tok if n_tok else 0.0)
+    return out
+
+
+class OutcomeValue:
+    """±1 by the scorer at terminal nodes, `unfinished` at the others (outcome reward, MCTS-DPO)."""
+
+    def __init__(self, score: Scorer, *, correct: float = 1.0, wrong: float = -1.0, unfinished: float = 0.0):
+        self.score, self.correct, self.wrong, self.unfinished = score, correct, wrong, unfinished
+
+    def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
+        out = []
+        for tree, node in zip(trees, nodes):
+            if tree.terminal[node]:
+                out.append(self.correct if judge(tree, node, self.score) else self.wrong)
+            else:
+                out.append(self.unfinished)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    k: int = dataclasses.field(default=4, metadata={"help": "completions sampled from each node"})
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "sampling temperature of the rollouts (0 = greedy, then k = 1 suffices)"})
+    top_p: float = dataclasses.field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_tokens: int = dataclasses.field(default=128, metadata={"help": "token budget of one rollout"})
+    seed: int = dataclasses.field(default=1, metadata={"help": "sampling seed; differs from the expansion seed so rollouts do not replay the children"})
+    signed: bool = dataclasses.field(default=True, metadata={"help": "return 2·f - 1 in [-1, 1] instead of the fraction f in [0, 1]"})
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"RolloutConfig.k must be >= 1, got {self.k}")
+
+
+class RolloutValue:
+    """Monte-Carlo value: fraction of `config.k` completions from the node that verify.
+
+    One `backend.generate` call per batch of nodes; terminal nodes are judged directly.
+    `last_fractions` keeps the raw fractions of the latest call (the Math-Shepherd soft labels).
+    """
+
+    def __init__(self, backend, score: Scorer, config: RolloutConfig = RolloutConfig()):
+        self.backend, self.score, self.config = backend, score, config
+        self.last_fractions: list[float] = []
+
+    def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
+        cfg = self.config
+        frac = [0.0] * len(nodes)
+        todo = [i for i, (t, n) in enumerate(zip(trees, nodes)) if not t.terminal[n]]
+        for i, (t, n) in enumerate(zip(trees, nodes)):
+            if t.terminal[n]:
+                frac[i] = 1.0 if judge(t, n, self.score) else 0.0
+        if todo:
+            params = SamplingParams(
+                n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed
+            )
+            outs = self.backend.generate([trees[i].context_ids(nodes[i]) for i in todo], params)
+            for i, comps in zip(todo, outs):
+                prefix = trees[i].text_of(nodes[i])
+                wins = sum(float(self.score(trees[i], prefix + c.text)) >= 0.5 for c in comps)
+                frac[i] = wins / len(comps)
+        self.last_fractions = frac
+        return [2.0 * f - 1.0 for f in frac] if cfg.signed else frac

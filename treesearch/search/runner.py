@@ -42,10 +42,12 @@ VALUES = ("zero", "logprob", "outcome", "rollout")
 DEFAULT_VALUE = {"mcts": "zero", "segments": "logprob", "best-of-n": "logprob", "beam": "logprob"}
 
 
-def make_trees(backend, problems: Sequence[Any]) -> list[Tree]:
-    """A bare root per problem; the root context is the model's prompt template applied to the problem."""
+def make_trees(backend, problems: Sequence[Any], *, template: str | None = None) -> list[Tree]:
+    """A bare root per problem; the root context is the prompt template (the task's, else the
+    model's chat template) applied to the problem."""
     return [
-        Tree(problem_id=p.id, prompt=p.prompt, prompt_ids=backend.encode_prompt(p.prompt), answer=p.answer, meta=dict(p.meta))
+        Tree(problem_id=p.id, prompt=p.prompt, prompt_ids=backend.encode_prompt(p.prompt, template), answer=p.answer,
+             meta=dict(p.meta))
         for p in problems
     ]
 
@@ -146,7 +148,7 @@ def run_search(
     t0 = time.perf_counter()
     for start in range(0, len(problems), batch_size):
         batch = problems[start : start + batch_size]
-        total = total + one_batch(make_trees(backend, batch))
+        total = total + one_batch(make_trees(backend, batch, template=getattr(task, "prompt_template", None)))
         if progress:
             done = len(total.trees)
             solved = sum(_correct(task, p, t, n) for p, t, n in zip(problems, total.trees, total.selected))

@@ -68,7 +68,7 @@ class ScriptedBackend:
         self._seen: set[tuple[int, ...]] = set()
         self.prompts_seen: list[list[int]] = []
 
-    def encode_prompt(self, user_text: str) -> list[int]:
+    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
         return self.tokenize(self.prompt_prefix + user_text + self.prompt_suffix)
 
     def tokenize(self, text: str) -> list[int]:

@@ -31,10 +31,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages some tests use (bubblewrap for the code sandbox); best effort, needs root + apt.
+# Debian packages the tests use: bubblewrap (code sandbox), chromium (HTML report in a real browser).
+# Best effort, needs root + apt; without them the sandbox falls back (with a warning) and says so.
+SYSTEM_PKGS := bubblewrap chromium
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  command -v bwrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) || echo "warning: could not install bubblewrap"; \
+	  if ! command -v bwrap >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+	    echo "installing Debian packages: $(SYSTEM_PKGS)"; \
+	    (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null) \
+	      || echo "warning: could not install $(SYSTEM_PKGS)"; \
+	  fi; \
 	fi
 
 demo: $(STAMP)

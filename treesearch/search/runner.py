@@ -37,7 +37,7 @@ CONFIGS: dict[str, type] = {
     "majority": BestOfNConfig,
     "greedy": GreedyConfig,
 }
-VALUES = ("zero", "logprob", "outcome", "rollout")
+VALUES = ("zero", "logprob", "outcome", "rollout", "selfeval")
 # value used when none is named: MCTS gets its signal from terminal outcomes; the selectors rank by confidence
 DEFAULT_VALUE = {"mcts": "zero", "segments": "logprob", "best-of-n": "logprob", "beam": "logprob"}
 
@@ -71,6 +71,10 @@ def make_value(name: str, backend, score: Scorer, rollout: RolloutConfig = Rollo
         return OutcomeValue(score)
     if name == "rollout":
         return RolloutValue(backend, score, rollout)
+    if name == "selfeval":
+        from treesearch.rewards import SelfEvalValue
+
+        return SelfEvalValue(backend, score)
     raise ValueError(f"unknown value {name!r}; expected one of {', '.join(VALUES)}")
 
 

@@ -1,0 +1,80 @@
+"""Evaluation strategies on the embedded default, the test-time MCTS signal, and the sweep."""
+import json
+
+import pytest
+
+from treesearch.evaluate import EvalConfig, evaluate, evaluate_search, plurality_scorer, visit_vote
+from treesearch.tree import ROOT, Tree
+
+
+@pytest.fixture(scope="module")
+def problems():
+    from tasks import get_task
+
+    return get_task("arithmetic").problems("test", 4, seed=0, n_ops=2)
+
+
+@pytest.mark.parametrize("strategy", ["best-of-n", "beam", "mcts", "segments"])
+def test_search_strategies_grade_their_selected_answer(policy, problems, strategy):
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+
+    task = get_task("arithmetic")
+    backend = HFBackend.from_model(*policy)
+    records, summary = evaluate_search(backend, task, problems, EvalConfig(strategy=strategy, k=4), progress=False)
+    assert len(records) == len(problems) and summary["problems"] == len(problems)
+    for p, r in zip(problems, records):
+        assert r["correct"][0] == bool(task.score(p, r["completion"]))  # graded by the verifier, not the search
+    assert summary["accuracy"] == sum(r["correct"][0] for r in records) / len(records)
+    assert summary["tokens_per_problem"] > 0 and summary["cost"]["calls"] >= 1
+
+
+def test_sampling_and_search_report_tokens_the_same_way(policy, problems):
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+
+    backend = HFBackend.from_model(*policy)
+    _, s = evaluate(backend, get_task("arithmetic"), problems, EvalConfig(strategy="sample", k=4), progress=False)
+    assert s["tokens_per_problem"] == s["cost"]["computed_tokens"] / len(problems)
+    assert s["decoded_tokens_per_problem"] <= s["tokens_per_problem"]
+
+
+def test_plurality_scorer_needs_no_gold():
+    t = Tree(problem_id="p", prompt="Q", prompt_ids=[1], answer="SECRET")
+    score = plurality_scorer(lambda text: text.split(":")[-1].strip() if "Answer:" in text else None)
+    assert score(t, "Answer: 5") == 1.0  # first vote is the plurality
+    assert score(t, "Answer: 6") == 1.0  # tie
+    assert score(t, "Answer: 5") == 1.0
+    assert score(t, "Answer: 6") == 1.0
+    assert score(t, "Answer: 7") == 0.0
+    assert score(t, "no answer") == 0.0
+
+
+def test_visit_vote_weights_answers_by_visits():
+    t = Tree(problem_id="p", prompt="Q", prompt_ids=[1])
+    ids = []
+    for text, visits in [("Answer: 1", 3), ("Answer: 2", 2), ("Answer: 2", 2)]:
+        n = t.add_child(ROOT, text=text, token_ids=[2], logprobs=[-0.1], finish_reason="eos", terminal=True)
+        t._cols["visits"][n] = visits
+        ids.append(n)
+    extract = lambda s: s.split(": ")[1]
+    assert t.text_of(visit_vote(t, extract)) == "Answer: 2"  # 4 visits beat 3
+    assert visit_vote(Tree(problem_id="q", prompt="Q", prompt_ids=[1]), extract) == ROOT
+
+
+def test_sweep_writes_rows_plot_and_resumes(policy, problems, tmp_path):
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+    from treesearch.sweep import run_sweep
+
+    backend = HFBackend.from_model(*policy)
+    task = get_task("arithmetic")
+    rows = run_sweep(backend, task, problems, ["greedy", "maj", "mcts"], [2], tmp_path, log=lambda *_: None)
+    assert [(r["strategy"], r["budget"]) for r in rows] == [("greedy", 1), ("maj", 2), ("mcts", 2)]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    calls = backend.stats.calls
+    again = run_sweep(backend, task, problems, ["greedy", "maj", "mcts"], [2], tmp_path, log=lambda *_: None)
+    assert backend.stats.calls == calls and again == rows  # resumed: nothing recomputed
+    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run_sweep(backend, task, problems, ["telepathy"], [2], tmp_path)

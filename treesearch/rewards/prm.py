@@ -1,0 +1,249 @@
+"""A process reward model (PRM) from any Hugging Face checkpoint, scoring each step end.
+
+The solution is written as the question followed by its steps, each step closed
+by a step tag; the PRM's verdict on step t is read at the last token of its tag
+(the position whose hidden state has seen exactly steps 1..t)::
+
+    {prompt}\\n  step_1 <tag> <sep>  step_2 <tag> <sep> ...
+                         ^ score 1           ^ score 2
+
+Three heads, picked by ``PRMConfig.head`` (``auto``: from the checkpoint's architecture):
+
+* ``reward_token`` (a causal LM, as the Math-Shepherd PRMs: tag " ки", good "+",
+  bad "-"): ``p_t = softmax(logit[good], logit[bad])[good]`` of the next-token
+  logits at the tag;
+* ``token_classification`` (``AutoModelForTokenClassification``, e.g. trained by
+  TRL's PRM trainer on stepwise data): ``p_t = softmax(logits at the tag)[positive_label]``
+  (sigmoid when the head has one label);
+* ``sequence_classification`` (``AutoModelForSequenceClassification``): one row per
+  prefix (question + steps 1..t), ``p_t`` from its pooled logits likewise.
+
+Token modes score a whole solution in one row; all rows of a batch go through
+the model in chunks of ``batch_size``, right padded (causal attention keeps
+padding out of every scored position). A solution's score is the min over its
+steps (Math-Shepherd), or the last step's, or the product. `PRMScorer` is a
+ValueFn: ``value(trees, nodes)`` scores the path to each node. The PRM has its
+own tokenizer: it reads the trees' *text*, never their token ids.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+from treesearch.tree import Tree
+
+HEADS = ("auto", "reward_token", "token_classification", "sequence_classification")
+AGGREGATES = ("min", "last", "prod")
+
+
+def _f(default, help: str):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class PRMConfig:
+    """How the PRM reads a solution and which of its outputs is the step score."""
+
+    head: str = _f("auto", "reward_token | token_classification | sequence_classification | auto (from the checkpoint's architecture)")
+    good_token: str = _f("+", "reward_token head: the token meaning 'step is correct' (Math-Shepherd: '+'); must be one token")
+    bad_token: str = _f("-", "reward_token head: the token meaning 'step is wrong' (Math-Shepherd: '-'); must be one token")
+    step_tag: str = _f("\n", "appended to every step; the score is read at its last token (Math-Shepherd: ' ки')")
+    separator: str = _f("", "text between a step's tag and the next step (Math-Shepherd: '\\n')")
+    step_delimiter: str = _f("\n", "removed from the end of each tree step before the tag is appended")
+    prompt_template: str = _f("{prompt}\n", "the question before the steps: a format string with {prompt}, or 'chat' (the PRM tokenizer's chat template)")
+    add_special_tokens: bool = _f(True, "let the PRM tokenizer add its special tokens (e.g. BOS) to the question")
+    positive_label: int = _f(1, "classification heads: index of the 'step is correct' label (a 1-label head is read through a sigmoid)")
+    aggregate: str = _f("min", "value of a node from its path's step scores: min (Math-Shepherd), last, or prod")
+    signed: bool = _f(False, "return 2p − 1 in [-1, 1] (the ±1 outcome scale of MCTS) instead of p in [0, 1]")
+    batch_size: int = _f(16, "rows per forward pass")
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"PRMConfig.head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"PRMConfig.aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if not self.step_tag:
+            raise ValueError("PRMConfig.step_tag must not be empty: the score is read at its last token")
+        if self.batch_size < 1:
+            raise ValueError(f"PRMConfig.batch_size must be >= 1, got {self.batch_size}")
+
+
+def head_of(architecture: str) -> str:
+    """The head a transformers class name implies (``Qwen2ForTokenClassification`` -> token_classification)."""
+    if architecture.endswith("ForTokenClassification"):
+        return "token_classification"
+    if architecture.endswith("ForSequenceClassification"):
+        return "sequence_classification"
+    return "reward_token"
+
+
+def aggregate(scores: Sequence[float], how: str) -> float:
+    """A solution's score from its step scores."""
+    if not scores:
+        raise ValueError("aggregate: no step scores")
+    if how == "min":
+        return float(min(scores))
+    if how == "last":
+        return float(scores[-1])
+    if how == "prod":
+        return float(math.prod(scores))
+    raise ValueError(f"unknown aggregate {how!r}; expected one of {', '.join(AGGREGATES)}")
+
+
+class PRMScorer:
+    """Step scores p_t in [0, 1] from a PRM (see the module docstring); a ValueFn over trees.
+
+    Build with `from_pretrained(path, config)` or from a loaded ``(model, tokenizer)``.
+    `score_steps(prompts, steps)` -> [len(prompts)] lists of one probability per step;
+    ``scorer(trees, nodes)`` -> one value per node (aggregate of its path's scores, 0.5 at
+    the root, 2p − 1 when signed). `last_step_scores` keeps the step scores of the latest call.
+    """
+
+    def __init__(self, model, tokenizer, config: PRMConfig = PRMConfig()):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.head = config.head if config.head != "auto" else head_of(type(model).__name__)
+        self.device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError("PRM tokenizer has neither a pad nor an eos token to pad batches with")
+        self.pad_id = int(pad)
+        if self.head == "sequence_classification":
+            # transformers pools at the last token that is not config.pad_token_id: pad with exactly that id
+            if getattr(model.config, "pad_token_id", None) is None:
+                model.config.pad_token_id = self.pad_id
+            self.pad_id = int(model.config.pad_token_id)
+        self.label_ids: tuple[int, int] | None = None
+        if self.head == "reward_token":
+            self.label_ids = (self._single_token(config.good_token, "good_token"), self._single_token(config.bad_token, "bad_token"))
+        else:
+            n_labels = int(getattr(model.config, "num_labels", 0) or 0)
+            if n_labels > 1 and not 0 <= config.positive_label < n_labels:
+                raise ValueError(f"PRMConfig.positive_label {config.positive_label} out of range for {n_labels} labels")
+        self.last_step_scores: list[list[float]] = []
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "float32") -> "PRMScorer":
+        """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class."""
+        import torch
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForSequenceClassification,
+            AutoModelForTokenClassification,
+            AutoTokenizer,
+        )
+
+        try:
+            head = config.head
+            if head == "auto":
+                arch = (AutoConfig.from_pretrained(str(path)).architectures or [""])[0]
+                head = head_of(arch)
+            auto = {
+                "reward_token": AutoModelForCausalLM,
+                "token_classification": AutoModelForTokenClassification,
+                "sequence_classification": AutoModelForSequenceClassification,
+            }[head]
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = auto.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        except (OSError, ValueError, KeyError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"{path}: cannot load PRM checkpoint: {first}") from e
+        return cls(model.to(device), tokenizer, dataclasses.replace(config, head=head))
+
+    # -- encoding -----------------------------------------------------------------------------
+    def _single_token(self, text: str, field: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"PRMConfig.{field} {text!r} is {len(ids)} tokens for this tokenizer; it must be exactly one")
+        return int(ids[0])
+
+    def _ids(self, text: str, special: bool = False) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"]) if text else []
+
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        """(token ids of the question and its tagged steps, [len(steps)] index of each step's scored token)."""
+        cfg = self.config
+        if cfg.prompt_template == "chat":
+            from treesearch.prompting import render_prompt
+
+            ids = self._ids(render_prompt(self.tokenizer, prompt), special=False)
+        else:
+            ids = self._ids(cfg.prompt_template.format(prompt=prompt), special=cfg.add_special_tokens)
+        ends = []
+        for i, step in enumerate(steps):
+            core = step.removesuffix(cfg.step_delimiter) if cfg.step_delimiter else step
+            ids += self._ids(core + cfg.step_tag)
+            ends.append(len(ids) - 1)
+            if cfg.separator and i < len(steps) - 1:
+                ids += self._ids(cfg.separator)
+        if not ids:
+            raise ValueError("PRM input is empty")
+        return ids, ends
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _forward(self, rows: list[list[int]]):
+        """Logits of right-padded `rows`, in chunks: [per row] tensors ([len, V or L] for token heads, [L] pooled)."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(rows), self.config.batch_size):
+                chunk = rows[start : start + self.config.batch_size]
+                width = max(len(r) for r in chunk)
+                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, r in enumerate(chunk):
+                    ids[i, : len(r)] = torch.tensor(r)
+                    mask[i, : len(r)] = 1
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+                for i, r in enumerate(chunk):
+                    out.append(logits[i] if self.head == "sequence_classification" else logits[i, : len(r)])
+        return out
+
+    def _prob(self, logits) -> float:
+        """P(step is correct) from one position's logits (label logits, or the vocabulary for reward_token)."""
+        import torch
+
+        if self.head == "reward_token":
+            pair = logits[list(self.label_ids)]
+            return float(torch.softmax(pair, dim=-1)[0])
+        if logits.shape[-1] == 1:
+            return float(torch.sigmoid(logits[0]))
+        return float(torch.softmax(logits, dim=-1)[self.config.positive_label])
+
+    def score_steps(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """[len(prompts)] lists of p_t, one per step of each solution; solutions without steps get []."""
+        if len(prompts) != len(steps):
+            raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
+        encoded = [self.encode(p, s) if s else ([], []) for p, s in zip(prompts, steps)]
+        if self.head == "sequence_classification":
+            # one row per prefix: question + steps 1..t, pooled at its last token
+            rows, owner = [], []
+            for j, (ids, ends) in enumerate(encoded):
+                for e in ends:
+                    rows.append(ids[: e + 1])
+                    owner.append(j)
+            if any(r[-1] == self.pad_id for r in rows):
+                raise ValueError("the step tag ends with the PRM's pad token; sequence pooling cannot find the step end")
+            pooled = self._forward(rows) if rows else []
+            out: list[list[float]] = [[] for _ in encoded]
+            for j, lg in zip(owner, pooled):
+                out[j].append(self._prob(lg))
+            return out
+        live = [j for j, (ids, _) in enumerate(encoded) if ids]
+        logits = self._forward([encoded[j][0] for j in live]) if live else []
+        out = [[] for _ in encoded]
+        for j, lg in zip(live, logits):
+            out[j] = [self._prob(lg[e]) for e in encoded[j][1]]
+        return out
+
+    def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
+        steps = [[tree.text[n] for n in tree.path(node)[1:]] for tree, node in zip(trees, nodes)]
+        scores = self.score_steps([t.prompt for t in trees], steps)
+        self.last_step_scores = scores
+        values = [aggregate(s, self.config.aggregate) if s else 0.5 for s in scores]
+        return [2.0 * v - 1.0 for v in values] if self.config.signed else values

@@ -126,6 +126,32 @@ class timed:
         self.stats.seconds += time.perf_counter() - self.t0
 
 
+class TextMixin:
+    """Text <-> ids for backends holding `tokenizer`, `template` and `system` (HF, vLLM)."""
+
+    tokenizer: object
+    template: str
+    system: str | None
+
+    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
+        from treesearch.prompting import CHAT, render_prompt
+
+        tpl = self.template if template in (None, CHAT) else template
+        return self.tokenize(render_prompt(self.tokenizer, user_text, tpl, self.system))
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def _ids(self, prompt: Prompt) -> list[int]:
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        if not ids:
+            raise ValueError("empty prompt")
+        return ids
+
+
 @runtime_checkable
 class Backend(Protocol):
     stats: BackendStats

@@ -28,8 +28,8 @@ from typing import Sequence
 
 import torch
 
-from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, timed
-from treesearch.prompting import CHAT, render_prompt
+from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, TextMixin, timed
+from treesearch.prompting import CHAT
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [heads, seq, head_dim]
 
@@ -102,7 +102,7 @@ def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return out / out.sum(-1, keepdim=True)
 
 
-class HFBackend:
+class HFBackend(TextMixin):
     """`Backend` over a transformers causal LM. Build with `from_pretrained` or `from_model`."""
 
     def __init__(
@@ -148,23 +148,6 @@ class HFBackend:
     @classmethod
     def from_model(cls, model, tokenizer, **kw) -> "HFBackend":
         return cls(model, tokenizer, **kw)
-
-    # -- text <-> ids -------------------------------------------------------------------------
-    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
-        tpl = self.template if template in (None, CHAT) else template
-        return self.tokenize(render_prompt(self.tokenizer, user_text, tpl, self.system))
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
-
-    def _ids(self, prompt: Prompt) -> list[int]:
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        if not ids:
-            raise ValueError("empty prompt")
-        return ids
 
     def reset_cache(self) -> None:
         self.cache.clear()

@@ -23,15 +23,15 @@ import dataclasses
 import zlib
 from typing import Sequence
 
-from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, timed
-from treesearch.prompting import CHAT, render_prompt
+from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, TextMixin, timed
+from treesearch.prompting import CHAT
 
 
 def _seed_for(seed: int, ids: Sequence[int]) -> int:
     return (seed * 1_000_003 + zlib.crc32(",".join(map(str, ids)).encode())) % (2**31 - 1)
 
 
-class VLLMBackend:
+class VLLMBackend(TextMixin):
     def __init__(self, llm, *, template: str = CHAT, system: str | None = None):
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
@@ -75,19 +75,6 @@ class VLLMBackend:
             **llm_kwargs,
         )
         return cls(llm, template=template)
-
-    def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
-        tpl = self.template if template in (None, CHAT) else template
-        return self.tokenize(render_prompt(self.tokenizer, user_text, tpl, self.system))
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
-
-    def _ids(self, prompt: Prompt) -> list[int]:
-        return self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
 
     def _params(self, params: SamplingParams, ids: list[int]):
         return self._vllm.SamplingParams(

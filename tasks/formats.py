@@ -28,14 +28,12 @@ holds is an error.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import re
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tasks.base import Problem, check_split, take
-from treesearch.io import require
+from treesearch.io import read_jsonl_numbered, require
 
 FORMATS = ("gsm8k", "math", "mbpp")
 # The first verifier of each format is its default.
@@ -54,21 +52,8 @@ _ENTRY = re.compile(r"^\s*assert\s+(?:not\s+)?\(?\s*(?:set\(|math\.isclose\()?\s
 
 
 def numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; ValueError ``FILE:LINE: ...`` like `read_jsonl`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: bad JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-            yield i, obj
+    """(line number, object) for each non-blank line; ValueError ``FILE:LINE: ...``."""
+    return read_jsonl_numbered(path)
 
 
 def _text(obj: dict, field: str, where: str) -> str:

@@ -29,7 +29,7 @@ def test_loader_names_the_bad_line(tmp_path):
     with gzip.open(path, "wt") as f:
         f.write(json.dumps({"task_id": "x", "prompt": "", "canonical_solution": "", "test": "", "entry_point": "f"}) + "\n")
         f.write("{not json\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz:2: not JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz:2: bad JSON"):
         humaneval_problems(str(path))
     with gzip.open(path, "wt") as f:
         f.write(json.dumps({"task_id": "x", "prompt": ""}) + "\n")

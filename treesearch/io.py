@@ -59,8 +59,8 @@ def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | Path, *, allow_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield objects; ValueError 'FILE:LINE: ...' on bad JSON or non-objects.
+def read_jsonl_numbered(path: str | Path, *, allow_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; ValueError 'FILE:LINE: ...' on bad JSON or non-objects.
 
     allow_torn_tail: ignore an unterminated final line (a writer killed mid-append).
     """
@@ -80,6 +80,12 @@ def read_jsonl(path: str | Path, *, allow_torn_tail: bool = False) -> Iterator[d
             raise ValueError(f"{path}:{i}: bad JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        yield i, obj
+
+
+def read_jsonl(path: str | Path, *, allow_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
+    """Objects of a JSONL file (see `read_jsonl_numbered`)."""
+    for _, obj in read_jsonl_numbered(path, allow_torn_tail=allow_torn_tail):
         yield obj
 
 

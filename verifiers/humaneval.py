@@ -13,9 +13,7 @@ execution goes through `verifiers.code.check`, never the package's own code.
 """
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import os
 from typing import Any
 
@@ -38,19 +36,14 @@ def _data_file() -> str:
 def humaneval_problems(path: str | None = None) -> list[dict[str, Any]]:
     """The 164 problems in order, each a dict with task_id, prompt, canonical_solution, test, entry_point."""
     path = path or _data_file()
+    from treesearch.io import read_jsonl_numbered
+
     problems = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            missing = [k for k in _FIELDS if not isinstance(record.get(k), str)]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing or non-string field {missing[0]!r}")
-            problems.append(record)
+    for lineno, record in read_jsonl_numbered(path):
+        missing = [k for k in _FIELDS if not isinstance(record.get(k), str)]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: missing or non-string field {missing[0]!r}")
+        problems.append(record)
     return problems
 
 

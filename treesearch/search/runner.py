@@ -15,7 +15,6 @@ whether its answer verifies) and ``summary.json``.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import time
 from pathlib import Path
@@ -202,15 +201,6 @@ def write_run(
 
 def read_trees(path: str | Path) -> list[Tree]:
     """Trees from a JSONL file written by `write_run` (``.gz`` read transparently); errors name the file and line."""
-    trees = []
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON: {e.msg}") from None
-            trees.append(Tree.from_json(d, where=f"{path}:{lineno}"))
-    return trees
+    from treesearch.io import read_jsonl_numbered
+
+    return [Tree.from_json(d, where=f"{path}:{lineno}") for lineno, d in read_jsonl_numbered(path)]

@@ -60,6 +60,13 @@ def register(sub) -> None:
     p.add_argument("--value", default=None, choices=VALUES, help="MCTS: value at internal nodes (default zero); others: the scorer that selects (default logprob)")
     p.add_argument("--batch-size", type=int, default=32, help="problems searched together (one wave = one backend call)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="algorithm setting, repeatable")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="search on workers: local (this process, chunked) or ray (one actor per worker); "
+                        "default: plain in-process search")
+    p.add_argument("--num-workers", type=int, default=1, help="--executor ray: actors (one per GPU)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="problems per work item (default --batch-size); results depend on it, not on the executor")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join ('auto'); default: RAY_ADDRESS or a new local cluster")
     p.add_argument("--out", required=True, help="run directory for trees.jsonl and summary.json")
     p.set_defaults(func=run)
 
@@ -90,20 +97,26 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from treesearch.backends.hf import HFBackend
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.executor:
+        from pathlib import Path
 
-    backend = HFBackend.from_pretrained(args.model, device=args.device)
-    result = run_search(
-        args.algo,
-        backend,
-        task,
-        problems,
-        config,
-        value=args.value,
-        rollout=rollout,
-        batch_size=args.batch_size,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+        from treesearch.distributed import run_search_distributed
+
+        result = run_search_distributed(
+            args.algo, args.task, problems, config, executor=args.executor, num_workers=args.num_workers,
+            model=args.model, device=args.device, value=args.value, rollout=rollout, batch_size=args.batch_size,
+            chunk_size=args.chunk_size, journal=Path(args.out) / "chunks.jsonl", progress=progress,
+            **({"address": args.ray_address} if args.executor == "ray" and args.ray_address else {}),
+        )
+    else:
+        from treesearch.backends.hf import HFBackend
+
+        backend = HFBackend.from_pretrained(args.model, device=args.device)
+        result = run_search(
+            args.algo, backend, task, problems, config, value=args.value, rollout=rollout,
+            batch_size=args.batch_size, progress=progress,
+        )
     info = {
         "algo": args.algo,
         "task": args.task,

@@ -19,6 +19,9 @@ What it does, in order:
 
 A rerun with the same pairs and config continues from the last checkpoint (or returns the
 finished model); a different run in the same ``out_dir`` is refused.
+
+Under torchrun (``WORLD_SIZE`` > 1) the same call trains data-parallel with DDP: every rank takes
+a slice of each global micro-batch and rank 0 writes the files; see `treesearch.train.ddp`.
 """
 from __future__ import annotations
 
@@ -118,9 +121,13 @@ def _to(batch: dict, device) -> dict:
 
 
 def reference_logps(model, tp: TokenizedPairs, *, batch_size: int, pad_id: int, device, autocast=nullcontext,
-                    packed: bool = False, progress: bool = False) -> tuple[Any, Any, int]:
+                    packed: bool = False, progress: bool = False, shard: tuple[int, int] = (0, 1)
+                    ) -> tuple[Any, Any, int]:
     """Reference log-probs of all N pairs: (chosen [N], rejected [N]) float32 on CPU, and the number
-    of forward batches. Pairs go through sorted by length, so batches carry little padding."""
+    of forward batches. Pairs go through sorted by length, so batches carry little padding.
+
+    shard (rank, world): run only batches b with b % world == rank (the others' entries stay 0),
+    so the ranks of a data-parallel job split the pass and a sum over ranks gives every value."""
     import torch
     from tqdm.auto import tqdm
 
@@ -129,7 +136,8 @@ def reference_logps(model, tp: TokenizedPairs, *, batch_size: int, pad_id: int, 
     chosen, rejected = torch.zeros(n), torch.zeros(n)
     was_training = model.training
     model.eval()
-    starts = range(0, n, batch_size)
+    rank, world = shard
+    starts = range(0, n, batch_size)[rank::world]
     with torch.inference_mode(), autocast():
         for s in tqdm(starts, desc="reference log-probs", disable=not progress, leave=False):
             idx = order[s:s + batch_size]
@@ -145,11 +153,15 @@ def reference_logps(model, tp: TokenizedPairs, *, batch_size: int, pad_id: int, 
 STAT_NAMES = ("loss", "dpo_loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin", "nll")
 
 
-def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, epsilon=None, value_gap=None):
+def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, epsilon=None, value_gap=None,
+                       norm: tuple[float, float] | None = None):
     """The training loss of one micro-batch of B pairs, and its statistics.
 
     logp, n_tokens: [2B] from `sequence_logps` (chosen rows first); ref_w, ref_l: [B] reference sums;
     epsilon: [B] per-pair label smoothing (else config.label_smoothing); value_gap: [B] Q_w − Q_l.
+    norm: for a shard of a larger micro-batch (data parallel), that micro-batch's (pairs, chosen
+    tokens): every mean becomes this shard's sum over those totals, so the shards' losses and stats
+    add up to the whole micro-batch's. None: the B pairs are the whole micro-batch.
     Returns (loss scalar, stats [7] detached: loss, dpo_loss, rewards/chosen, rewards/rejected,
     rewards/accuracy, rewards/margin, nll (0 when rpo_alpha is 0)); rewards are β·(logp − ref).
     """
@@ -159,27 +171,40 @@ def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, e
     logp_w, logp_l = logp[:b], logp[b:]
     h = losses.reward_margin(logp_w, logp_l, ref_w, ref_l)
     eps = epsilon if epsilon is not None else config.label_smoothing
-    dpo = losses.preference_loss(h, beta=config.beta, epsilon=eps, apo_alpha=config.apo_alpha,
-                                 value_gap=value_gap).mean()
-    nll = losses.nll_loss(logp_w, n_tokens[:b]) if config.rpo_alpha else torch.zeros((), device=logp.device)
+    per_pair = losses.preference_loss(h, beta=config.beta, epsilon=eps, apo_alpha=config.apo_alpha,
+                                      value_gap=value_gap)
+    if norm is None:
+        mean = torch.mean
+        dpo = per_pair.mean()
+        nll = losses.nll_loss(logp_w, n_tokens[:b]) if config.rpo_alpha else torch.zeros((), device=logp.device)
+    else:
+        def mean(x):
+            return x.sum() / norm[0]
+
+        dpo = mean(per_pair)
+        nll = -logp_w.sum() / norm[1] if config.rpo_alpha else torch.zeros((), device=logp.device)
     loss = dpo + config.rpo_alpha * nll
     with torch.no_grad():
         chosen_r, rejected_r = config.beta * (logp_w - ref_w), config.beta * (logp_l - ref_l)
-        stats = torch.stack([loss, dpo, chosen_r.mean(), rejected_r.mean(), (chosen_r > rejected_r).float().mean(),
-                             (chosen_r - rejected_r).mean(), nll]).float()
+        stats = torch.stack([loss, dpo, mean(chosen_r), mean(rejected_r), mean((chosen_r > rejected_r).float()),
+                             mean(chosen_r - rejected_r), nll]).float()
     return loss, stats
 
 
 def _cached_reference(cache: Path, run_id: str, *, fresh_run: bool, model, reference, tp, config, pad_id, device,
-                      autocast, packed) -> tuple[Any, Any, int]:
+                      autocast, packed, dist=None) -> tuple[Any, Any, int]:
     """Reference sums (chosen [N], rejected [N]) from ``ref_logps.pt``, or computed and cached now.
 
     Must run before the first update: without `reference` or LoRA, the policy itself is the reference.
+    dist: a `ddp.DistContext`; its ranks split the pass by batch and rank 0 writes the cache.
     """
     import torch
 
+    from treesearch.train.ddp import DistContext
+
+    dist = dist or DistContext(device=str(device))
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
-    if cached is not None and cached.get("run_id") == run_id:
+    if dist.all_true(cached is not None and cached.get("run_id") == run_id):
         return cached["chosen"], cached["rejected"], 0
     if not fresh_run:  # resumed weights are no longer the reference
         raise ValueError(f"{cache}: reference cache missing or stale, cannot resume; use a fresh out_dir")
@@ -192,10 +217,16 @@ def _cached_reference(cache: Path, run_id: str, *, fresh_run: bool, model, refer
     with ctx:
         ref_w, ref_l, n = reference_logps(ref_model, tp, batch_size=config.ref_batch_size, pad_id=pad_id,
                                           device=device, autocast=autocast,
-                                          packed=packed and packing_supported(ref_model), progress=config.progress)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"run_id": run_id, "chosen": ref_w, "rejected": ref_l}, tmp)
-    os.replace(tmp, cache)
+                                          packed=packed and packing_supported(ref_model),
+                                          progress=config.progress and dist.is_main,
+                                          shard=(dist.rank, dist.world_size))
+    if dist.active:  # each rank filled its own batches, zeros elsewhere: the sum is every value, exactly
+        both = dist.all_sum(torch.stack([ref_w, ref_l]).to(dist.device)).cpu()
+        ref_w, ref_l = both[0], both[1]
+    if dist.is_main:
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"run_id": run_id, "chosen": ref_w, "rejected": ref_l}, tmp)
+        os.replace(tmp, cache)
     return ref_w, ref_l, n
 
 
@@ -317,11 +348,14 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     import torch
     from tqdm.auto import tqdm
 
+    from treesearch.train import ddp
+
     config = config or StepDPOConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = as_pairs(pairs)
-    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dist = ddp.setup(config.device)  # one process unless started by torchrun (WORLD_SIZE > 1)
+    device = dist.device
     torch.manual_seed(config.seed)  # LoRA initialisation
     model, tok, policy_name = _load_policy(policy, tokenizer, device)
     run_id = _run_id(pairs, config, policy_name)
@@ -331,6 +365,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         info = json.loads(done.read_text())
         if info.get("run_id") != run_id:
             raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
+        ddp.teardown(dist)
         return _finished(out, info, tok, device)
     ckpts = _checkpoints(out)
     resume = None
@@ -363,7 +398,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
 
     ref_w, ref_l, ref_batches = _cached_reference(out / REF_CACHE, run_id, fresh_run=resume is None, model=model,
                                                   reference=reference, tp=tp, config=config, pad_id=pad_id,
-                                                  device=device, autocast=autocast, packed=packed)
+                                                  device=device, autocast=autocast, packed=packed, dist=dist)
     value_gap = torch.from_numpy(np.nan_to_num(tp.chosen_values - tp.rejected_values)).float()
     epsilon = (losses.visit_label_smoothing(torch.from_numpy(tp.chosen_visits), torch.from_numpy(tp.rejected_visits))
                if config.label_smoothing_from_visits else None)
@@ -387,28 +422,40 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         torch.set_rng_state(resume["rng"])
         if resume.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["cuda_rng"])
-    _truncate_metrics(out / METRICS, start)
+    if dist.is_main:
+        _truncate_metrics(out / METRICS, start)
 
     model.train()
+    forward, sync = ddp.wrap(model, dist)  # DDP-wrapped under torchrun, plain `sequence_logps` otherwise
     window: list[list[float]] = []
     all_losses: list[float] = []
     last: dict[str, float] = {}
-    bar = tqdm(total=total, initial=start, desc="step-dpo", disable=not config.progress)
-    with (out / METRICS).open("a") as metrics_fh:
+    bar = tqdm(total=total, initial=start, desc="step-dpo", disable=not config.progress or not dist.is_main)
+    with (out / METRICS).open("a") if dist.is_main else open(os.devnull, "w") as metrics_fh:
         for step in range(start, total):
             epoch, group = schedule[step]
             n_group = sum(len(b) for b in group)
-            for idx in group:
-                batch = _to(collate(tp, idx, pad_id, packed=packed), device)
-                with autocast():
-                    logp, ntok = sequence_logps(model, batch)
-                loss, stats = step_dpo_objective(
-                    logp, ntok, ref_w[idx].to(device), ref_l[idx].to(device), config,
-                    epsilon=epsilon[idx].to(device) if epsilon is not None else None,
-                    value_gap=value_gap[idx].to(device))
-                (loss * (len(idx) / n_group)).backward()  # the group's gradient is the mean over its pairs
-                window.append(stats.tolist())  # one device sync per micro-batch
-                all_losses.append(window[-1][0])
+            step_stats = []
+            for j, idx in enumerate(group):
+                # under DDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
+                mine, weight = ddp.shard(idx, dist.rank, dist.world_size)
+                batch = _to(collate(tp, mine, pad_id, packed=packed), device)
+                with sync(j == len(group) - 1):  # all-reduce gradients once per optimizer step
+                    with autocast():
+                        logp, ntok = forward(batch)
+                    loss, stats = step_dpo_objective(
+                        logp, ntok, ref_w[mine].to(device), ref_l[mine].to(device), config,
+                        epsilon=epsilon[mine].to(device) if epsilon is not None else None,
+                        value_gap=value_gap[mine].to(device),
+                        norm=ddp.micro_batch_norm(tp, idx) if dist.active else None)
+                    if dist.active:  # shard losses add up to the micro-batch's; DDP averages over ranks
+                        loss = loss * (weight * dist.world_size)
+                        stats = stats * weight
+                    (loss * (len(idx) / n_group)).backward()  # the group's gradient is the mean over its pairs
+                step_stats.append(stats)
+            rows = dist.all_sum(torch.stack(step_stats)).tolist()  # one device sync per optimizer step
+            window.extend(rows)
+            all_losses.extend(r[0] for r in rows)
             grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
                          if config.max_grad_norm > 0 else float("nan"))
             lr = sched.get_last_lr()[0]
@@ -427,7 +474,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                 window = []
                 bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['rewards/accuracy']:.2f}",
                                 margin=f"{last['rewards/margin']:.3f}")
-            if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total:
+            if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total and dist.is_main:
                 state = {"run_id": run_id, "step": done_steps, "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -445,9 +492,12 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     info = {"run_id": run_id, "steps": total, "pairs": len(pairs), "epochs": config.epochs,
             "config": config.to_dict(), "metrics": summary}
     final = model.merge_and_unload() if config.lora else model  # the caller's model now holds the result
-    _save_model(final, tok, out / FINAL, lora=False, extra={})
-    (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
-    os.replace(out / FINAL / (DONE + ".tmp"), done)
+    if dist.is_main:
+        _save_model(final, tok, out / FINAL, lora=False, extra={})
+        (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
+        os.replace(out / FINAL / (DONE + ".tmp"), done)
+    dist.barrier()  # no rank returns before the final model exists
+    ddp.teardown(dist)
     trained_pairs = sum(len(b) for _, g in schedule[start:] for b in g)
     return TrainResult(model=final.eval(), tokenizer=tok, out_dir=out, model_dir=out / FINAL, steps=total,
                        resumed_from=start, pairs=len(pairs), reference_batches=ref_batches, seconds=seconds,

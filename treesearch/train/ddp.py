@@ -1,0 +1,258 @@
+"""Data-parallel Step-DPO: what `train_step_dpo` needs under torchrun (DDP), and a launcher.
+
+    torchrun --standalone --nnodes 1 --nproc_per_node 4 -m treesearch.train.ddp \\
+        --policy embedded --pairs round_0/pairs.jsonl --config train.yaml --out round_0/train
+    # or, from Python (one node): launch("embedded", "pairs.jsonl", StepDPOConfig(), "out", nproc=4)
+
+`train_step_dpo` itself notices torchrun (``WORLD_SIZE`` > 1 in the environment),
+joins the process group (NCCL on CUDA, gloo on CPU) and trains with
+`DistributedDataParallel`. The contract with a single-process run:
+
+* **Global batches.** ``batch_size`` and ``grad_accum`` mean the same as in one
+  process: a micro-batch is ``batch_size`` pairs *in all*, and every rank takes a
+  disjoint contiguous slice of it (`shard`; sizes differ by at most one), in the
+  order of the single-process schedule. Each rank scales its loss so that the
+  gradients DDP averages equal the single-process gradient of the whole
+  micro-batch, including RPO's per-token NLL term (normalized by the chosen
+  tokens of the whole micro-batch). A rank whose slice is empty (a micro-batch
+  smaller than the world) runs one pair with weight 0, because every DDP rank
+  must take part in every backward. So the updated weights and the logged
+  statistics (all-reduced over ranks) match a one-process run with the same
+  config up to float summation order (~1e-7; tests/test_ddp.py).
+* **Reference log-probs.** The reference pass is split by batch: rank r runs
+  batches r, r+W, r+2W, ... of the single-process pass (the same batches, so the
+  same numbers) and the results are summed over ranks; every rank then holds all
+  of them. All ranks agree whether ``ref_logps.pt`` is usable (all-reduce of a
+  flag), so a cache one rank cannot see never leaves another waiting.
+* **Files.** Rank 0 alone writes metrics, checkpoints, the reference cache and
+  the final model; the others wait at a barrier before returning, so the model
+  exists when any rank returns. Resuming reads the checkpoint on every rank:
+  ``out_dir`` must be on a filesystem all ranks see (one node: any directory).
+* Dropout (none in the embedded policy) draws the same masks on every rank, as
+  all ranks share the seed.
+
+Nothing here imports torch at module import.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DistContext:
+    """This process's place in a data-parallel job. world_size 1 = a plain single-process run.
+
+    owned: this context created the process group (and `teardown` destroys it).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    owned: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def all_sum(self, tensor):
+        """In-place sum over ranks of a tensor on this rank's device; returns it."""
+        if self.active:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def all_true(self, flag: bool) -> bool:
+        """True when `flag` is true on every rank."""
+        if not self.active:
+            return flag
+        import torch
+
+        t = torch.tensor([1 if flag else 0], device=self.device)
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+
+def setup(device: str = "auto") -> DistContext:
+    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
+
+    Without WORLD_SIZE > 1 this is a single-process run on `device` ('auto' = CUDA when present).
+    Under torchrun each rank gets ``cuda:LOCAL_RANK`` (NCCL) or the CPU (gloo).
+    """
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if dist.get_world_size() != world or dist.get_rank() != rank:
+        raise RuntimeError(f"process group (rank {dist.get_rank()} of {dist.get_world_size()}) does not match "
+                           f"RANK={rank} WORLD_SIZE={world}")
+    return DistContext(rank=rank, world_size=world, local_rank=local,
+                       device=f"cuda:{local}" if use_cuda else "cpu", owned=owned)
+
+
+def teardown(ctx: DistContext) -> None:
+    """Destroy the process group if `ctx` created it."""
+    if ctx.owned:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
+    """This rank's contiguous slice of a global micro-batch, and its weight (0 = a stand-in).
+
+    Slices are disjoint, in order, and cover `idx` (sizes differ by at most one). An empty slice
+    becomes the micro-batch's first pair with weight 0, so the rank still runs forward and backward.
+    """
+    idx = np.asarray(idx)
+    mine = np.array_split(idx, world)[rank]
+    if len(mine) == 0:
+        assert len(idx) > 0, "a micro-batch has at least one pair"
+        return idx[:1], 0.0
+    return mine, 1.0
+
+
+def micro_batch_norm(tp, idx: Sequence[int]) -> tuple[float, float]:
+    """(pairs, chosen-step tokens) of a whole micro-batch: the denominators of its mean loss terms."""
+    return float(len(idx)), float(sum(len(tp.chosen_ids[i]) for i in idx))
+
+
+def wrap(model, ctx: DistContext):
+    """(forward, sync) for the training loop.
+
+    forward(batch) -> (logp_sum [2B], n_tokens [2B]) as `trainer.sequence_logps`; under DDP it runs
+    through `DistributedDataParallel`, whose forward must see every step for gradients to be
+    averaged. sync(last) is a context manager: gradients are all-reduced only on a group's last
+    micro-batch (``no_sync`` before it).
+    """
+    from treesearch.train.trainer import sequence_logps
+
+    if not ctx.active:
+        return (lambda batch: sequence_logps(model, batch)), (lambda last: nullcontext())
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    class StepLogps(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, batch: dict):
+            return sequence_logps(self.inner, batch)
+
+    ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
+    # buffers (rotary tables) are identical on every rank; broadcasting them each step is waste
+    ddp = DistributedDataParallel(StepLogps(model), device_ids=ids, broadcast_buffers=False)
+    return (lambda batch: ddp(batch)), (lambda last: nullcontext() if last else ddp.no_sync())
+
+
+# ---------------------------------------------------------------- launching
+
+
+def launch(policy: str, pairs: str | Path, config, out_dir: str | Path, *, nproc: int,
+           env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Train on this node with `nproc` processes (torchrun --standalone); returns ``train_result.json``.
+
+    policy: checkpoint path or name; pairs: a pairs JSONL path; config: a `StepDPOConfig`. The
+    config is written to ``out_dir/launch_config.yaml`` and the processes' output to
+    ``out_dir/launch.log``; a failed launch raises RuntimeError with the log's tail.
+    """
+    from treesearch.train.trainer import DONE, FINAL
+
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    from treesearch.policy import resolve
+    from treesearch.train.data import load_pairs
+
+    pairs = Path(pairs)
+    load_pairs(pairs)  # bad input fails here with file:line, not as one of N ranks' tracebacks
+    resolve(policy)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    cfg_path = out / "launch_config.yaml"
+    # YAML, not JSON: PyYAML reads JSON's 1e-05 as a string (YAML 1.1 floats need a dot)
+    cfg_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+           "--nproc_per_node", str(nproc), "-m", "treesearch.train.ddp",
+           "--policy", str(policy), "--pairs", str(pairs), "--config", str(cfg_path), "--out", str(out)]
+    log = out / "launch.log"
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                              timeout=timeout)
+    if proc.returncode != 0:
+        lines = log.read_text(errors="replace").splitlines()
+        # the last exception line of a rank (torch prefixes "[rankN]: "; the last of a chained
+        # traceback is the one raised), not torchrun's own ChildFailedError
+        found = [m.group(1) for m in (re.match(r"(?:\[rank\d+\]:\s*)?([\w.]*(?:Error|Exception): .*)", ln)
+                                      for ln in lines) if m and "ChildFailedError" not in m.group(1)]
+        cause = found[-1] if found else ""
+        tail = "\n".join(lines[-20:])
+        raise RuntimeError(f"torchrun exited with {proc.returncode}: {cause or 'see the log'}; "
+                           f"last lines of {log}:\n{tail}")
+    return json.loads((out / FINAL / DONE).read_text())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of every torchrun process: ``python -m treesearch.train.ddp --policy ... --out ...``."""
+    p = argparse.ArgumentParser(prog="python -m treesearch.train.ddp",
+                                description="Step-DPO on this process's rank (start with torchrun).")
+    p.add_argument("--policy", default="embedded", help="'embedded', a checkpoint directory or a HF name")
+    p.add_argument("--pairs", required=True, help="pairs JSONL")
+    p.add_argument("--config", default=None, help="StepDPOConfig YAML or JSON (strict)")
+    p.add_argument("--out", required=True, help="output directory (shared by all ranks)")
+    args = p.parse_args(argv)
+    from treesearch.train.config import load_config
+    from treesearch.train.trainer import train_step_dpo
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = load_config(args.config)
+    ctx = setup(config.device)
+    try:
+        result = train_step_dpo(args.policy, args.pairs, config, args.out)
+        if ctx.is_main:
+            print(json.dumps({"world_size": ctx.world_size, "steps": result.steps, "model_dir": str(result.model_dir),
+                              "pairs_per_second": result.pairs_per_second, **result.metrics}))
+    finally:
+        teardown(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

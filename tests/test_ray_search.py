@@ -71,8 +71,10 @@ def test_chunking_and_executor_choice_are_checked():
 
 
 def test_scale_configs_load_strictly(tmp_path):
-    node = load_scale_config(ROOT / "configs" / "multigpu_node.yaml")
-    multi = load_scale_config(ROOT / "configs" / "ray_multinode.yaml")
+    from treesearch.loop import load_loop_config
+
+    node = load_loop_config(ROOT / "configs" / "multigpu_node.yaml").scale  # loop configs with a `scale:` section
+    multi = load_loop_config(ROOT / "configs" / "ray_multinode.yaml").scale
     assert node.search.executor == "ray" and node.train.nproc_per_node > 1
     assert multi.search.backend == "vllm" and multi.search.ray_address == "auto"
     opts = search_options(multi.search)

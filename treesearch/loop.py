@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from treesearch.config import load_config, to_dict
+from treesearch.distributed.config import ScaleConfig
 from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
 from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats
 from treesearch.search.mcts import MCTSConfig
@@ -78,6 +79,7 @@ class LoopConfig:
     train: StepDPOConfig = _f(StepDPOConfig(), "Step-DPO settings")
     rft: RFTSettings = _f(RFTSettings(), "rejection-sampling fine-tuning settings (method rft)")
     eval: EvalSettings = _f(EvalSettings(), "held-out evaluation settings")
+    scale: ScaleConfig = _f(ScaleConfig(), "search workers (Ray) and training processes (torchrun); docs/scaling.md")
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -166,9 +168,19 @@ class Run:
         from tqdm import tqdm
 
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"round {k} search", dynamic_ncols=True)
-        for start in range(0, len(todo), cfg.search_batch):
-            batch = todo[start : start + cfg.search_batch]
-            result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch))
+        if cfg.scale.search.executor == "ray":
+            from treesearch.distributed import run_search_distributed, search_options
+
+            result = run_search_distributed(
+                "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device,
+                journal=rd / "chunks.jsonl", **search_options(cfg.scale.search),
+            )
+            todo_batches = [(todo, result)]
+        else:
+            todo_batches = ((todo[i : i + cfg.search_batch], None) for i in range(0, len(todo), cfg.search_batch))
+        for batch, result in todo_batches:
+            if result is None:
+                result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch))
             for p, t, s in zip(batch, result.trees, result.selected):
                 t.meta["search"]["correct"] = bool(s and task.score(p, t.text_of(s)))
             append_jsonl(trees_path, [t.to_json() for t in result.trees])
@@ -237,8 +249,15 @@ class Run:
             from treesearch.train.trainer import train_step_dpo
 
             tcfg = dataclasses.replace(self.cfg.train, seed=self.cfg.seed + k, device=self.cfg.device)
-            res = train_step_dpo(self.policy_of(k), pairs, tcfg, out)
-            info = {"steps": res.steps, "pairs": res.pairs, "pairs_per_second": res.pairs_per_second, **res.metrics}
+            nproc = self.cfg.scale.train.nproc_per_node
+            if nproc > 1:  # data-parallel under torchrun, same global batch (treesearch.train.ddp)
+                from treesearch.train import ddp
+
+                res_d = ddp.launch(self.policy_of(k), rd / "pairs.jsonl", tcfg, out, nproc=nproc)
+                info = {"steps": res_d.get("steps"), "pairs": res_d.get("pairs"), "nproc": nproc, **res_d.get("metrics", {})}
+            else:
+                res = train_step_dpo(self.policy_of(k), pairs, tcfg, out)
+                info = {"steps": res.steps, "pairs": res.pairs, "pairs_per_second": res.pairs_per_second, **res.metrics}
         info["seconds"] = round(time.perf_counter() - t0, 2)
         atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
         return info

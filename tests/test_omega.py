@@ -127,8 +127,10 @@ def corrupted(policy, arithmetic):
     from treesearch.backends.hf import HFBackend
 
     backend = HFBackend.from_model(*policy)
-    problems = arithmetic.problems("test", 40, seed=3, n_ops=4)
-    cands = [(p, _corrupt(arithmetic, p, i % 5), i % 5) for i, p in enumerate(problems)]
+    # enough candidates that a weak policy still yields several (its greedy continuation must verify
+    # from every prefix before the corrupted step)
+    problems = arithmetic.problems("test", 160, seed=3, n_ops=3)
+    cands = [(p, _corrupt(arithmetic, p, i % 4), i % 4) for i, p in enumerate(problems)]
     sols = [solution_tree(backend, p, steps) for p, steps, _ in cands]
     prefixes, owner = [], []  # every unfinished prefix (question .. last step but one) of every solution
     for ci, (t, leaf) in enumerate(sols):

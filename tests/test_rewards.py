@@ -38,7 +38,7 @@ GREEDY = SamplingParams(n=1, temperature=0.0, max_tokens=64)
 
 @pytest.fixture(scope="module")
 def problems(arithmetic):
-    return arithmetic.problems("test", 6, seed=0, n_ops=3)
+    return arithmetic.problems("test", 10, seed=0, n_ops=3)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_finished_solutions_are_judged_exactly(hf_backend, arithmetic, problems,
 def test_soft_label_is_the_fraction_and_hard_label_is_any(hf_backend, arithmetic, problems, score):
     cfg = MCConfig(k=6, temperature=1.0, max_tokens=64, seed=3, signed=False)
     trees, nodes = [], []
-    for p in problems[:4]:
+    for p in problems:
         tree, leaf = solution_tree(hf_backend, p, _steps(p))
         trees.append(tree)
         nodes.append(tree.path(leaf)[1])  # after the first (correct) step
@@ -334,7 +334,7 @@ def test_self_evaluation_runs_inside_mcts(hf_backend, problems, score):
 def test_process_advantage_with_a_greedy_prover(hf_backend, perturbed, arithmetic, problems, score):
     prover = HFBackend.from_model(*perturbed)
     trees, nodes = [], []
-    for p in problems[:4]:
+    for p in problems:
         tree, leaf = solution_tree(hf_backend, p, _steps(p))
         trees += [tree, tree]
         nodes += tree.path(leaf)[1:3]  # steps 1 and 2 (parents: root, step 1)

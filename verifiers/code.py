@@ -153,6 +153,8 @@ def _bwrap_command() -> list[str] | None:
             cmd += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             cmd += ["--ro-bind", top, top]
+    # the tmpfs first: Python or a venv living under /tmp (a CI checkout there) is bound on top of it
+    cmd += ["--size", str(64 << 20), "--tmpfs", "/tmp"]
     roots = _python_roots()
     # bwrap creates missing parents of a mount point with mode 0700, which a
     # candidate under its own uid could not traverse; create them 0755 first.
@@ -170,7 +172,6 @@ def _bwrap_command() -> list[str] | None:
         "--ro-bind", _SERVER, _SERVER_IN_SANDBOX,
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(64 << 20), "--tmpfs", "/tmp",
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--die-with-parent", "--new-session",
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",

@@ -29,9 +29,25 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def share_round0_search(seed_dir: Path, method: str, methods: list[str]) -> None:
+    """Round 0 searches the same problems with the same policy and seed for every method, so its
+    evaluation and trees are computed once and copied (the search is deterministic per problem)."""
+    import shutil
+
+    mine = seed_dir / method / "round_0"
+    for other in methods:
+        src = seed_dir / other / "round_0"
+        if other != method and (src / "search.json").is_file() and not (mine / "search.json").is_file():
+            mine.mkdir(parents=True, exist_ok=True)
+            for name in ("eval.json", "trees.jsonl", "search.json"):
+                shutil.copy2(src / name, mine / name)
+            return
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "bench_loop.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_loop"))
     ap.add_argument("--methods", default="step_dpo,rft,traj_dpo")
@@ -46,10 +62,13 @@ def main() -> None:
     finals: dict[str, list[float]] = {m: [] for m in methods}
     base: list[float] = []
     t0 = time.time()
-    for seed in range(args.seeds):
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    for seed in seeds:
         for method in methods:
             cfg = load_loop_config(args.config, {"seed": seed, "method": method})
-            run = Run(Path(args.out) / f"seed{seed}" / method, cfg, log=lambda m: print(m, flush=True))
+            run_dir = Path(args.out) / f"seed{seed}" / method
+            share_round0_search(Path(args.out) / f"seed{seed}", method, methods)
+            run = Run(run_dir, cfg, log=lambda m: print(m, flush=True))
             rows = run.run()
             finals[method].append(rows[-1]["eval"]["accuracy"])
             if method == methods[0]:

@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def field(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose help text lives in ``metadata["help"]`` (CLI help, docs, YAML errors)."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:

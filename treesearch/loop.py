@@ -40,8 +40,9 @@ from treesearch.train.config import StepDPOConfig
 METHODS = ("step_dpo", "traj_dpo", "rft")
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,6 @@ reuse), in ``sweep.jsonl``, ``sweep.md`` and ``sweep.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from treesearch.io import atomic_write_text, read_jsonl, append_jsonl

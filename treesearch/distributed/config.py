@@ -20,8 +20,9 @@ EXECUTORS = ("local", "ray")
 BACKENDS = ("hf", "vllm")
 
 
-def _f(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:

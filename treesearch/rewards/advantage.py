@@ -29,8 +29,9 @@ from treesearch.tree import NO_PARENT, Tree
 _PROBE = "Q: 12+3*4=?\n12+12\n24\nAnswer: 24"
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,9 @@ from treesearch.tree import Tree
 AGGREGATES = ("min", "step", "sum")
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,8 +46,9 @@ from treesearch.search.values import Scorer, judge
 from treesearch.tree import ROOT, Tree
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

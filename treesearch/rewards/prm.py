@@ -38,8 +38,9 @@ HEADS = ("auto", "reward_token", "token_classification", "sequence_classificatio
 AGGREGATES = ("min", "last", "prod")
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

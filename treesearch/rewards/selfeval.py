@@ -27,8 +27,9 @@ from treesearch.tree import ROOT, Tree
 DEFAULT_TEMPLATE = "{question}\nSteps so far:\n{previous}\nNew step: {step}\nIs this step correct? (Yes/No)"
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,8 +50,9 @@ from treesearch.search.values import Scorer, ValueFn, judge, zero_value
 from treesearch.tree import ROOT, Tree, backup
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,8 +61,9 @@ from treesearch.tree import ROOT, Tree, backup
 WeightFn = Callable[[Tree, Sequence[int]], np.ndarray]
 
 
-def _f(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, **kw})
+from treesearch.config import field
+
+_f = field  # a dataclass field with help text (treesearch.config.field)
 
 
 @dataclasses.dataclass(frozen=True)

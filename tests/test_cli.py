@@ -53,3 +53,13 @@ def test_eval_writes_results_summary_and_table(tmp_path):
     assert 0.0 <= summary["pass@1"] <= summary["pass@4"] <= 1.0
     assert summary["cost"]["decode_tokens"] > 0
     assert "| sample |" in (tmp_path / "summary.md").read_text()
+
+
+def test_vllm_backend_without_vllm_is_one_clear_line():
+    import importlib.util
+
+    r = _run("eval", "--backend", "vllm", "--n-problems", "2")
+    if importlib.util.find_spec("vllm") is None:
+        assert r.returncode == 2 and "vllm extra" in r.stderr and "Traceback" not in r.stderr
+    else:  # on a GPU machine with vllm installed the run itself must work
+        assert r.returncode == 0, r.stderr

@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="hf (transformers, CPU/GPU) or vllm (GPU, optional extra)")
     p.add_argument("--out", default=None, help="run directory for results.jsonl, summary.json, summary.md")
     p.set_defaults(func=run)
 
@@ -36,7 +37,6 @@ def load_problems(args):
 
 
 def run(args) -> int:
-    from treesearch.backends.hf import HFBackend
     from treesearch.evaluate import SEARCHES, EvalConfig, evaluate, evaluate_search, markdown_table, write_run
 
     strategy, k = args.strategy, args.k
@@ -47,7 +47,7 @@ def run(args) -> int:
         oracle=args.oracle,
     )
     task, problems = load_problems(args)
-    backend = HFBackend.from_pretrained(args.model, device=args.device)
+    backend = make_backend(args)
     if cfg.strategy in SEARCHES:
         from treesearch.search.runner import apply_overrides
 
@@ -77,3 +77,17 @@ def _search_defaults(cfg):
     from treesearch.evaluate import search_defaults
 
     return cfg.strategy, search_defaults(cfg)[cfg.strategy]
+
+
+def make_backend(args):
+    """The backend named by --backend for --model (vLLM is imported only when asked for)."""
+    if getattr(args, "backend", "hf") == "vllm":
+        try:
+            from treesearch.backends.vllm import VLLMBackend
+
+            return VLLMBackend.from_pretrained(args.model, seed=args.seed)
+        except ImportError as e:
+            raise ValueError(f"--backend vllm needs the vllm extra (pip install 'treesearch[vllm]', GPU only): {e}") from None
+    from treesearch.backends.hf import HFBackend
+
+    return HFBackend.from_pretrained(args.model, device=args.device)

@@ -14,13 +14,13 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="hf (transformers) or vllm (GPU)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from treesearch.backends.hf import HFBackend
-    from treesearch.commands.evaluate import load_problems
+    from treesearch.commands.evaluate import load_problems, make_backend
     from treesearch.sweep import run_sweep
 
     try:
@@ -30,7 +30,7 @@ def run(args) -> int:
     if not budgets or min(budgets) < 1:
         raise ValueError(f"--budgets must be positive integers, got {args.budgets!r}")
     task, problems = load_problems(args)
-    backend = HFBackend.from_pretrained(args.model, device=args.device)
+    backend = make_backend(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     run_sweep(backend, task, problems, strategies, budgets, args.out, seed=args.seed, max_tokens=args.max_tokens)
     print(open(f"{args.out}/sweep.md").read())

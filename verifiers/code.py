@@ -83,6 +83,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from verifiers._pool import WorkerPool
 
 __all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS"]
 
@@ -360,52 +361,21 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.005)
 
 
-class _Pool:
+class _Pool(WorkerPool["_Launcher"]):
+    """Launchers of one isolation mode; a launcher that died is dropped and started afresh on demand."""
+
     def __init__(self, isolation: str, size: int) -> None:
-        self.isolation, self.size = isolation, size
-        self._idle: list[_Launcher] = []
-        self._count = 0
-        self._cond = threading.Condition()
+        super().__init__(lambda: _Launcher(isolation), size)
+        self.isolation = isolation
 
-    def acquire(self) -> _Launcher:
-        with self._cond:
-            while not self._idle and self._count >= self.size:
-                self._cond.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._count += 1
-        try:
-            return _Launcher(self.isolation)
-        except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            raise
-
-    def release(self, launcher: _Launcher) -> None:
-        with self._cond:
-            if launcher.alive():
-                self._idle.append(launcher)
-            else:
-                launcher.kill()
-                self._count -= 1
-            self._cond.notify()
-
-    def adopt(self, launcher: _Launcher) -> None:
-        """Take a launcher started outside the pool (the "auto" probe) as an idle one."""
-        with self._cond:
-            self._count += 1
-        self.release(launcher)
-
-    def grow(self, size: int) -> None:
-        with self._cond:
-            self.size = max(self.size, size)
-            self._cond.notify_all()
+    def release(self, launcher: "_Launcher") -> None:
+        healthy = launcher.alive()
+        if not healthy:
+            launcher.kill()
+        self.give_back(launcher, healthy)
 
     def close(self) -> None:
-        with self._cond:
-            idle, self._idle = self._idle, []
-            self._count -= len(idle)
+        idle = self.drain()
         for launcher in idle:
             try:
                 launcher.proc.stdin.close()  # all of them start their sweep at once

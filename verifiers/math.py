@@ -47,6 +47,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from verifiers._pool import WorkerPool
 
 __all__ = [
     "MathResult",
@@ -392,56 +393,24 @@ class _Worker:
                 pass
 
 
-class _Pool:
+class _Pool(WorkerPool["_Worker"]):
     """Idle workers handed out to threads; grows up to `size`, replaces killed ones."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._idle: list[_Worker] = []
-        self._count = 0
-        self._cond = threading.Condition()
+        super().__init__(_Worker, size)
 
-    def acquire(self) -> _Worker:
-        with self._cond:
-            while not self._idle and self._count >= self.size:
-                self._cond.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._count += 1
-        try:
-            return _Worker()
-        except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            raise
-
-    def release(self, worker: _Worker, healthy: bool) -> None:
+    def release(self, worker: "_Worker", healthy: bool) -> None:
+        replacement = None
         if not healthy:
             worker.kill()
             try:  # start the replacement now so its import overlaps other work
                 replacement = _Worker()
             except OSError:
                 replacement = None
-        with self._cond:
-            if healthy:
-                self._idle.append(worker)
-            elif replacement is not None:
-                self._idle.append(replacement)
-            else:
-                self._count -= 1
-            self._cond.notify()
-
-    def grow(self, size: int) -> None:
-        with self._cond:
-            self.size = max(self.size, size)
-            self._cond.notify_all()
+        self.give_back(worker, healthy, replacement=replacement)
 
     def close(self) -> None:
-        with self._cond:
-            idle, self._idle = self._idle, []
-            self._count -= len(idle)
-        for w in idle:
+        for w in self.drain():
             w.kill()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 
-from tasks.base import Problem, check_seed, check_split, split_of
+from tasks.base import Problem, check_seed, check_split, draw_distinct
 from verifiers.exact import extract_final_answer
 
 NAME = "arithmetic"
@@ -118,21 +118,12 @@ class ArithmeticTask:
             raise ValueError(f"n_ops must be in {MIN_OPS}..{MAX_OPS}, got {n_ops}")
         # Separate streams per split and op count, so asking for more problems only appends.
         rng = random.Random(f"{NAME}/{split}/{n_ops}/{seed}")
-        seen: set[str] = set()
-        out: list[Problem] = []
-        attempts = 0
-        while len(out) < n:
-            attempts += 1
-            if attempts > 200 * (n + 10):
-                raise ValueError(f"cannot draw {n} distinct {split} problems with n_ops={n_ops}")
-            k = n_ops if n_ops is not None else rng.randint(MIN_OPS, MAX_OPS)
-            nums, ops = _draw(rng, k)
-            expr = render(nums, ops)
-            if expr in seen or split_of(expr) != split:
-                continue
-            seen.add(expr)
-            out.append(make_problem(nums, ops, split, len(out)))
-        return out
+
+        def sample():
+            nums, ops = _draw(rng, n_ops if n_ops is not None else rng.randint(MIN_OPS, MAX_OPS))
+            return render(nums, ops), lambda i: make_problem(nums, ops, split, i)
+
+        return draw_distinct(n, split, sample, limit=200 * (n + 10), what=f"problems with n_ops={n_ops}")
 
     def score(self, problem: Problem, completion: str) -> float:
         pred = extract_final_answer(completion)

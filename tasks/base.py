@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 SPLITS = ("train", "test")
 
@@ -56,6 +56,33 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return seed
+
+
+def draw_distinct(
+    n: int, split: str, sample: Callable[[], "tuple[str, Callable[[int], Problem]] | None"], *, limit: int, what: str
+) -> list[Problem]:
+    """`n` problems of `split` from a seeded `sample()`, distinct by key.
+
+    `sample()` draws once from the caller's generator and returns (key, build) or None
+    for a rejected draw; a key seen before or belonging to the other split is skipped;
+    build(i) makes problem number i. After `limit` draws: ValueError naming `what`.
+    """
+    seen: set[str] = set()
+    out: list[Problem] = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > limit:
+            raise ValueError(f"cannot draw {n} distinct {split} {what}")
+        drawn = sample()
+        if drawn is None:
+            continue
+        key, build = drawn
+        if key in seen or split_of(key) != split:
+            continue
+        seen.add(key)
+        out.append(build(len(out)))
+    return out
 
 
 def split_of(key: str, *, test_fraction_per_mille: int = 100) -> str:

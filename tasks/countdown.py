@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-from tasks.base import Problem, check_seed, check_split, split_of
+from tasks.base import Problem, check_seed, check_split, draw_distinct
 from verifiers.exact import extract_final_answer
 
 NAME = "countdown"
@@ -223,31 +223,23 @@ class CountdownTask:
             raise ValueError(f"target must be a positive integer, got {target!r}")
         # One stream per split and target, so asking for more problems only appends.
         rng = random.Random(f"{NAME}/{split}/{target}/{seed}")
-        seen: set[str] = set()
-        out: list[Problem] = []
-        attempts = 0
-        while len(out) < n:
-            attempts += 1
-            if attempts > 500 * (n + 10):
-                raise ValueError(f"cannot draw {n} distinct solvable {split} instances with target={target}")
+
+        def sample():
             numbers = [rng.randint(1, MAX_NUMBER) for _ in range(N_NUMBERS)]
             values = reachable(tuple(sorted(numbers)))
             if target is None:
                 lo, hi = TARGET_RANGE
                 options = sorted(v for v in values if lo <= v <= hi)
                 if not options:
-                    continue
+                    return None
                 goal = rng.choice(options)
             elif target in values:
                 goal = target
             else:
-                continue
-            key = f"{sorted(numbers)}->{goal}"
-            if key in seen or split_of(key) != split:
-                continue
-            seen.add(key)
-            out.append(make_problem(numbers, goal, split, len(out)))
-        return out
+                return None
+            return f"{sorted(numbers)}->{goal}", lambda i: make_problem(numbers, goal, split, i)
+
+        return draw_distinct(n, split, sample, limit=500 * (n + 10), what=f"solvable instances with target={target}")
 
     def score(self, problem: Problem, completion: str) -> float:
         ok, _ = check_expression(extract_final_answer(completion), problem.meta["numbers"], problem.meta["target"])

@@ -21,7 +21,7 @@ import random
 import re
 from fractions import Fraction
 
-from tasks.base import Problem, check_seed, check_split, split_of
+from tasks.base import Problem, check_seed, check_split, draw_distinct
 from verifiers.exact import extract_final_answer
 
 NAME = "linear"
@@ -190,20 +190,13 @@ class LinearTask:
             raise ValueError(f"unknown form {form!r}; expected one of {', '.join(FORMS)}")
         # One stream per split and form, so asking for more problems only appends.
         rng = random.Random(f"{NAME}/{split}/{form}/{seed}")
-        seen: set[str] = set()
-        out: list[Problem] = []
-        attempts = 0
-        while len(out) < n:
-            attempts += 1
-            if attempts > 200 * (n + 10):
-                raise ValueError(f"cannot draw {n} distinct {split} problems with form={form}")
+
+        def sample():
             f = form or rng.choice(FORMS)
             equation, steps, x = draw(rng, f)
-            if equation in seen or split_of(equation) != split:
-                continue
-            seen.add(equation)
-            out.append(make_problem(equation, steps, x, f, split, len(out)))
-        return out
+            return equation, lambda i: make_problem(equation, steps, x, f, split, i)
+
+        return draw_distinct(n, split, sample, limit=200 * (n + 10), what=f"problems with form={form}")
 
     def score(self, problem: Problem, completion: str) -> float:
         pred = extract_final_answer(completion)

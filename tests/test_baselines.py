@@ -137,3 +137,16 @@ def test_runner_batches_problems_and_writes_jsonl(tmp_path):
         apply_overrides(MCTSConfig(), ["reroot=maybe"])
     with pytest.raises(ValueError, match="unknown algorithm 'dfs'"):
         run_search("dfs", backend, _BanditTask(), problems)
+
+
+def test_cost_is_backend_stats_plus_wall_time_and_round_trips():
+    import dataclasses
+
+    from treesearch.backends.base import BackendStats
+    from treesearch.search.result import Cost
+
+    c = Cost(calls=2, prefill_tokens=5, decode_tokens=3, seconds=0.5, wall_s=2.0)
+    assert isinstance(c, BackendStats) and c.backend_s == 0.5 and c.core_overhead == 0.75
+    assert c.as_dict()["backend_s"] == 0.5 and "seconds" not in c.as_dict()
+    assert Cost.from_dict(c.as_dict()) == c == Cost.from_dict(dataclasses.asdict(c))  # both serialisations
+    assert (c + c).computed_tokens == 16 and (c + c).wall_s == 4.0

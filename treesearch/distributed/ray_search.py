@@ -335,7 +335,7 @@ def run_search_distributed(
             tree = Tree.from_json(d, where=f"chunk {k} problem {p.id}")
             trees.append(tree)
             selected.append(int(tree.meta["search"]["selected"]))
-        cost = cost + Cost(**{f.name: r["cost"].get(f.name, 0) for f in dataclasses.fields(Cost)})
+        cost = cost + Cost.from_dict(r["cost"])
     return DistributedResult(trees, selected, cost, DistributedRun(len(chunks), resumed, stats))
 
 

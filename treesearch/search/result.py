@@ -11,28 +11,20 @@ import dataclasses
 import time
 from typing import Any
 
+from treesearch.backends.base import BackendStats
 from treesearch.tree import Tree
 
-_COUNTS = ("calls", "prompt_tokens", "prefill_tokens", "cached_tokens", "decode_tokens", "scored_tokens")
-
-
 @dataclasses.dataclass
-class Cost:
-    """Resources one search used. Adding two costs adds every field."""
+class Cost(BackendStats):
+    """Resources one search used: the backend's counters over the search (`BackendStats`; its
+    ``seconds`` is the time inside backend calls, also readable as ``backend_s``) plus wall time.
+    Adding two costs adds every field."""
 
     wall_s: float = 0.0
-    backend_s: float = 0.0
-    calls: int = 0
-    prompt_tokens: int = 0
-    prefill_tokens: int = 0
-    cached_tokens: int = 0
-    decode_tokens: int = 0
-    scored_tokens: int = 0
 
     @property
-    def computed_tokens(self) -> int:
-        """Tokens run through the model: prefill + decode + scored."""
-        return self.prefill_tokens + self.decode_tokens + self.scored_tokens
+    def backend_s(self) -> float:
+        return self.seconds
 
     @property
     def core_s(self) -> float:
@@ -46,8 +38,15 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)})
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Cost":
+        """From `as_dict` or `dataclasses.asdict` output (derived keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"seconds"}
+        return cls(seconds=d.get("backend_s", d.get("seconds", 0.0)), **{k: d.get(k, 0) for k in names})
+
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["backend_s"] = d.pop("seconds")
         d.update(computed_tokens=self.computed_tokens, core_s=self.core_s, core_overhead=self.core_overhead)
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
@@ -70,11 +69,8 @@ class meter:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.cost.wall_s = time.perf_counter() - self._t0
-        delta = self.backend.stats.since(self._before)
-        self.cost.backend_s = delta.seconds
-        for name in _COUNTS:
-            setattr(self.cost, name, getattr(delta, name))
+        wall = time.perf_counter() - self._t0
+        self.cost = Cost(**dataclasses.asdict(self.backend.stats.since(self._before)), wall_s=wall)
 
 
 @dataclasses.dataclass

@@ -146,7 +146,7 @@ class TextMixin:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
     def _ids(self, prompt: Prompt) -> list[int]:
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else list(map(int, prompt))
         if not ids:
             raise ValueError("empty prompt")
         return ids

@@ -10,9 +10,12 @@ three things `generate` does not give together:
   segment, later prefills only the tokens that are new. Positions come from the
   attention mask (not the padded column), so cached keys stay valid whatever
   padding the next batch has.
-* **Per-row seeded sampling.** With `seed` set, row r of prompt p draws from
-  its own generator seeded by (seed, p's token ids, r): a sample does not
-  depend on what else shares its batch.
+* **Per-row seeded sampling.** With `seed` set, row r of prompt p draws its
+  t-th token by inverse-CDF sampling with a uniform that is a counter-based
+  hash of (seed, p's token ids, r, t) (`_uniforms`): a sample does not depend
+  on what else shares its batch, and one vectorized search over the CDF serves
+  the whole batch (a torch.Generator per row cost a multinomial call per row
+  and token, 12% of a search's time on the embedded policy).
 * **vLLM-shaped outputs**: raw log-probabilities, stop strings, finish reasons.
 
 Batches are left padded. `stats` counts prompt, prefilled, cached, decoded and
@@ -90,6 +93,30 @@ class PrefixCache:
 def _row_seed(seed: int, ids: Sequence[int], index: int) -> int:
     h = zlib.crc32(",".join(map(str, ids)).encode())
     return (seed * 1_000_003 + h * 7919 + index) % (2**63 - 1)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of SplitMix64 (Steele et al. 2014): a well-mixed 64-bit hash of a 64-bit counter."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _uniforms(row_seeds: Sequence[int], steps: Sequence[int]) -> list[float]:
+    """u in [0, 1) for each (row seed, token index): a pure function of the pair (53 random bits)."""
+    return [(_splitmix64((seed ^ _splitmix64(t)) & _MASK64) >> 11) * 2.0**-53 for seed, t in zip(row_seeds, steps)]
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token ids [B] drawn from probs [B, V] with uniforms u [B]: the first index whose cumulative
+    mass exceeds u·total (float64, so a zero-probability token is never the answer)."""
+    cdf = probs.double().cumsum(-1)
+    target = (u.double() * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=probs.shape[-1] - 1)
 
 
 def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -282,12 +309,9 @@ class HFBackend(TextMixin):
             logits = logits.repeat_interleave(n, dim=0)
         rows = len(seqs) * n
         prompt_of = [r // n for r in range(rows)]
-        gens = None
+        row_seeds = None
         if params.seed is not None and params.temperature > 0:
-            gens = [
-                torch.Generator(device=self.device).manual_seed(_row_seed(params.seed, seqs[prompt_of[r]], r % n))
-                for r in range(rows)
-            ]
+            row_seeds = [_row_seed(params.seed, seqs[prompt_of[r]], r % n) for r in range(rows)]
         out_ids: list[list[int]] = [[] for _ in range(rows)]
         out_lp: list[list[float]] = [[] for _ in range(rows)]
         texts = [""] * rows
@@ -296,7 +320,11 @@ class HFBackend(TextMixin):
         max_stop = max((len(s) for s in params.stop), default=0)
         while True:
             logp = torch.log_softmax(logits, dim=-1)
-            tokens = self._sample(logits, [gens[r] for r in active] if gens else None, params)
+            u = None
+            if row_seeds is not None:
+                u = torch.tensor(_uniforms([row_seeds[r] for r in active], [len(out_ids[r]) for r in active]),
+                                 dtype=torch.float64, device=self.device)
+            tokens = self._sample(logits, u, params)
             chosen_lp = logp.gather(1, tokens[:, None])[:, 0].tolist()
             tokens_l = tokens.tolist()
             self.stats.decode_tokens += len(active)
@@ -358,14 +386,16 @@ class HFBackend(TextMixin):
         return best
 
     @staticmethod
-    def _sample(logits: torch.Tensor, gens, params: SamplingParams) -> torch.Tensor:
+    def _sample(logits: torch.Tensor, u: torch.Tensor | None, params: SamplingParams) -> torch.Tensor:
+        """Next tokens [B]: argmax at temperature 0, else a draw from the tempered, top-p filtered
+        distribution, by the per-row uniforms `u` [B] when seeded (torch's global RNG otherwise)."""
         if params.temperature == 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits / params.temperature, dim=-1)
         probs = _filter_top_p(probs, params.top_p)
-        if gens is None:
+        if u is None:
             return torch.multinomial(probs, 1)[:, 0]
-        return torch.stack([torch.multinomial(probs[j], 1, generator=g)[0] for j, g in enumerate(gens)])
+        return _inverse_cdf(probs, u)
 
     # -- scoring ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -322,6 +322,7 @@ def test_rpo_apo_and_visit_smoothing_run_and_need_their_fields(policy, tmp_path)
     ('{"prompt": "p", "chosen": "a", "rejected": "b", "kind": "cousin"}', 2, "'kind'"),
     ('{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_value": true}', 2, "'chosen_value'"),
     ('["prompt"]', 2, "JSON object"),
+    ('{"prompt": "p", "chosen": "a", "rejected": ""}', 2, "'rejected' is empty"),
 ])
 def test_bad_pairs_name_file_line_and_field(tmp_path, line, lineno, field):
     good = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
@@ -330,6 +331,18 @@ def test_bad_pairs_name_file_line_and_field(tmp_path, line, lineno, field):
         load_pairs(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}:{lineno}:") and field in msg and "\n" not in msg
+
+
+def test_eos_only_step_is_the_end_token_alone(policy, tmp_path):
+    """A policy that stops without writing anything produced the step "" + EOS: a legal rejected
+    step (found in a real 8,192-problem search), scored as the EOS token alone."""
+    model, tok = policy
+    pairs = arithmetic_pairs(tok, 2)
+    pairs[1] = dict(pairs[1], rejected="", rejected_eos=True)
+    tp = tokenize_pairs(load_pairs(write_jsonl(tmp_path / "p.jsonl", pairs)), tok, max_length=512)
+    assert tp.rejected_ids[1] == [tok.eos_token_id]
+    got, n = sequence_logps(model, collate(tp, [0, 1], tok.pad_token_id, packed=True))
+    assert n.tolist()[3] == 1 and torch.isfinite(got).all()
 
 
 def test_pairs_file_loads_in_trl_format(policy, tmp_path):

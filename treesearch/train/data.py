@@ -12,7 +12,8 @@ our step metadata, so ``datasets.load_dataset("json", ...)`` feeds TRL too)::
 ``prompt``, ``chosen`` and ``rejected`` are required; the metadata is optional
 but type-checked when present. ``*_eos`` says the step ended the solution, so
 the tokenizer's EOS id is appended to its ids; mid-solution steps get none
-(Step-DPO). Prompt and step are tokenized separately and their ids
+(Step-DPO). A step may be empty only when it is such an end (the policy
+stopped without writing anything: its ids are the EOS alone). Prompt and step are tokenized separately and their ids
 concatenated, so the prompt/step boundary is exact whatever the tokenizer
 would merge across it.
 """
@@ -76,8 +77,9 @@ def validate_record(record: Any, where: str) -> Pair:
         if not isinstance(record[name], kind):
             raise ValueError(f"{where}: field {name!r} must be a string, got {type(record[name]).__name__}")
     for name in ("chosen", "rejected"):
-        if not record[name]:
-            raise ValueError(f"{where}: field {name!r} is empty")
+        # an empty step is legal only as the bare end of a solution (the EOS token alone)
+        if not record[name] and record.get(f"{name}_eos") is not True:
+            raise ValueError(f"{where}: field {name!r} is empty (and {name}_eos is not true)")
     for name, kinds in OPTIONAL.items():
         if name in record and record[name] is not None and not _type_ok(record[name], kinds):
             want = " or ".join(k.__name__ for k in kinds)

@@ -64,9 +64,19 @@ def test_preference_loss_combines_smoothing_and_advantage():
 
 
 def test_visit_label_smoothing_hand_values():
-    eps = losses.visit_label_smoothing(torch.tensor([1, 1, 3, 5]), torch.tensor([4, 1, 1, 0]))
-    # ratio 0.25 -> 0.2; ratio 1 -> 0.5; ratio 3 -> 0.75 capped at 0.5; N_l = 0 counts as 1 -> 5/6 capped
-    assert eps.tolist() == pytest.approx([0.2, 0.5, 0.5, 0.5], abs=1e-6)
+    eps = losses.visit_label_smoothing(torch.tensor([1, 1, 3, 5, 0]), torch.tensor([4, 1, 1, 0, 2]))
+    # the loser's visit share, capped at 0.5: 4/5 -> 0.5; 1/2; 1/4; N_l = 0 counts as 1 -> 1/6; N_w = 0 -> 2/3 -> 0.5
+    assert eps.tolist() == pytest.approx([0.5, 0.5, 0.25, 1 / 6, 0.5], abs=1e-6)
+
+
+def test_visit_smoothing_keeps_lopsided_pairs_learning():
+    """The more the search favoured the winner, the smaller ε and the larger the push on the margin."""
+    eps = losses.visit_label_smoothing(torch.tensor([2, 4, 16]), torch.tensor([2, 2, 2]))
+    assert eps[0] > eps[1] > eps[2]
+    h = torch.zeros(3, requires_grad=True)
+    losses.conservative_dpo_loss(h, beta=0.5, epsilon=eps).sum().backward()
+    assert h.grad[0] == pytest.approx(0.0, abs=1e-7)  # equal visits: no pull either way
+    assert (h.grad[1:] < 0).all() and h.grad[2] < h.grad[1]
 
 
 def test_nll_is_per_token_mean_over_batch():

@@ -33,7 +33,8 @@ class StepDPOConfig:
     )
     label_smoothing: float = _f(0.0, "Fixed conservative-DPO label smoothing ε in [0, 0.5). 0 = off.")
     label_smoothing_from_visits: bool = _f(
-        False, "Take ε per pair from chosen_visits/rejected_visits (MCTS-DPO); overrides label_smoothing."
+        False, "Take ε per pair from chosen_visits/rejected_visits: the rejected step's visit share, capped "
+        "at 0.5 (losses.visit_label_smoothing); overrides label_smoothing."
     )
     # --- optimisation
     learning_rate: float = _f(1e-5, "AdamW peak learning rate (papers use 5e-7..1e-6 for 7B models).")

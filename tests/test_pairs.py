@@ -107,3 +107,20 @@ def test_correct_solutions_for_rft():
 def test_bad_config():
     with pytest.raises(ValueError, match="unknown pair kind"):
         PairConfig(kinds=("nope",))
+
+
+def test_step_audit_counts_agreement_with_the_task_step_checker():
+    from tasks.arithmetic import ArithmeticTask
+    from treesearch.pairs import step_audit
+
+    check = ArithmeticTask().check_step
+    base = {"question": "Q: 1+2*3=?", "kind": "sibling"}
+    pairs = [
+        {**base, "prefix": "", "chosen": "1+6\n", "rejected": "1+5\n"},                  # clean
+        {**base, "prefix": "", "chosen": "1+5\n", "rejected": "1+6\n"},                  # inverted
+        {**base, "prefix": "1+6\n", "chosen": "8\n", "rejected": "9\n"},                 # both wrong
+        {**base, "prefix": "1+6\n7\n", "chosen": "Answer: 7", "rejected": "Answer: 8"},  # clean, last line
+        {**base, "kind": "trajectory", "prefix": "", "chosen": "x", "rejected": "y"},    # skipped
+    ]
+    got = step_audit(pairs, check)
+    assert got == {"audited": 4, "clean": 0.5, "inverted": 0.25, "both_wrong": 0.25, "both_right": 0.0}

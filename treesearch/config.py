@@ -110,17 +110,18 @@ def load_config(cls: type[T], path: str | Path | None, overrides: dict | None = 
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping at the top level")
     if overrides:
-        data = _merge(data, overrides)
+        data = merge(data, overrides)
     try:
         return from_dict(cls, data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}" if path else str(e)) from None
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """`base` with `extra` laid over it, nested dicts merged key by key (a new dict)."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

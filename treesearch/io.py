@@ -39,6 +39,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def save_figure(fig, path: str | Path) -> None:
+    """Save a matplotlib figure (format from the suffix) atomically and close it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.tight_layout()
+    fig.savefig(tmp)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Write all records atomically (replace the file)."""
     path = Path(path)

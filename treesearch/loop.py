@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 from treesearch.config import load_config, to_dict
 from treesearch.distributed.config import ScaleConfig
-from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
-from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats
+from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_jsonl
+from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, step_audit
 from treesearch.search.mcts import MCTSConfig
 from treesearch.train.config import StepDPOConfig
 
@@ -219,6 +219,12 @@ class Run:
                 pc = dataclasses.replace(pc, kinds=("trajectory",))
             records = extract_pairs(trees, pc, decode=decode, round=k)
             stats = pair_stats(records)
+            from tasks import get_task
+
+            check = getattr(get_task(self.cfg.task), "check_step", None)
+            if check is not None and pc.kinds != ("trajectory",):
+                # label noise of the outcome-based pairs, by the task's exact step checker (reported only)
+                stats["step_audit"] = step_audit(records, check)
         write_jsonl(out, records)
         atomic_write_text(stats_path, json.dumps(stats, indent=2) + "\n")
         return stats
@@ -286,28 +292,34 @@ class Run:
             rows.append(row)
         return rows
 
-    def run(self) -> list[dict]:
+    def explore(self, k: int) -> tuple[dict, dict | None]:
+        """Round k's policy-dependent stages: held-out evaluation, then (before the last round) the
+        search. They depend only on policy k, the seed and the search settings, not on the method,
+        so runs of several methods from one starting policy can share round 0 (bench/loop.py)."""
         from tasks import get_task
         from treesearch.backends.hf import HFBackend
 
         task = get_task(self.cfg.task)
+        rd = self.round_dir(k)
+        rd.mkdir(parents=True, exist_ok=True)
+        last = k == self.cfg.rounds
+        need_policy = not (rd / "eval.json").is_file() or (not last and not (rd / "search.json").is_file())
+        backend = HFBackend.from_pretrained(self.policy_of(k), device=self.cfg.device) if need_policy else None
+        ev = self.evaluate(k, backend, task)
+        self.log(f"round {k}: held-out greedy accuracy {ev['accuracy']:.3f}")
+        if last:
+            return ev, None
+        s = self.search(k, backend, task)
+        self.log(f"round {k}: search accuracy {s['accuracy']:.3f}, coverage {s['coverage']:.3f}")
+        return ev, s
+
+    def run(self) -> list[dict]:
         for k in range(self.cfg.rounds + 1):
-            rd = self.round_dir(k)
-            rd.mkdir(parents=True, exist_ok=True)
-            need_policy = not (rd / "eval.json").is_file() or (
-                k < self.cfg.rounds and not (rd / "search.json").is_file()
-            )
-            backend = HFBackend.from_pretrained(self.policy_of(k), device=self.cfg.device) if need_policy else None
-            ev = self.evaluate(k, backend, task)
-            self.log(f"round {k}: held-out greedy accuracy {ev['accuracy']:.3f}")
+            self.explore(k)
             if k == self.cfg.rounds:
                 break
-            s = self.search(k, backend, task)
-            self.log(f"round {k}: search accuracy {s['accuracy']:.3f}, coverage {s['coverage']:.3f}")
-            decode = _decoder(self.policy_of(k))
-            p = self.make_pairs(k, decode)
+            p = self.make_pairs(k, _decoder(self.policy_of(k)))
             self.log(f"round {k}: {p.get('solutions', p.get('pairs'))} training records ({self.cfg.method})")
-            del backend
             self.train(k)
             write_jsonl(self.root / "metrics.jsonl", self.metrics())
         rows = self.metrics()
@@ -344,11 +356,7 @@ def plot_rounds(rows: list[dict], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def results_table(rows: list[dict], k: int) -> list[list[str]]:

@@ -207,6 +207,25 @@ def correct_solutions(trees: Iterable[Tree], *, per_problem: int = 4) -> list[di
     return out
 
 
+def step_audit(pairs: Sequence[dict], check_step: Callable[[str, str], bool]) -> dict:
+    """How often outcome-labelled step pairs agree with a task's exact step checker (a diagnostic,
+    never a training signal): fractions where the chosen step is right and the rejected wrong
+    (``clean``), the reverse (``inverted``), both wrong, both right. `check_step(previous, step)`
+    judges a step line against the line before it (the question for the first step); trajectory
+    pairs (whole solutions) are skipped."""
+    counts = {"clean": 0, "inverted": 0, "both_wrong": 0, "both_right": 0}
+    for p in pairs:
+        if p.get("kind") == "trajectory":
+            continue
+        lines = p["prefix"].rstrip("\n").split("\n") if p["prefix"].strip() else []
+        previous = lines[-1] if lines else p["question"]
+        ok_w, ok_l = check_step(previous, p["chosen"].strip()), check_step(previous, p["rejected"].strip())
+        counts["clean" if ok_w and not ok_l else "inverted" if ok_l and not ok_w else
+               "both_right" if ok_w else "both_wrong"] += 1
+    n = sum(counts.values())
+    return {"audited": n, **{k: round(v / n, 4) if n else 0.0 for k, v in counts.items()}}
+
+
 def pair_stats(pairs: Sequence[dict]) -> dict:
     """Counts by kind and depth, mean value gap: what a round's metrics record."""
     kinds: dict[str, int] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from treesearch.io import atomic_write_text, read_jsonl, append_jsonl
+from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure
 
 KNOBS = {"maj": "k", "best-of-n": "n", "beam": "beam_width", "mcts": "simulations", "segments": "max_width"}
 
@@ -71,8 +71,4 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

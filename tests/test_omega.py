@@ -185,7 +185,13 @@ def test_omega_collection_on_the_embedded_policy(hf_backend, arithmetic, tmp_pat
         assert run.searches <= 3 and run.pooled == run.searches + run.remaining
         for loc in run.labels:
             assert mc[loc.nodes[-1]] == 0.0  # the located step's prefix can no longer reach the answer
-            assert all(v > 0 for i, v in loc.mc.items() if i < len(loc.nodes) - 1)
+            # bisection keeps its lower end's MC positive, so the step before the error is known and > 0;
+            # earlier prefixes can read 0 when another rollout through the same node estimated it
+            # (k samples of noise), so only the parent is an invariant
+            if len(loc.nodes) > 1:
+                assert loc.mc[len(loc.nodes) - 2] > 0, (loc, run.tree.meta["omega"]["mc"])
+            else:
+                assert mc[0] > 0
             rows.append(stepwise_record(run.tree, loc))
     assert rows, "no question had 0 < MC < 1 at the root"
     write_stepwise(tmp_path / "omega.jsonl", rows)

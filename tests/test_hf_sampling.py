@@ -1,4 +1,4 @@
-"""The HF backend's seeded sampler: counter-based uniforms and inverse-CDF draws (pure tensor logic)."""
+"""The HF backend's seeded sampler: counter-based uniforms and inverse-CDF draws, and on the real policy."""
 import numpy as np
 import torch
 
@@ -30,3 +30,25 @@ def test_inverse_cdf_matches_the_distribution_and_never_picks_a_zero():
     # edges: u = 0 takes the first token with mass, u just below 1 the last one
     edge = _inverse_cdf(probs.expand(2, -1), torch.tensor([0.0, 1 - 2.0**-53], dtype=torch.float64))
     assert edge.tolist() == [1, 4]
+
+
+def test_seeded_generation_follows_the_models_next_token_distribution(hf_backend, arithmetic):
+    from collections import Counter
+
+    from treesearch.backends.base import SamplingParams
+    from treesearch.search import make_trees
+
+    problem = arithmetic.problems("test", 5, seed=0, n_ops=3)[4]  # a prompt whose first step is uncertain
+    ids = list(make_trees(hf_backend, [problem])[0].prompt_ids)
+    with torch.no_grad():
+        p = torch.softmax(hf_backend.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+    n = 2000
+    outs = hf_backend.generate([ids], SamplingParams(n=n, temperature=1.0, max_tokens=2, seed=7))[0]
+    counts = Counter(o.token_ids[0] for o in outs)
+    emp = torch.zeros_like(p)
+    for tok, c in counts.items():
+        emp[tok] = c / n
+    assert p.max() < 0.9, "the prompt should leave the first token uncertain"
+    assert 0.5 * (emp - p).abs().sum() < 0.06  # total variation; sampling noise alone is about 0.02
+    again = hf_backend.generate([ids], SamplingParams(n=n, temperature=1.0, max_tokens=2, seed=7))[0]
+    assert [o.token_ids for o in again] == [o.token_ids for o in outs]

@@ -106,3 +106,25 @@ def test_rerun_with_another_config_is_refused(reference, tmp_path):
     r = subprocess.run([sys.executable, "-m", "treesearch.cli", "iterate", "--config", str(other), "--out", str(reference)],
                        capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 2 and "different config" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["demo", "tiny", "bench_loop", "multigpu_node", "ray_multinode"])
+def test_shipped_configs_load_strictly(name):
+    cfg = load_loop_config(CONFIG.parent / f"{name}.yaml")
+    assert cfg.rounds >= 1 and cfg.train_problems >= 1 and cfg.eval.problems >= 1
+
+
+def test_bench_loop_overrides_nest_and_reject_bad_items():
+    sys.path.insert(0, str(CONFIG.parent.parent / "bench"))
+    try:
+        from loop import parse_sets
+    finally:
+        sys.path.pop(0)
+    sets = parse_sets(["train_problems=4096", "search.width=4", "pairs.kinds=[sibling]", "train.beta=0.2"])
+    assert sets == {"train_problems": 4096, "search": {"width": 4}, "pairs": {"kinds": ["sibling"]}, "train": {"beta": 0.2}}
+    cfg = load_loop_config(CONFIG.parent / "bench_loop.yaml", sets)
+    assert (cfg.train_problems, cfg.search.width, cfg.pairs.kinds, cfg.train.beta) == (4096, 4, ("sibling",), 0.2)
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        parse_sets(["search.width"])
+    with pytest.raises(ValueError, match="search.widht"):
+        load_loop_config(CONFIG.parent / "bench_loop.yaml", parse_sets(["search.widht=4"]))

@@ -115,11 +115,13 @@ def test_shipped_configs_load_strictly(name):
 
 
 def test_bench_loop_overrides_nest_and_reject_bad_items():
-    sys.path.insert(0, str(CONFIG.parent.parent / "bench"))
-    try:
-        from loop import parse_sets
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+
+    # loaded by path: bench/ on sys.path would shadow packages with its benchmarks' names (verifiers)
+    spec = importlib.util.spec_from_file_location("bench_loop", CONFIG.parent.parent / "bench" / "loop.py")
+    bench_loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_loop)
+    parse_sets = bench_loop.parse_sets
     sets = parse_sets(["train_problems=4096", "search.width=4", "pairs.kinds=[sibling]", "train.beta=0.2"])
     assert sets == {"train_problems": 4096, "search": {"width": 4}, "pairs": {"kinds": ["sibling"]}, "train": {"beta": 0.2}}
     cfg = load_loop_config(CONFIG.parent / "bench_loop.yaml", sets)

@@ -202,15 +202,30 @@ def main() -> None:
 
 def method_cost(out: Path, seeds: list[int], method: str) -> dict:
     """What a method spent, mean over seeds, from its runs' metrics.jsonl: sampled (decoded) search
-    tokens over all rounds (the budget the methods share), and search and training minutes."""
-    tokens, search_s, train_s = [], [], []
+    tokens over all rounds (the budget the methods share), and search and training minutes.
+
+    A round's search.json counts only the batches its last invocation ran; a round resumed after a
+    kill is scaled up by problems / problems searched then (a batch takes `simulations` calls)."""
+    tokens, search_s, train_s, resumed = [], [], [], 0
     for s in seeds:
-        rows = [json.loads(line) for line in (out / f"seed{s}" / method / "metrics.jsonl").open()]
-        tokens.append(sum(r["search"]["cost"]["decode_tokens"] for r in rows if "search" in r))
+        run = out / f"seed{s}" / method
+        cfg = json.loads((run / "config.json").read_text())
+        per_call = cfg["search_batch"] / cfg["search"]["simulations"]  # problems searched per backend call
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        total = 0.0
+        for r in rows:
+            if "search" not in r:
+                continue
+            c = r["search"]["cost"]
+            scale = r["search"]["n_problems"] / min(r["search"]["n_problems"], c["calls"] * per_call)
+            resumed += scale > 1.0
+            total += c["decode_tokens"] * scale
+        tokens.append(total)
         search_s.append(sum(r["search"]["cost"]["wall_s"] for r in rows if "search" in r))
         train_s.append(sum(r["train"].get("seconds", 0.0) for r in rows if "train" in r))
     return {
         "sampled_tokens": round(statistics.fmean(tokens)),
+        "resumed_rounds": resumed,
         "search_minutes": round(statistics.fmean(search_s) / 60, 1),
         "train_minutes": round(statistics.fmean(train_s) / 60, 1),
     }

@@ -249,7 +249,7 @@ def plot_methods(per_round: dict[str, list[list[float]]], path: Path, *, base: f
         a = np.array(curves, dtype=float)  # [seeds, rounds + 1]
         x = np.arange(a.shape[1])
         m, s = a.mean(0), a.std(0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
-        ax.plot(x, m, "o-", label=f"{names.get(method, method)} ({len(a)} seeds)")
+        ax.plot(x, m, "o-", label=f"{names.get(method, method)} ({len(a)} seed{'s' if len(a) > 1 else ''})")
         ax.fill_between(x, m - s, m + s, alpha=0.2)
     if base is not None:
         ax.axhline(base + 0.15, color="grey", ls=":", lw=1, label="base + 15 points")

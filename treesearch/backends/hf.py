@@ -106,9 +106,11 @@ def _splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
-def _uniforms(row_seeds: Sequence[int], steps: Sequence[int]) -> list[float]:
-    """u in [0, 1) for each (row seed, token index): a pure function of the pair (53 random bits)."""
-    return [(_splitmix64((seed ^ _splitmix64(t)) & _MASK64) >> 11) * 2.0**-53 for seed, t in zip(row_seeds, steps)]
+def _uniforms(row_seeds: Sequence[int], step: int) -> list[float]:
+    """u in [0, 1) for each row seed at token index `step`: a pure function of (seed, step), 53 random
+    bits. Every live row of a decode loop is at the same step, so the step is hashed once."""
+    h = _splitmix64(step)
+    return [(_splitmix64((seed ^ h) & _MASK64) >> 11) * 2.0**-53 for seed in row_seeds]
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -322,7 +324,8 @@ class HFBackend(TextMixin):
             logp = torch.log_softmax(logits, dim=-1)
             u = None
             if row_seeds is not None:
-                u = torch.tensor(_uniforms([row_seeds[r] for r in active], [len(out_ids[r]) for r in active]),
+                # rows start together and gain one token per step, so every live row is at this step
+                u = torch.tensor(_uniforms([row_seeds[r] for r in active], len(out_ids[active[0]])),
                                  dtype=torch.float64, device=self.device)
             tokens = self._sample(logits, u, params)
             chosen_lp = logp.gather(1, tokens[:, None])[:, 0].tolist()

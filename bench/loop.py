@@ -204,8 +204,9 @@ def method_cost(out: Path, seeds: list[int], method: str) -> dict:
     """What a method spent, mean over seeds, from its runs' metrics.jsonl: sampled (decoded) search
     tokens over all rounds (the budget the methods share), and search and training minutes.
 
-    A round's search.json counts only the batches its last invocation ran; a round resumed after a
-    kill is scaled up by problems / problems searched then (a batch takes `simulations` calls)."""
+    A round's search.json sums the cost share each tree carries, exact across kills and resumes.
+    Rounds written before trees carried shares counted only their last invocation's batches; those
+    are scaled up by problems / problems searched then (a batch takes `simulations` calls)."""
     tokens, search_s, train_s, resumed = [], [], [], 0
     for s in seeds:
         run = out / f"seed{s}" / method
@@ -216,12 +217,13 @@ def method_cost(out: Path, seeds: list[int], method: str) -> dict:
         for r in rows:
             if "search" not in r:
                 continue
-            c = r["search"]["cost"]
-            scale = r["search"]["n_problems"] / min(r["search"]["n_problems"], c["calls"] * per_call)
+            c, n = r["search"]["cost"], r["search"]["n_problems"]
+            counted = r["search"].get("cost_problems", min(n, c["calls"] * per_call))
+            scale = n / counted if counted else 1.0
             resumed += scale > 1.0
-            total += c["decode_tokens"] * scale
+            total += c.get("decode_tokens", 0) * scale
         tokens.append(total)
-        search_s.append(sum(r["search"]["cost"]["wall_s"] for r in rows if "search" in r))
+        search_s.append(sum(r["search"]["cost"].get("wall_s", 0.0) for r in rows if "search" in r))
         train_s.append(sum(r["train"].get("seconds", 0.0) for r in rows if "train" in r))
     return {
         "sampled_tokens": round(statistics.fmean(tokens)),

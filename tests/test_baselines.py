@@ -150,3 +150,19 @@ def test_cost_is_backend_stats_plus_wall_time_and_round_trips():
     assert c.as_dict()["backend_s"] == 0.5 and "seconds" not in c.as_dict()
     assert Cost.from_dict(c.as_dict()) == c == Cost.from_dict(dataclasses.asdict(c))  # both serialisations
     assert (c + c).computed_tokens == 16 and (c + c).wall_s == 4.0
+
+
+def test_cost_shares_sum_back_to_the_whole():
+    import dataclasses
+
+    from treesearch.search.result import Cost
+
+    # a batch of 7 problems: shares are fractional, their sum rounds counters back exactly
+    a = Cost(calls=8, prompt_tokens=1001, prefill_tokens=997, cached_tokens=4, decode_tokens=12345, seconds=1.5, wall_s=3.0)
+    b = Cost(calls=8, decode_tokens=10, wall_s=1.0)
+    shares = [dataclasses.asdict(a.split(7))] * 7 + [dataclasses.asdict(b.split(3))] * 3
+    assert 0 < shares[0]["decode_tokens"] < a.decode_tokens and shares[0]["decode_tokens"] != round(shares[0]["decode_tokens"])
+    total = Cost.total(shares)
+    assert total.decode_tokens == 12355 and total.calls == 16 and total.prompt_tokens == 1001
+    assert isinstance(total.decode_tokens, int) and abs(total.wall_s - 4.0) < 1e-9
+    assert Cost.total([]) == Cost()

@@ -79,11 +79,28 @@ def test_sigkill_at_several_points_then_resume(reference, tmp_path):
     trees = _lines(tmp_path / "round_0" / "trees.jsonl")
     ref_trees = _lines(reference / "round_0" / "trees.jsonl")
     assert [t["problem_id"] for t in trees] == [t["problem_id"] for t in ref_trees]  # none lost or duplicated
-    assert trees == ref_trees  # the seeded search redoes killed batches identically
+    assert _untimed(trees) == _untimed(ref_trees)  # the seeded search redoes killed batches identically
     assert _lines(tmp_path / "round_0" / "pairs.jsonl") == _lines(reference / "round_0" / "pairs.jsonl")
     rows, ref_rows = _lines(tmp_path / "metrics.jsonl"), _lines(reference / "metrics.jsonl")
     assert [r["round"] for r in rows] == [0, 1]
     assert [r["eval"]["accuracy"] for r in rows] == [r["eval"]["accuracy"] for r in ref_rows]
+    # the search's cost is summed from the shares its trees carry: exact across kills, not just the last run's
+    search, ref_search = rows[0]["search"], ref_rows[0]["search"]
+    assert search["cost_problems"] == search["n_problems"] == len(trees)
+    counters = ("calls", "prompt_tokens", "prefill_tokens", "decode_tokens", "computed_tokens")
+    assert {k: search["cost"][k] for k in counters} == {k: ref_search["cost"][k] for k in counters}
+    assert search["cost"]["decode_tokens"] > 0 and rows[0]["tokens_spent"] == ref_rows[0]["tokens_spent"]
+
+
+def _untimed(trees):
+    """Trees without the wall-clock fields of their cost shares (the only part a rerun may change)."""
+    out = []
+    for t in trees:
+        t = json.loads(json.dumps(t))
+        for key in ("seconds", "wall_s"):
+            t["meta"]["search"]["cost"].pop(key)
+        out.append(t)
+    return out
 
 
 def test_strict_config(tmp_path):

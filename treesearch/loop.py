@@ -164,7 +164,6 @@ class Run:
                 have[d["problem_id"]] = Tree.from_json(d, where=f"{trees_path}:{i}")
             write_jsonl(trees_path, [t.to_json() for t in have.values()])  # drop a torn tail
         search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
-        cost: dict[str, float] = {}
         todo = [p for p in problems if p.id not in have]
         from tqdm import tqdm
 
@@ -182,11 +181,13 @@ class Run:
         for batch, result in todo_batches:
             if result is None:
                 result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch))
+            # each tree carries its share of the batch's cost, written in the same line as the tree,
+            # so the round's cost is exact however many invocations (kills, resumes) it took
+            share = dataclasses.asdict(result.cost.split(len(batch)))
             for p, t, s in zip(batch, result.trees, result.selected):
                 t.meta["search"]["correct"] = bool(s and task.score(p, t.text_of(s)))
+                t.meta["search"]["cost"] = share
             append_jsonl(trees_path, [t.to_json() for t in result.trees])
-            for key, v in result.cost.as_dict().items():
-                cost[key] = cost.get(key, 0) + v
             for t in result.trees:
                 have[t.problem_id] = t
             bar.update(len(batch))
@@ -196,7 +197,9 @@ class Run:
 
         summary = summarize(SearchResult(trees, [t.meta["search"]["selected"] for t in trees], Cost()), task, problems)
         summary.pop("cost", None)
-        summary["cost"] = cost  # of the batches run in this process; resumed batches are not re-counted
+        shares = [t.meta["search"]["cost"] for t in trees if "cost" in t.meta["search"]]
+        summary["cost"] = Cost.total(shares).as_dict()
+        summary["cost_problems"] = len(shares)  # < n_problems only for trees written by an older version
         summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
         atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
         return summary

@@ -8,8 +8,10 @@ time the search spent outside backend calls (selection, bookkeeping, scoring).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from treesearch.backends.base import BackendStats
 from treesearch.tree import Tree
@@ -43,6 +45,17 @@ class Cost(BackendStats):
         """From `as_dict` or `dataclasses.asdict` output (derived keys ignored)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"seconds"}
         return cls(seconds=d.get("backend_s", d.get("seconds", 0.0)), **{k: d.get(k, 0) for k in names})
+
+    def split(self, n: int) -> "Cost":
+        """An equal share of this cost for each of `n` problems searched together."""
+        return Cost(**{f.name: getattr(self, f.name) / n for f in dataclasses.fields(self)})
+
+    @classmethod
+    def total(cls, shares: "Iterable[dict[str, Any]]") -> "Cost":
+        """The sum of `split` shares (as dicts), counters rounded back to integers."""
+        sum_ = functools.reduce(operator.add, (cls.from_dict(d) for d in shares), cls())
+        return cls(**{f.name: round(getattr(sum_, f.name)) if isinstance(f.default, int) else getattr(sum_, f.name)
+                      for f in dataclasses.fields(cls)})
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

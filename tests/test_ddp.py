@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from treesearch.train import StepDPOConfig, train_step_dpo
-from treesearch.train.ddp import DistContext, launch, micro_batch_norm, setup, shard
+from treesearch.train.ddp import DistContext, launch, loss_norm, setup, shard
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
@@ -63,14 +63,14 @@ def test_single_process_context_and_norm():
     class TP:
         chosen_ids = [[1, 2], [3], [4, 5, 6]]
 
-    assert micro_batch_norm(TP, [0, 2]) == (2.0, 5.0)
+    assert loss_norm(TP, [0, 2]) == (2.0, 5.0)
 
 
 @pytest.mark.parametrize("setting", [
     # global micro-batch 8 over 9 pairs: steps of 8 pairs (4 per rank) and of 1 pair (rank 1 runs a stand-in)
     dict(batch_size=8, grad_accum=1, rpo_alpha=0.5, learning_rate=5e-4),
     # 2 micro-batches of 4 per step (gradients all-reduced once per step), a LoRA adapter
-    dict(batch_size=4, grad_accum=2, lora=True, lora_r=4, learning_rate=1e-2),
+    dict(batch_size=4, grad_accum=2, lora=True, lora_r=4, learning_rate=2e-3),
 ], ids=["full-rpo", "lora-accum"])
 def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path, setting):
     from treesearch.policy import load_policy

@@ -188,6 +188,29 @@ def test_reference_logps_computed_once(policy, tmp_path):
     assert cache["chosen"].shape == (8,) and torch.isfinite(cache["rejected"]).all()
 
 
+def test_gradient_accumulation_matches_one_large_batch(policy, tmp_path):
+    """2 micro-batches of 4 per optimizer step take the same steps as batches of 8: a step's pairs are
+    drawn (and length-grouped) as one batch, the DPO term is a mean over them and the NLL term a mean
+    over all their chosen tokens, not per micro-batch."""
+    model, tok = policy
+    pairs = arithmetic_pairs(tok, 16, seed=3)
+    runs = {}
+    for name, bs, accum in (("big", 8, 1), ("accum", 4, 2)):
+        cfg = StepDPOConfig(learning_rate=5e-4, epochs=1, batch_size=bs, grad_accum=accum, rpo_alpha=1.0, **FAST)
+        runs[name] = train_step_dpo(copy.deepcopy(model), pairs, cfg, tmp_path / name, tokenizer=tok, reference=model)
+    assert runs["big"].steps == runs["accum"].steps == 2
+    before, big, acc = model.state_dict(), runs["big"].model.state_dict(), runs["accum"].model.state_dict()
+    moved = max((big[k] - before[k]).abs().max().item() for k in big)
+    diff = max((big[k] - acc[k]).abs().max().item() for k in big)
+    # Adam's first steps are ~lr·sign(g): a weight whose gradient is ~0 turns summation-order noise
+    # (other padding, other matmul shapes) into up to lr; per-micro-batch normalization was off by 3·lr
+    assert moved > 1e-4 and diff < 0.05 * 5e-4, (moved, diff)
+    logs = {n: [json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()] for n in runs}
+    for a, b in zip(logs["big"], logs["accum"]):
+        for key in ("loss", "dpo_loss", "nll", "rewards/margin", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+
+
 # ----------------------------------------------------------------- checkpoints and resume
 
 

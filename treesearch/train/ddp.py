@@ -13,8 +13,9 @@ joins the process group (NCCL on CUDA, gloo on CPU) and trains with
   disjoint contiguous slice of it (`shard`; sizes differ by at most one), in the
   order of the single-process schedule. Each rank scales its loss so that the
   gradients DDP averages equal the single-process gradient of the whole
-  micro-batch, including RPO's per-token NLL term (normalized by the chosen
-  tokens of the whole micro-batch). A rank whose slice is empty (a micro-batch
+  optimizer step, including RPO's per-token NLL term (normalized by the chosen
+  tokens of all the step's micro-batches, so ``grad_accum`` micro-batches of
+  ``batch_size`` take the same step as one batch of both, up to its order). A rank whose slice is empty (a micro-batch
   smaller than the world) runs one pair with weight 0, because every DDP rank
   must take part in every backward. So the updated weights and the logged
   statistics (all-reduced over ranks) match a one-process run with the same
@@ -147,8 +148,9 @@ def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     return mine, 1.0
 
 
-def micro_batch_norm(tp, idx: Sequence[int]) -> tuple[float, float]:
-    """(pairs, chosen-step tokens) of a whole micro-batch: the denominators of its mean loss terms."""
+def loss_norm(tp, idx: Sequence[int]) -> tuple[float, float]:
+    """(pairs, chosen-step tokens) of the pairs `idx` (a whole optimizer step's): the denominators
+    of its mean loss terms."""
     return float(len(idx)), float(sum(len(tp.chosen_ids[i]) for i in idx))
 
 

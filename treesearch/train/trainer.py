@@ -159,9 +159,9 @@ def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, e
 
     logp, n_tokens: [2B] from `sequence_logps` (chosen rows first); ref_w, ref_l: [B] reference sums;
     epsilon: [B] per-pair label smoothing (else config.label_smoothing); value_gap: [B] Q_w − Q_l.
-    norm: for a shard of a larger micro-batch (data parallel), that micro-batch's (pairs, chosen
-    tokens): every mean becomes this shard's sum over those totals, so the shards' losses and stats
-    add up to the whole micro-batch's. None: the B pairs are the whole micro-batch.
+    norm: for a part of a larger optimizer step (accumulated micro-batches, data-parallel shards),
+    that step's (pairs, chosen tokens): every mean becomes this part's sum over those totals, so the
+    parts' losses and stats add up to the whole step's. None: the B pairs are the whole step.
     Returns (loss scalar, stats [7] detached: loss, dpo_loss, rewards/chosen, rewards/rejected,
     rewards/accuracy, rewards/margin, nll (0 when rpo_alpha is 0)); rewards are β·(logp − ref).
     """
@@ -242,13 +242,16 @@ def _run_id(pairs: list[Pair], config: StepDPOConfig, policy_name: str) -> str:
 
 
 def _schedule(tp: TokenizedPairs, config: StepDPOConfig) -> list[tuple[int, list[np.ndarray]]]:
-    """Flat list of optimizer steps: (epoch, micro-batches of pair indices)."""
+    """Flat list of optimizer steps: (epoch, micro-batches of pair indices). A step's pairs are drawn
+    (and length-grouped) as one batch of ``batch_size × grad_accum``, then split into micro-batches,
+    so accumulation changes memory, not which pairs share a step."""
     lengths = tp.lengths()
+    bs = config.batch_size
     steps = []
     for epoch in range(config.epochs):
-        batches = epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch,
-                                group_by_length=config.group_by_length)
-        steps += [(epoch, batches[i:i + config.grad_accum]) for i in range(0, len(batches), config.grad_accum)]
+        for batch in epoch_batches(lengths, bs * config.grad_accum, seed=config.seed, epoch=epoch,
+                                   group_by_length=config.group_by_length):
+            steps.append((epoch, [batch[i:i + bs] for i in range(0, len(batch), bs)]))
     return steps
 
 
@@ -434,7 +437,9 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     with (out / METRICS).open("a") if dist.is_main else open(os.devnull, "w") as metrics_fh:
         for step in range(start, total):
             epoch, group = schedule[step]
-            n_group = sum(len(b) for b in group)
+            # the optimizer step's means run over all its pairs and chosen tokens, so accumulating
+            # micro-batches (or sharding them over ranks) takes the step one batch of them would
+            norm = ddp.loss_norm(tp, np.concatenate(group)) if (dist.active or len(group) > 1) else None
             step_stats = []
             for j, idx in enumerate(group):
                 # under DDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
@@ -447,15 +452,16 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                         logp, ntok, ref_w[mine].to(device), ref_l[mine].to(device), config,
                         epsilon=epsilon[mine].to(device) if epsilon is not None else None,
                         value_gap=value_gap[mine].to(device),
-                        norm=ddp.micro_batch_norm(tp, idx) if dist.active else None)
-                    if dist.active:  # shard losses add up to the micro-batch's; DDP averages over ranks
+                        norm=norm)
+                    if dist.active:  # shard losses add up to the step's; DDP averages over ranks
                         loss = loss * (weight * dist.world_size)
                         stats = stats * weight
-                    (loss * (len(idx) / n_group)).backward()  # the group's gradient is the mean over its pairs
+                    loss.backward()
                 step_stats.append(stats)
-            rows = dist.all_sum(torch.stack(step_stats)).tolist()  # one device sync per optimizer step
-            window.extend(rows)
-            all_losses.extend(r[0] for r in rows)
+            # one device sync per optimizer step; with `norm` the micro-batches' stats are parts of a sum
+            row = dist.all_sum(torch.stack(step_stats).sum(0)).tolist()
+            window.append(row)
+            all_losses.append(row[0])
             grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
                          if config.max_grad_norm > 0 else float("nan"))
             lr = sched.get_last_lr()[0]

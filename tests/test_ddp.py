@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from treesearch.train import StepDPOConfig, train_step_dpo
-from treesearch.train.ddp import DistContext, launch, loss_norm, setup, shard
+from treesearch.train.data import loss_norm
+from treesearch.train.ddp import DistContext, launch, setup, shard
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)

@@ -90,6 +90,7 @@ def test_sigkill_at_several_points_then_resume(reference, tmp_path):
     counters = ("calls", "prompt_tokens", "prefill_tokens", "decode_tokens", "computed_tokens")
     assert {k: search["cost"][k] for k in counters} == {k: ref_search["cost"][k] for k in counters}
     assert search["cost"]["decode_tokens"] > 0 and rows[0]["tokens_spent"] == ref_rows[0]["tokens_spent"]
+    assert search["tokens_per_problem"] == search["cost"]["computed_tokens"] / len(trees)
 
 
 def _untimed(trees):

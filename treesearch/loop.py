@@ -195,10 +195,9 @@ class Run:
         trees = [have[p.id] for p in problems]
         from treesearch.search.result import SearchResult, Cost
 
-        summary = summarize(SearchResult(trees, [t.meta["search"]["selected"] for t in trees], Cost()), task, problems)
-        summary.pop("cost", None)
         shares = [t.meta["search"]["cost"] for t in trees if "cost" in t.meta["search"]]
-        summary["cost"] = Cost.total(shares).as_dict()
+        selected = [t.meta["search"]["selected"] for t in trees]
+        summary = summarize(SearchResult(trees, selected, Cost.total(shares)), task, problems)
         summary["cost_problems"] = len(shares)  # < n_problems only for trees written by an older version
         summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
         atomic_write_text(done, json.dumps(summary, indent=2) + "\n")

@@ -211,9 +211,15 @@ def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int) -> Toke
                           vec("chosen_visits"), vec("rejected_visits"), [p.source for p in pairs], truncated)
 
 
+def loss_norm(tp: TokenizedPairs, idx: Sequence[int]) -> tuple[float, float]:
+    """(pairs, chosen-step tokens) of the pairs `idx` (a whole optimizer step's): the denominators
+    of its mean loss terms, whichever micro-batch or rank computes a part of them."""
+    return float(len(idx)), float(sum(len(tp.chosen_ids[i]) for i in idx))
+
+
 def epoch_batches(lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int,
                   group_by_length: bool) -> list[np.ndarray]:
-    """Pair indices of each micro-batch of one epoch; a pure function of (seed, epoch), so a resumed
+    """Pair indices of each batch of one epoch; a pure function of (seed, epoch), so a resumed
     run replays the same order. With `group_by_length`, mega-batches of 16 batches are sorted by
     length before splitting (less padding) and the batch order is shuffled again."""
     rng = np.random.default_rng([seed, epoch])

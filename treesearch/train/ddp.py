@@ -148,12 +148,6 @@ def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     return mine, 1.0
 
 
-def loss_norm(tp, idx: Sequence[int]) -> tuple[float, float]:
-    """(pairs, chosen-step tokens) of the pairs `idx` (a whole optimizer step's): the denominators
-    of its mean loss terms."""
-    return float(len(idx)), float(sum(len(tp.chosen_ids[i]) for i in idx))
-
-
 def wrap(model, ctx: DistContext):
     """(forward, sync) for the training loop.
 

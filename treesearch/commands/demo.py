@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from treesearch.commands.backend_args import add_backend_args, loop_overrides
+
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
@@ -17,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--config", default=str(DEMO_CONFIG), help="loop config (default: configs/demo.yaml)")
     p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    add_backend_args(p, device=False, default=None)
     p.set_defaults(func=run)
 
 
@@ -27,13 +30,13 @@ def run(args) -> int:
     from treesearch.loop import Run, load_loop_config
 
     console = Console()
-    cfg = load_loop_config(args.config)
+    cfg = load_loop_config(args.config, loop_overrides(args))
     if args.fresh:
         shutil.rmtree(args.out, ignore_errors=True)
     console.print(
         f"[bold]treesearch demo[/]: {cfg.rounds} rounds of MCTS ({cfg.search.simulations} simulations, width "
         f"{cfg.search.width}) on {cfg.train_problems} training problems each -> step pairs -> Step-DPO, "
-        f"evaluated on {cfg.eval.problems} held-out {cfg.eval.n_ops}-operation problems"
+        f"evaluated on {cfg.eval.problems} held-out {cfg.eval.n_ops}-operation problems ({cfg.backend} backend)"
     )
     rows = Run(args.out, cfg, log=console.print).run()
     print_table(rows, cfg.eval.k)

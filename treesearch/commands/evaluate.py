@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 
+from treesearch.commands.backend_args import add_backend_args, backend_from_args
+
+
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a policy on a task suite (greedy, sampling with maj@k and pass@k)")
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a Hugging Face name")
@@ -18,8 +21,7 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="hf (transformers, CPU/GPU) or vllm (GPU, optional extra)")
+    add_backend_args(p)
     p.add_argument("--out", default=None, help="run directory for results.jsonl, summary.json, summary.md")
     p.set_defaults(func=run)
 
@@ -37,7 +39,8 @@ def load_problems(args):
 
 
 def run(args) -> int:
-    from treesearch.evaluate import SEARCHES, EvalConfig, evaluate, evaluate_search, markdown_table, write_run
+    from treesearch.backends.config import close_backend
+    from treesearch.evaluate import EvalConfig, evaluate, evaluate_search, markdown_table, write_run
 
     strategy, k = args.strategy, args.k
     if strategy.startswith("maj@"):
@@ -47,19 +50,16 @@ def run(args) -> int:
         oracle=args.oracle,
     )
     task, problems = load_problems(args)
-    backend = make_backend(args)
-    if cfg.strategy in SEARCHES:
-        from treesearch.search.runner import apply_overrides
-
-        _, defaults = _search_defaults(cfg)
-        records, summary = evaluate_search(
-            backend, task, problems, cfg, search_config=apply_overrides(defaults, args.overrides, where="--set")
-        )
-    else:
-        if args.overrides:
-            raise ValueError(f"--set applies to search strategies ({', '.join(SEARCHES)}), not {cfg.strategy!r}")
-        records, summary = evaluate(backend, task, problems, cfg)
-    summary.update({"model": args.model, "task": args.task, "split": args.split})
+    search_config = _search_config(cfg, args.overrides)  # bad settings fail before an engine starts
+    backend = backend_from_args(args)
+    try:
+        if search_config is not None:
+            records, summary = evaluate_search(backend, task, problems, cfg, search_config=search_config)
+        else:
+            records, summary = evaluate(backend, task, problems, cfg)
+    finally:
+        close_backend(backend)
+    summary.update({"model": args.model, "task": args.task, "split": args.split, "backend": args.backend})
     if args.out:
         write_run(args.out, records, summary)
         print(f"wrote {args.out}/results.jsonl, summary.json, summary.md")
@@ -67,27 +67,19 @@ def run(args) -> int:
     return 0
 
 
+def _search_config(cfg, overrides):
+    """The search strategy's config with --set applied (None for plain decoding strategies)."""
+    from treesearch.evaluate import SEARCHES, search_defaults
+    from treesearch.search.runner import apply_overrides
+
+    if cfg.strategy not in SEARCHES:
+        if overrides:
+            raise ValueError(f"--set applies to search strategies ({', '.join(SEARCHES)}), not {cfg.strategy!r}")
+        return None
+    return apply_overrides(search_defaults(cfg)[cfg.strategy], overrides, where="--set")
+
+
 def _int(text: str, what: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{what}: K must be a positive integer, got {text!r}")
     return int(text)
-
-
-def _search_defaults(cfg):
-    from treesearch.evaluate import search_defaults
-
-    return cfg.strategy, search_defaults(cfg)[cfg.strategy]
-
-
-def make_backend(args):
-    """The backend named by --backend for --model (vLLM is imported only when asked for)."""
-    if getattr(args, "backend", "hf") == "vllm":
-        try:
-            from treesearch.backends.vllm import VLLMBackend
-
-            return VLLMBackend.from_pretrained(args.model, seed=args.seed)
-        except ImportError as e:
-            raise ValueError(f"--backend vllm needs the vllm extra (pip install 'treesearch[vllm]', GPU only): {e}") from None
-    from treesearch.backends.hf import HFBackend
-
-    return HFBackend.from_pretrained(args.model, device=args.device)

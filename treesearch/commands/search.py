@@ -34,6 +34,8 @@ def _config_help() -> str:
 def register(sub) -> None:
     import argparse
 
+    from treesearch.commands.backend_args import add_backend_args
+
     from treesearch.search.runner import CONFIGS, VALUES
 
     p = sub.add_parser(
@@ -49,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", help="train | test")
     p.add_argument("--n-ops", type=int, default=None, help="arithmetic only: fix the number of operations")
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a Hugging Face name")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_backend_args(p)
     p.add_argument(
         "--threads",
         type=int,
@@ -75,6 +77,7 @@ def run(args) -> int:
     from tasks import get_task
     from tasks.base import check_seed
     from treesearch.search.runner import CONFIGS, apply_overrides, run_search, write_run
+    from treesearch.commands.backend_args import backend_from_args, vllm_config
     from treesearch.search.values import RolloutConfig
 
     check_seed(args.seed)
@@ -105,24 +108,29 @@ def run(args) -> int:
 
         result = run_search_distributed(
             args.algo, args.task, problems, config, executor=args.executor, num_workers=args.num_workers,
-            model=args.model, device=args.device, value=args.value, rollout=rollout, batch_size=args.batch_size,
+            model=args.model, device=args.device, backend=args.backend, vllm=vllm_config(args.vllm_sets, verbose=args.verbose),
+            value=args.value, rollout=rollout, batch_size=args.batch_size,
             chunk_size=args.chunk_size, journal=Path(args.out) / "chunks.jsonl", progress=progress,
             **({"address": args.ray_address} if args.executor == "ray" and args.ray_address else {}),
         )
     else:
-        from treesearch.backends.hf import HFBackend
+        from treesearch.backends.config import close_backend
 
-        backend = HFBackend.from_pretrained(args.model, device=args.device)
-        result = run_search(
-            args.algo, backend, task, problems, config, value=args.value, rollout=rollout,
-            batch_size=args.batch_size, progress=progress,
-        )
+        backend = backend_from_args(args)
+        try:
+            result = run_search(
+                args.algo, backend, task, problems, config, value=args.value, rollout=rollout,
+                batch_size=args.batch_size, progress=progress,
+            )
+        finally:
+            close_backend(backend)
     info = {
         "algo": args.algo,
         "task": args.task,
         "split": args.split,
         "n_ops": args.n_ops,
         "model": args.model,
+        "backend": args.backend,
         "seed": args.seed,
         "value": args.value,
         "config": dataclasses.asdict(config),

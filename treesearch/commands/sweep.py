@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 
+from treesearch.commands.backend_args import add_backend_args, backend_from_args
+
+
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="strategies at equal compute: accuracy against tokens, with a plot")
     p.add_argument("--model", default="embedded")
@@ -13,14 +16,14 @@ def register(sub) -> None:
     p.add_argument("--budgets", default="4,8,16", help="comma-separated budget levels (samples, beams, simulations, width)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="hf (transformers) or vllm (GPU)")
+    add_backend_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from treesearch.commands.evaluate import load_problems, make_backend
+    from treesearch.backends.config import close_backend
+    from treesearch.commands.evaluate import load_problems
     from treesearch.sweep import run_sweep
 
     try:
@@ -30,9 +33,12 @@ def run(args) -> int:
     if not budgets or min(budgets) < 1:
         raise ValueError(f"--budgets must be positive integers, got {args.budgets!r}")
     task, problems = load_problems(args)
-    backend = make_backend(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    run_sweep(backend, task, problems, strategies, budgets, args.out, seed=args.seed, max_tokens=args.max_tokens)
+    backend = backend_from_args(args)
+    try:
+        run_sweep(backend, task, problems, strategies, budgets, args.out, seed=args.seed, max_tokens=args.max_tokens)
+    finally:
+        close_backend(backend)
     print(open(f"{args.out}/sweep.md").read())
     print(f"plot: {args.out}/sweep.png")
     return 0

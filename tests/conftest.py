@@ -34,3 +34,12 @@ def arithmetic():
     from tasks import get_task
 
     return get_task("arithmetic")
+
+
+@pytest.fixture(scope="session")
+def real_tokenizers():
+    """name -> the real tokenizer (Qwen3, Llama-3, SentencePiece "llama2"), offline from the cache
+    `make install` fills; a missing cache is an error naming the command to run, never a skip."""
+    from treesearch.testing_models import TOKENIZERS, load_tokenizer
+
+    return {name: load_tokenizer(name) for name in TOKENIZERS}

@@ -154,6 +154,31 @@ def tiny_model(name: str, *, seed: int = 0):
     return model.eval(), tokenizer
 
 
+def _constant_coordinate(model, value: float = 10.0) -> None:
+    """Hidden coordinate 0 becomes `value` at every position: set in every embedding, written by no layer."""
+    inner = model.model
+    inner.embed_tokens.weight[:, 0] = value
+    for layer in inner.layers:
+        layer.self_attn.o_proj.weight[0, :] = 0.0
+        layer.mlp.down_proj.weight[0, :] = 0.0
+
+
+def favour_tokens(model, bonus: dict[int, float]) -> None:
+    """Edit `model`'s weights (Llama/Qwen layout) so token t's logit gains about ``bonus[t]`` at
+    every position (through a constant hidden coordinate the LM head reads), the rest staying as
+    they were but much flattened. Makes a random model write, say, merged newline tokens and end
+    tokens often enough for a search over it to meet them."""
+    import torch
+
+    with torch.no_grad():
+        _constant_coordinate(model)
+        # after the final RMSNorm the constant coordinate is ≈ sqrt(hidden): 10 dominates the rest
+        scale = model.config.hidden_size ** 0.5
+        model.lm_head.weight[:, 0] = 0.0
+        for t, b in bonus.items():
+            model.lm_head.weight[int(t), 0] = b / scale
+
+
 def force_token(model, token_id: int) -> None:
     """Edit `model`'s weights (Llama/Qwen layout) so that `token_id` is the argmax everywhere.
 
@@ -164,10 +189,7 @@ def force_token(model, token_id: int) -> None:
 
     inner = model.model
     with torch.no_grad():
-        inner.embed_tokens.weight[:, 0] = 10.0
-        for layer in inner.layers:
-            layer.self_attn.o_proj.weight[0, :] = 0.0
-            layer.mlp.down_proj.weight[0, :] = 0.0
+        _constant_coordinate(model)
         inner.norm.weight.zero_()
         inner.norm.weight[0] = 1.0
         model.lm_head.weight.zero_()

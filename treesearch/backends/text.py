@@ -141,7 +141,8 @@ class StreamDecoder:
     """Text of a growing id sequence, one token at a time, in O(new tokens) per token.
 
     `push` returns the text the new token completes ("" while a UTF-8 character is still
-    incomplete); `text` is everything emitted so far, always a prefix of ``decode(ids)``, and
+    incomplete); `text` is everything emitted so far: complete characters, a prefix
+    of ``decode(ids)`` except where a later byte spoils a byte-fallback run (see `finish`), and
     ``finish()`` returns exactly ``decode(ids)`` (an incomplete tail shown as U+FFFD). Only a
     short window is decoded per token: ids[prefix:] against ids[prefix:read], where `read` is
     where the emitted text ends and `prefix` the boundary before it (the usual incremental
@@ -166,9 +167,10 @@ class StreamDecoder:
         return new
 
     def finish(self) -> str:
-        """The full text: what was emitted plus whatever is held back."""
-        before = self._decode(self.ids[self._prefix:self._read])
-        return self.text + self._decode(self.ids[self._prefix:])[len(before):]
+        """``decode(ids)``, decoded once in full: exact even where the held-back tail would not
+        join cleanly (SentencePiece's byte fallback shows a whole run of byte tokens as U+FFFD
+        when it ends in an incomplete character, including bytes already emitted)."""
+        return self._decode(self.ids)
 
 
 def find_stop(text: str, stops: Iterable[str], start: int = 0) -> tuple[int, int] | None:

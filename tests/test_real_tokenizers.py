@@ -127,9 +127,12 @@ def _label(trees):
             tree.verdict[n] = CORRECT if i % 2 == 0 else WRONG
 
 
-def _expected_ids(tree, parent, node, kind):
+def _expected_ids(backend, tree, node, kind):
+    """What training must see: the sampled step ids; a whole trajectory that no end token ended
+    gets EOS (trained to stop after its answer, as RFT is)."""
     if kind == "trajectory":
-        return tree.context_ids(node)[len(tree.prompt_ids):]
+        ids = tree.context_ids(node)[len(tree.prompt_ids):]
+        return ids + ([] if ids[-1] in backend.eos_token_ids else [backend.tokenizer.eos_token_id])
     return list(tree.token_ids[node])
 
 
@@ -161,13 +164,13 @@ def test_search_trees_and_pairs_hold_exact_ids(fixture, gsm8k, tmp_path):
     assert {r["kind"] for r in records} == {"sibling", "first_error", "trajectory"}
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tp = tokenize_pairs(load_pairs(path), backend.tokenizer, max_length=4096)
+    tp = tokenize_pairs(load_pairs(path), backend.tokenizer, max_length=4096, end_ids=backend.eos_token_ids)
     assert tp.dropped == 0 and len(tp) == len(records)
     for i, (r, tree) in enumerate(zip(records, source)):
         parent, chosen, rejected = r["node_ids"]
         assert tp.prompt_ids[i] == tree.context_ids(parent)
-        assert tp.chosen_ids[i] == _expected_ids(tree, parent, chosen, r["kind"])
-        assert tp.rejected_ids[i] == _expected_ids(tree, parent, rejected, r["kind"])
+        assert tp.chosen_ids[i] == _expected_ids(backend, tree, chosen, r["kind"])
+        assert tp.rejected_ids[i] == _expected_ids(backend, tree, rejected, r["kind"])
 
 
 def test_one_step_dpo_and_one_rft_step_train_on_the_sampled_ids(fixture, gsm8k, tmp_path, monkeypatch):
@@ -181,10 +184,15 @@ def test_one_step_dpo_and_one_rft_step_train_on_the_sampled_ids(fixture, gsm8k, 
     mcts, segs = _search(backend, gsm8k)
     trees = mcts.trees + segs.trees
     _label(trees)
-    records = extract_pairs(trees, PairConfig(kinds=("sibling", "first_error", "trajectory"), margin=0.0,
-                                              require_correct_prefix=False),
-                            decode=lambda ids: backend.tokenizer.decode(list(ids)))[:6]
-    assert len(records) == 6
+    records, expected = [], []
+    for tree in trees:
+        for r in extract_pairs([tree], PairConfig(kinds=("sibling", "first_error", "trajectory"), margin=0.0,
+                                                  require_correct_prefix=False),
+                               decode=lambda ids: backend.tokenizer.decode(list(ids))):
+            records.append(r)
+            expected.append([r["prompt_ids"]] + [_expected_ids(backend, tree, n, r["kind"]) for n in r["node_ids"][1:]])
+    records, expected = records[::3][:6], expected[::3][:6]
+    assert len(records) == 6 and "trajectory" in {r["kind"] for r in records}
     seen = {}
 
     def spy(real, key):
@@ -201,8 +209,7 @@ def test_one_step_dpo_and_one_rft_step_train_on_the_sampled_ids(fixture, gsm8k, 
                                     tmp_path / "dpo", tokenizer=backend.tokenizer)
     tp = seen["dpo"]
     assert result.steps == 1 and tp.dropped == 0
-    assert [tp.prompt_ids, tp.chosen_ids, tp.rejected_ids] == [[r[k] for r in records] for k in
-                                                               ("prompt_ids", "chosen_ids", "rejected_ids")]
+    assert [list(x) for x in zip(tp.prompt_ids, tp.chosen_ids, tp.rejected_ids)] == expected
     assert any(not torch.equal(a, b) for a, b in zip(before, result.model.parameters()))
 
     solutions = correct_solutions(trees, per_problem=2)

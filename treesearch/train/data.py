@@ -15,10 +15,12 @@ but type-checked when present.
 **Exact ids.** Pairs extracted from trees (`treesearch.pairs`) also carry
 ``prompt_ids``, ``chosen_ids`` and ``rejected_ids``: the ids the search sampled,
 end token included where one ended the step. When present they are what is
-trained, as they are: re-tokenizing the text would give other ids on real
-tokenizers (merged tokens across a step boundary, SentencePiece's ``▁``), and
-the log-ratios would be of sequences the policy never produced. All three or
-none must be given.
+trained: re-tokenizing the text would give other ids on real tokenizers
+(merged tokens across a step boundary, SentencePiece's ``▁``), and the
+log-ratios would be of sequences the policy never produced. All three or none
+must be given. The one addition: a step flagged ``*_eos`` whose ids do not end
+in an end token (a whole trajectory that stopped at a finished answer line)
+gets the tokenizer's EOS, so it is trained to stop there, as RFT does.
 
 **Text-only pairs** (hand-written files, TRL datasets) are tokenized: prompt
 and step separately (ids concatenated, so the boundary is exact), no special
@@ -235,15 +237,33 @@ def _text_ids(pairs: Sequence[Pair], tokenizer) -> list[tuple[list[int], list[in
     return list(zip(prompts, chosen, rejected))
 
 
-def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int) -> TokenizedPairs:
-    """Ids of every pair that fits `max_length`: its exact ids when it carries them, else its text
-    tokenized (`_text_ids`). A pair whose prompt + longer step is longer is dropped and counted;
-    ValueError when none fits, or for a pair with an empty prompt or step."""
+def _exact_ids(p: Pair, ends: frozenset[int], eos: int | None) -> tuple[list[int], list[int], list[int]]:
+    """A pair's own ids; EOS appended to a step flagged ``*_eos`` that no end token ends."""
+
+    def step(ids: tuple[int, ...], flagged: bool) -> list[int]:
+        if flagged and ids[-1] not in ends:
+            if eos is None:
+                raise ValueError(f"{p.source}: the pair asks for an EOS token but the tokenizer has no eos_token_id")
+            return list(ids) + [eos]
+        return list(ids)
+
+    return list(p.prompt_ids), step(p.chosen_ids, p.chosen_eos), step(p.rejected_ids, p.rejected_eos)
+
+
+def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int,
+                   end_ids: frozenset[int] | None = None) -> TokenizedPairs:
+    """Ids of every pair that fits `max_length`: its exact ids when it carries them (`_exact_ids`),
+    else its text tokenized (`_text_ids`). `end_ids`: the ids that end a solution (the model's,
+    `backends.text.end_token_ids`; default: the tokenizer's). A pair whose prompt + longer step is
+    longer is dropped and counted; ValueError when none fits, or for an empty prompt or step."""
+    from treesearch.backends.text import end_token_ids
+
+    ends = end_ids if end_ids is not None else end_token_ids(tokenizer)
     texts = iter(_text_ids([p for p in pairs if p.prompt_ids is None], tokenizer))
     kept: list[Pair] = []
     rows: list[tuple[list[int], list[int], list[int]]] = []
     for p in pairs:
-        ids = (list(p.prompt_ids), list(p.chosen_ids), list(p.rejected_ids)) if p.prompt_ids is not None else next(texts)
+        ids = _exact_ids(p, ends, tokenizer.eos_token_id) if p.prompt_ids is not None else next(texts)
         prompt, chosen, rejected = ids
         if not chosen or not rejected:
             raise ValueError(f"{p.source}: a step tokenizes to no tokens")

@@ -41,7 +41,7 @@ import numpy as np
 
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
-from treesearch.backends import text
+from treesearch.backends import text as token_text
 from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, loss_norm,
                                    tokenize_pairs)
 
@@ -392,10 +392,11 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         _require(pairs, ("chosen_visits", "rejected_visits"), "label_smoothing_from_visits")
 
     t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
-    pad_id = text.pad_id(tok)
+    pad_id = token_text.pad_id(tok)
     # positions past the model's trained range would silently extrapolate
     max_length = min(config.max_length, getattr(_causal_lm(model).config, "max_position_embeddings", None) or 10**9)
-    tp = tokenize_pairs(pairs, tok, max_length=max_length)
+    ends = token_text.end_token_ids(tok, getattr(_causal_lm(model), "generation_config", None))
+    tp = tokenize_pairs(pairs, tok, max_length=max_length, end_ids=ends)
     use_bf16 = config.bf16 and str(device).startswith("cuda")
     packed = config.pack_prompt and packing_supported(model)
 

@@ -39,7 +39,7 @@ def _backend(name: str):
     model, tok = tiny_model(name, seed=0)
     backend = HFBackend.from_model(model, tok, template=MODELS[name].template)
     ids = {i for p in PIECES for i in tok(p, add_special_tokens=False)["input_ids"]}
-    favour_tokens(model, {**{i: 12.0 for i in ids}, **{e: 9.0 for e in backend.eos_token_ids}})
+    favour_tokens(model, {**{i: 12.0 for i in ids}, **{e: 10.0 for e in backend.eos_token_ids}})
     return backend
 
 

@@ -16,7 +16,7 @@ import torch
 from tasks import get_task
 from treesearch.backends.base import SamplingParams
 from treesearch.backends.hf import HFBackend
-from treesearch.backends.text import find_stop
+from treesearch.backends.text import end_token_ids, find_stop
 from treesearch.pairs import PairConfig, correct_solutions, extract_pairs
 from treesearch.search import MCTSConfig, SegmentConfig, run_search
 from treesearch.testing_models import MODELS, favour_tokens, force_token, save_checkpoint, tiny_model
@@ -248,6 +248,7 @@ def test_no_pad_token_is_invented_and_batches_still_pad(tmp_path):
     ckpt = save_checkpoint("llama3", tmp_path / "llama3", seed=2)
     model, tok = load_policy(str(ckpt), device="cpu")
     assert tok.pad_token_id is None
+    assert end_token_ids(tok, ckpt) == {128001, 128008, 128009}  # read from generation_config.json
     backend = HFBackend.from_model(model, tok)
     prompts = [backend.encode_prompt(q) for q in ("1+1?", "What is the sum of 12, 30 and 45, then halved?")]
     p = SamplingParams(temperature=0.0, max_tokens=12)

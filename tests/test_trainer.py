@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,18 +135,19 @@ def test_prompt_only_conditions_the_loss(policy):
         assert (grad[row, : end - 1] > 0).all(), "prompt and step tokens condition the scored predictions"
 
 
-def test_long_prompts_keep_their_end_and_batches_cover_every_pair_once(policy):
+def test_long_pairs_are_dropped_whole_and_batches_cover_every_pair_once(policy):
     from treesearch.train.data import epoch_batches
 
     tok = policy[1]
     pairs = arithmetic_pairs(tok, 10)
-    tp = tokenize_pairs(as_pairs(pairs), tok, max_length=20)
     full = tokenize_pairs(as_pairs(pairs), tok, max_length=512)
-    for i in range(10):
-        step = max(len(tp.chosen_ids[i]), len(tp.rejected_ids[i]))
-        assert len(tp.prompt_ids[i]) + step <= 20 and tp.prompt_ids[i] == full.prompt_ids[i][-len(tp.prompt_ids[i]):]
-    assert tp.truncated == sum(len(p) + max(len(c), len(r)) > 20 for p, c, r in
-                               zip(full.prompt_ids, full.chosen_ids, full.rejected_ids)) > 0
+    lengths = full.lengths()
+    limit = int(np.median(lengths))
+    tp = tokenize_pairs(as_pairs(pairs), tok, max_length=limit)
+    fits = [i for i in range(10) if lengths[i] <= limit]
+    # never cut into the question: a pair either fits whole or is left out, and counted
+    assert tp.dropped == 10 - len(fits) > 0 and len(tp) == len(fits)
+    assert tp.prompt_ids == [full.prompt_ids[i] for i in fits] and tp.chosen_ids == [full.chosen_ids[i] for i in fits]
     lengths = full.lengths()
     for grouped in (False, True):
         a = epoch_batches(lengths, 3, seed=5, epoch=1, group_by_length=grouped)

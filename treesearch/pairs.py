@@ -15,7 +15,9 @@ prefix of steps, so the pair trains exactly the decision the search compared:
   the question only (trajectory-level DPO, for comparison).
 
 Records carry TRL's keys (``prompt``, ``chosen``, ``rejected``) plus the exact
-token ids from the tree (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) and
+token ids from the tree (``prompt_ids``, ``chosen_ids``, ``rejected_ids``: end token
+included where one ended the step; the Step-DPO trainer trains on these, not on
+a re-tokenization of the text, which differs on real tokenizers) and
 metadata (problem id, round, depth, values, visits, node ids). They are
 deduplicated, filtered by margin and depth, and balanced per problem.
 """
@@ -175,15 +177,15 @@ def _balance(records: list[dict], limit: int) -> list[dict]:
 def extract_pairs(
     trees: Iterable[Tree], cfg: PairConfig, *, decode: Callable[[Sequence[int]], str], round: int = 0
 ) -> list[dict]:
-    """Pairs of every tree, deduplicated on (prompt, chosen, rejected) and balanced per problem."""
+    """Pairs of every tree, deduplicated on their exact ids and balanced per problem."""
     out: list[dict] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[tuple[int, ...], ...]] = set()
     for tree in trees:
         ctx = _Ctx(tree, cfg, decode)
         mine = []
         for kind in cfg.kinds:
             for r in _EXTRACTORS[kind](ctx):
-                key = (r["prompt"], r["chosen"], r["rejected"])
+                key = (tuple(r["prompt_ids"]), tuple(r["chosen_ids"]), tuple(r["rejected_ids"]))
                 if key not in seen:
                     seen.add(key)
                     r["round"] = round

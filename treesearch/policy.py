@@ -49,7 +49,7 @@ def load_policy(path_or_name: str | Path = DEFAULT_POLICY, *, device: str = "aut
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # corrupt or missing files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PolicyError(f"{where}: cannot load checkpoint: {first}") from e
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    # No pad token is invented (Llama-3 has none; a saved tokenizer must not gain one): padded
+    # positions are masked, and code that pads takes its filler from `backends.text.pad_id`.
     tokenizer.padding_side = "left"
     return model.to(device).eval(), tokenizer

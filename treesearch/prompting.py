@@ -3,6 +3,8 @@
 ``chat`` applies the tokenizer's own chat template with a generation prompt
 (Qwen2.5-Math-Instruct, the embedded default); any other string is a format
 string with a ``{prompt}`` field, for base models (e.g. ``"Question: {prompt}\\nAnswer:\\n"``).
+`encode_prompt` turns the rendered text into ids with the BOS the tokenizer expects in front
+(Llama-2, Llama-3), once: a chat template that writes BOS itself does not get a second.
 """
 from __future__ import annotations
 
@@ -20,3 +22,12 @@ def render_prompt(tokenizer, user_text: str, template: str = CHAT, system: str |
     if "{prompt}" not in template:
         raise ValueError(f"prompt template must be 'chat' or contain '{{prompt}}', got {template!r}")
     return template.format(prompt=user_text)
+
+
+def encode_prompt(tokenizer, user_text: str, template: str = CHAT, system: str | None = None) -> list[int]:
+    """Token ids of the rendered prompt: special tokens in the text parsed as such, nothing added
+    but the BOS the model expects (`treesearch.backends.text.bos_ids`)."""
+    from treesearch.backends.text import bos_ids
+
+    text = render_prompt(tokenizer, user_text, template, system)
+    return bos_ids(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])

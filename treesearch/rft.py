@@ -3,6 +3,10 @@
 The baseline that step-level preference learning has to beat at an equal budget
 of sampled tokens: it sees the same search trees, keeps only what verified, and
 maximises its likelihood (loss on the solution tokens, EOS included).
+
+It trains on the exact ids the search sampled (``prompt_ids``, ``completion_ids``); a
+solution that ended without an end token (a finished answer line, a depth limit) gets
+the tokenizer's EOS appended, so the model learns to stop there.
 """
 from __future__ import annotations
 
@@ -10,6 +14,20 @@ import json
 import random
 import shutil
 from pathlib import Path
+
+from treesearch.backends.text import end_token_ids, pad_id
+
+
+def _examples(records: list[dict], tok, model) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids) per record: the sampled ids, plus EOS unless an end token
+    (any of the model's, `end_token_ids`) already ends them."""
+    ends = end_token_ids(tok, getattr(model, "generation_config", None))
+    eos = tok.eos_token_id if tok.eos_token_id is not None else min(ends)
+    out = []
+    for r in records:
+        completion = list(r["completion_ids"])
+        out.append((list(r["prompt_ids"]), completion + ([] if completion[-1:] and completion[-1] in ends else [eos])))
+    return out
 
 
 def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *, seed: int = 0, device: str = "auto") -> dict:
@@ -26,9 +44,8 @@ def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *
     torch.manual_seed(seed)
     model, tok = load_policy(policy, device=device, dtype="float32")
     model.train()
-    eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    data = [(list(r["prompt_ids"]), list(r["completion_ids"]) + ([eos] if r["completion_ids"][-1:] != [eos] else [])) for r in records]
+    data = _examples(records, tok, model)
+    pad = pad_id(tok)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
     rng = random.Random(seed)
     dev = next(model.parameters()).device

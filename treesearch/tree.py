@@ -13,6 +13,9 @@ reason) and the children lists live in parallel Python lists::
     tree.context_ids(a)   # prompt_ids + [19, 13, 24, 201]: exactly what the model saw
     tree.text_of(a)       # "1+6\\n"
 
+A node's text is the backend's decode of its token ids (whole tokens, end token not
+shown; `treesearch.backends.base`), so `text_of` is the decode of the path's ids.
+
 Values follow mctx's convention (γ = 1): ``reward[n]`` is the immediate reward
 earned on entering n; ``value_sum[n] / visits[n]`` is the mean return *after*
 n (rewards strictly below n plus leaf evaluations); ``q(n) = reward[n] +

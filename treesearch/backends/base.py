@@ -9,10 +9,18 @@ template (chat template or a format string) to a user turn.
     backend.generate(prompts, SamplingParams(n=4, temperature=0.8, stop=("\\n",)))
     -> [[Completion(text, token_ids, logprobs, finish_reason), ...4], ...]
 
-Finish reasons: ``"stop"`` (a stop string was produced), ``"eos"`` (the EOS
-token), ``"length"`` (max_tokens). Log-probabilities are the raw model
-log-softmax of the sampled token, before temperature or top-p, as vLLM
-reports them by default.
+Finish reasons: ``"stop"`` (a stop string was produced), ``"eos"`` (one of the
+backend's `eos_token_ids`: the tokenizer's EOS, every id of the model's
+generation_config, the chat template's end-of-turn token), ``"length"``
+(max_tokens). Log-probabilities are the raw model log-softmax of the sampled
+token, before temperature or top-p, as vLLM reports them by default.
+
+Text and ids always agree: a completion keeps whole tokens, and its ``text`` is
+``backend.decode(token_ids)`` (the trailing end token not shown). A stop string
+ends the completion at the first token after which the text contains it, so
+the text may run past the stop string by the rest of that token (``"1:\n\n"``
+for a stop ``"\n"`` inside the token ``":\n\n"``). `decode` is additive
+(`treesearch.backends.text.TokenText`), so a path's text is its steps' texts joined.
 """
 from __future__ import annotations
 
@@ -40,6 +48,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = True
+    # Kept for vLLM's field set; only True exists here, because a completion's text is the decode
+    # of its whole tokens, and text cut before the stop string would no longer be that.
     include_stop_str_in_output: bool = True
 
     def __post_init__(self):
@@ -51,6 +61,9 @@ class SamplingParams:
             raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ValueError(f"SamplingParams.max_tokens must be >= 1, got {self.max_tokens}")
+        if not self.include_stop_str_in_output:
+            raise ValueError("SamplingParams.include_stop_str_in_output=False is not supported: a completion's "
+                             "text is the decode of its whole tokens, stop string included")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -61,8 +74,9 @@ class SamplingParams:
 class Completion:
     """One sampled continuation.
 
-    text: decoded continuation (cut after the stop string; EOS not shown).
-    token_ids: the sampled ids, EOS included when it ended the completion.
+    text: ``decode(token_ids)`` without the end token: whole tokens, so it ends with the token
+        that completed the stop string (which may run past it).
+    token_ids: the sampled ids, the end token included when one ended the completion.
     logprobs: one raw log-probability per id in `token_ids`.
     finish_reason: "stop", "eos" or "length".
     """
@@ -134,16 +148,27 @@ class TextMixin:
     system: str | None
 
     def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
-        from treesearch.prompting import CHAT, render_prompt
+        from treesearch.prompting import CHAT, encode_prompt
 
         tpl = self.template if template in (None, CHAT) else template
-        return self.tokenize(render_prompt(self.tokenizer, user_text, tpl, self.system))
+        return encode_prompt(self.tokenizer, user_text, tpl, self.system)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @property
+    def token_text(self):
+        """The tokenizer's exact, additive decoder (`treesearch.backends.text.TokenText`), made once."""
+        made = self.__dict__.get("_token_text")
+        if made is None:
+            from treesearch.backends.text import TokenText
+
+            made = self.__dict__["_token_text"] = TokenText(self.tokenizer)
+        return made
+
     def decode(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+        """The text `token_ids` add after any context: special tokens hidden, no space clean-up."""
+        return self.token_text.decode(token_ids)
 
     def _ids(self, prompt: Prompt) -> list[int]:
         ids = self.tokenize(prompt) if isinstance(prompt, str) else list(map(int, prompt))
@@ -155,7 +180,8 @@ class TextMixin:
 @runtime_checkable
 class Backend(Protocol):
     stats: BackendStats
-    eos_token_id: int
+    eos_token_id: int  # the primary one (the tokenizer's)
+    eos_token_ids: frozenset[int]  # every id that ends a completion with "eos", eos_token_id included
 
     def encode_prompt(self, user_text: str, template: str | None = None) -> list[int]:
         """Token ids of the model's prompt template applied to one user turn.

@@ -17,6 +17,10 @@ three things `generate` does not give together:
   the whole batch (a torch.Generator per row cost a multinomial call per row
   and token, 12% of a search's time on the embedded policy).
 * **vLLM-shaped outputs**: raw log-probabilities, stop strings, finish reasons.
+  Each row is detokenized incrementally (`StreamDecoder`: a few tokens decoded
+  per step, not the whole row) and stop strings are searched in the new tail
+  only; a row ends at the token that completes a stop string, or at any of
+  `eos_token_ids`, and its text is the exact decode of its ids.
 
 Batches are left padded. `stats` counts prompt, prefilled, cached, decoded and
 scored tokens, so searches can report what they really computed.
@@ -32,6 +36,7 @@ from typing import Sequence
 import torch
 
 from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, TextMixin, timed
+from treesearch.backends.text import StreamDecoder, end_token_ids, find_stop, pad_id
 from treesearch.prompting import CHAT
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each [heads, seq, head_dim]
@@ -152,11 +157,10 @@ class HFBackend(TextMixin):
         self.cache = PrefixCache(prefix_cache_tokens)
         self.stats = BackendStats()
         self.device = next(model.parameters()).device
+        self.eos_token_ids = end_token_ids(tokenizer, getattr(model, "generation_config", None))
         eos = tokenizer.eos_token_id
-        if eos is None:
-            raise ValueError("tokenizer has no eos_token_id")
-        self.eos_token_id = int(eos)
-        self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
+        self.eos_token_id = int(eos) if eos is not None else min(self.eos_token_ids)
+        self.pad_token_id = pad_id(tokenizer)  # filler under the attention mask only
         self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
         # transformers 5.x renamed the `past_key_values` argument and output to `cache`.
         params = inspect.signature(model.forward).parameters
@@ -316,10 +320,12 @@ class HFBackend(TextMixin):
             row_seeds = [_row_seed(params.seed, seqs[prompt_of[r]], r % n) for r in range(rows)]
         out_ids: list[list[int]] = [[] for _ in range(rows)]
         out_lp: list[list[float]] = [[] for _ in range(rows)]
+        streams = [StreamDecoder(self.token_text) for _ in range(rows)]
         texts = [""] * rows
         reasons: list[str | None] = [None] * rows
         active = list(range(rows))  # global row index of each batch row
         max_stop = max((len(s) for s in params.stop), default=0)
+        ends = self.eos_token_ids
         while True:
             logp = torch.log_softmax(logits, dim=-1)
             u = None
@@ -336,22 +342,19 @@ class HFBackend(TextMixin):
                 tok = tokens_l[j]
                 out_ids[r].append(tok)
                 out_lp[r].append(chosen_lp[j])
-                if tok == self.eos_token_id:
+                if tok in ends:
                     reasons[r] = "eos"
-                    texts[r] = self.decode(out_ids[r][:-1])
                 else:
-                    text = self.decode(out_ids[r])
-                    hit = self._find_stop(text, params.stop, len(texts[r]) - max_stop)
-                    if hit is not None:
-                        reasons[r] = "stop"
-                        texts[r] = text[: hit[1]] if params.include_stop_str_in_output else text[: hit[0]]
-                    else:
-                        texts[r] = text
-                        if len(out_ids[r]) >= params.max_tokens:
-                            reasons[r] = "length"
+                    seen = len(streams[r].text)
+                    if streams[r].push(tok) and params.stop:
+                        if find_stop(streams[r].text, params.stop, seen - max_stop + 1) is not None:
+                            reasons[r] = "stop"  # whole tokens: the text may run past the stop string
+                    if reasons[r] is None and len(out_ids[r]) >= params.max_tokens:
+                        reasons[r] = "length"
                 if reasons[r] is None:
                     keep.append(j)
                 else:  # its KV covers prompt + all but the last sampled token
+                    texts[r] = streams[r].finish()
                     self._remember(past, j, seqs[prompt_of[r]] + out_ids[r][:-1])
             if not keep:
                 break
@@ -377,16 +380,6 @@ class HFBackend(TextMixin):
             ]
             for p in range(len(seqs))
         ]
-
-    @staticmethod
-    def _find_stop(text: str, stops: tuple[str, ...], search_from: int) -> tuple[int, int] | None:
-        best = None
-        lo = max(0, search_from)
-        for s in stops:
-            i = text.find(s, lo)
-            if i >= 0 and (best is None or i < best[0]):
-                best = (i, i + len(s))
-        return best
 
     @staticmethod
     def _sample(logits: torch.Tensor, u: torch.Tensor | None, params: SamplingParams) -> torch.Tensor:

@@ -36,22 +36,12 @@ from typing import Sequence
 
 from treesearch.backends.base import BackendStats, Completion, Prompt, SamplingParams, TextMixin, timed
 from treesearch.backends.config import BackendUnavailable, VLLMConfig
+from treesearch.backends.text import end_token_ids
 from treesearch.prompting import CHAT
 
 
 def _seed_for(seed: int, ids: Sequence[int]) -> int:
     return (seed * 1_000_003 + zlib.crc32(",".join(map(str, ids)).encode())) % (2**31 - 1)
-
-
-def _end_ids(tokenizer, model_dir: str) -> frozenset[int]:
-    """Every id that ends a solution (to be replaced by treesearch.backends.text.end_token_ids)."""
-    ids = {int(tokenizer.eos_token_id)}
-    with contextlib.suppress(OSError, ValueError):
-        from transformers import GenerationConfig
-
-        eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
-        ids.update([eos] if isinstance(eos, int) else list(eos or ()))
-    return frozenset(ids)
 
 
 def quiet_vllm(verbose: bool) -> None:
@@ -81,6 +71,23 @@ def _import_vllm():
     return vllm
 
 
+def _check_cpu_head_size(model_dir: str) -> None:
+    """vLLM's CPU attention takes a few head sizes only; say so before the engine dies of it."""
+    from transformers import AutoConfig
+
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        sizes = CPUAttentionBackend.get_supported_head_sizes()
+    except (ImportError, AttributeError):  # another vLLM layout: let the engine judge
+        return
+    cfg = AutoConfig.from_pretrained(model_dir)
+    head = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    if head not in sizes:
+        raise BackendUnavailable(f"{model_dir}: head size {head} is not one vLLM's CPU attention supports "
+                                 f"({', '.join(map(str, sizes))}); use --backend hf for this model")
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -98,7 +105,7 @@ class VLLMBackend(TextMixin):
         self.model_dir = model_dir
         self.stats = BackendStats()
         self.eos_token_id = int(self.tokenizer.eos_token_id)
-        self.eos_token_ids = _end_ids(self.tokenizer, model_dir) if model_dir else frozenset({self.eos_token_id})
+        self.eos_token_ids = end_token_ids(self.tokenizer, model_dir)
         self._vllm = _import_vllm()
         self._rng = random.Random(0)
         self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
@@ -117,6 +124,8 @@ class VLLMBackend(TextMixin):
         if not on_gpu:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", config.cpu_threads_bind)
         vllm = _import_vllm()
+        if not on_gpu:
+            _check_cpu_head_size(where)
         try:
             llm = vllm.LLM(model=where, seed=seed, disable_log_stats=True, use_tqdm_on_load=config.verbose, **kwargs)
         except BackendUnavailable:

@@ -63,6 +63,7 @@ class ScriptedBackend:
         self.policy = policy
         self.prompt_prefix, self.prompt_suffix = prompt_prefix, prompt_suffix
         self.eos_token_id = EOS
+        self.eos_token_ids = frozenset({EOS})
         self.stats = BackendStats()
         self.delay_s = delay_s  # simulated model time per call, to exercise cost accounting
         self._seen: set[tuple[int, ...]] = set()

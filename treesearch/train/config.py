@@ -49,7 +49,7 @@ class StepDPOConfig:
     group_by_length: bool = _f(True, "Batch pairs of similar length together (less padding); batch order stays random.")
     max_length: int = _f(
         1024, "Longest prompt+step sequence in tokens (capped at the model's max_position_embeddings); "
-        "longer prompts lose tokens on the left."
+        "a longer pair is dropped (and counted), never cut into its question."
     )
     pack_prompt: bool = _f(
         True, "Run each pair as one sequence prompt+chosen+rejected, a mask hiding chosen from rejected, so the "

@@ -10,12 +10,28 @@ our step metadata, so ``datasets.load_dataset("json", ...)`` feeds TRL too)::
      "kind": "sibling", "chosen_eos": false, "rejected_eos": false}
 
 ``prompt``, ``chosen`` and ``rejected`` are required; the metadata is optional
-but type-checked when present. ``*_eos`` says the step ended the solution, so
-the tokenizer's EOS id is appended to its ids; mid-solution steps get none
-(Step-DPO). A step may be empty only when it is such an end (the policy
-stopped without writing anything: its ids are the EOS alone). Prompt and step are tokenized separately and their ids
-concatenated, so the prompt/step boundary is exact whatever the tokenizer
-would merge across it.
+but type-checked when present.
+
+**Exact ids.** Pairs extracted from trees (`treesearch.pairs`) also carry
+``prompt_ids``, ``chosen_ids`` and ``rejected_ids``: the ids the search sampled,
+end token included where one ended the step. When present they are what is
+trained: re-tokenizing the text would give other ids on real tokenizers
+(merged tokens across a step boundary, SentencePiece's ``▁``), and the
+log-ratios would be of sequences the policy never produced. All three or none
+must be given. The one addition: a step flagged ``*_eos`` whose ids do not end
+in an end token (a whole trajectory that stopped at a finished answer line)
+gets the tokenizer's EOS, so it is trained to stop there, as RFT does.
+
+**Text-only pairs** (hand-written files, TRL datasets) are tokenized: prompt
+and step separately (ids concatenated, so the boundary is exact), no special
+tokens added; ``*_eos`` says the step ended the solution, so the tokenizer's
+EOS id is appended; mid-solution steps get none (Step-DPO). A step may be empty
+only when it is such an end (its ids are the EOS alone).
+
+**Too long.** A pair whose prompt + longer step exceeds ``max_length`` is
+dropped and counted (`TokenizedPairs.dropped`), never cut: cutting from the
+left would take the system prompt and question first, and any cut changes
+what the step was conditioned on.
 """
 from __future__ import annotations
 
@@ -42,6 +58,7 @@ OPTIONAL = {
     "chosen_eos": (bool,),
     "rejected_eos": (bool,),
 }
+ID_FIELDS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +76,10 @@ class Pair:
     rejected_visits: int | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = ""
+    # the exact sampled ids (all three, or None: tokenize the text)
+    prompt_ids: tuple[int, ...] | None = None
+    chosen_ids: tuple[int, ...] | None = None
+    rejected_ids: tuple[int, ...] | None = None
 
 
 def _type_ok(value: Any, kinds: tuple[type, ...]) -> bool:
@@ -89,8 +110,9 @@ def validate_record(record: Any, where: str) -> Pair:
     for name in ("chosen_visits", "rejected_visits"):
         if record.get(name) is not None and record[name] < 0:
             raise ValueError(f"{where}: field {name!r} must be >= 0, got {record[name]!r}")
-    typed = set(REQUIRED) | {"chosen_eos", "rejected_eos", "chosen_value", "rejected_value",
-                             "chosen_visits", "rejected_visits"}
+    ids = _validate_ids(record, where)
+    typed = set(REQUIRED) | set(ID_FIELDS) | {"chosen_eos", "rejected_eos", "chosen_value", "rejected_value",
+                                              "chosen_visits", "rejected_visits"}
     get = record.get
 
     def value(name: str) -> float | None:
@@ -110,7 +132,28 @@ def validate_record(record: Any, where: str) -> Pair:
         rejected_visits=get("rejected_visits"),
         meta={k: v for k, v in record.items() if k not in typed},
         source=where,
+        **ids,
     )
+
+
+def _validate_ids(record: dict, where: str) -> dict[str, tuple[int, ...]]:
+    """The id fields of `record` as tuples ({} when it has none); ValueError names the field."""
+    present = [name for name in ID_FIELDS if record.get(name) is not None]
+    if not present:
+        return {}
+    if len(present) != len(ID_FIELDS):
+        missing = next(name for name in ID_FIELDS if name not in present)
+        raise ValueError(f"{where}: field {missing!r} is missing; exact ids need all of {', '.join(ID_FIELDS)}")
+    out = {}
+    for name in ID_FIELDS:
+        value = record[name]
+        if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                  for t in value):
+            raise ValueError(f"{where}: field {name!r} must be a list of non-negative token ids")
+        if not value:
+            raise ValueError(f"{where}: field {name!r} is empty")
+        out[name] = tuple(value)
+    return out
 
 
 def load_pairs(path: str | Path) -> list[Pair]:
@@ -150,6 +193,8 @@ def fingerprint(pairs: Sequence[Pair]) -> str:
     for p in pairs:
         row = [p.prompt, p.chosen, p.rejected, p.chosen_eos, p.rejected_eos, p.chosen_value,
                p.rejected_value, p.chosen_visits, p.rejected_visits]
+        if p.prompt_ids is not None:  # the ids are what is trained
+            row += [list(p.prompt_ids), list(p.chosen_ids), list(p.rejected_ids)]
         h.update(json.dumps(row).encode())
     return h.hexdigest()[:16]
 
@@ -166,7 +211,7 @@ class TokenizedPairs:
     chosen_visits: np.ndarray  # [N] float, NaN where absent
     rejected_visits: np.ndarray  # [N]
     sources: list[str]
-    truncated: int  # pairs whose prompt lost tokens to max_length
+    dropped: int  # pairs left out because prompt + longer step exceeds max_length
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -177,38 +222,66 @@ class TokenizedPairs:
                          zip(self.prompt_ids, self.chosen_ids, self.rejected_ids)])
 
 
-def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int) -> TokenizedPairs:
-    """Tokenize prompt and steps separately (no special tokens added), append EOS where flagged,
-    and cut prompts from the left so prompt + longer step fits `max_length`."""
+def _text_ids(pairs: Sequence[Pair], tokenizer) -> list[tuple[list[int], list[int], list[int]]]:
+    """(prompt, chosen, rejected) ids of text-only pairs: tokenized separately, EOS where flagged."""
     eos = tokenizer.eos_token_id
     if eos is None and any(p.chosen_eos or p.rejected_eos for p in pairs):
         raise ValueError("pairs ask for an EOS token but the tokenizer has no eos_token_id")
 
     def enc(texts: list[str]) -> list[list[int]]:
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
     prompts = enc([p.prompt for p in pairs])
     chosen = [ids + [eos] if p.chosen_eos else ids for ids, p in zip(enc([p.chosen for p in pairs]), pairs)]
     rejected = [ids + [eos] if p.rejected_eos else ids for ids, p in zip(enc([p.rejected for p in pairs]), pairs)]
-    truncated = 0
-    for i, p in enumerate(pairs):
-        if not chosen[i] or not rejected[i]:
+    return list(zip(prompts, chosen, rejected))
+
+
+def _exact_ids(p: Pair, ends: frozenset[int], eos: int | None) -> tuple[list[int], list[int], list[int]]:
+    """A pair's own ids; EOS appended to a step flagged ``*_eos`` that no end token ends."""
+
+    def step(ids: tuple[int, ...], flagged: bool) -> list[int]:
+        if flagged and ids[-1] not in ends:
+            if eos is None:
+                raise ValueError(f"{p.source}: the pair asks for an EOS token but the tokenizer has no eos_token_id")
+            return list(ids) + [eos]
+        return list(ids)
+
+    return list(p.prompt_ids), step(p.chosen_ids, p.chosen_eos), step(p.rejected_ids, p.rejected_eos)
+
+
+def tokenize_pairs(pairs: Sequence[Pair], tokenizer, *, max_length: int,
+                   end_ids: frozenset[int] | None = None) -> TokenizedPairs:
+    """Ids of every pair that fits `max_length`: its exact ids when it carries them (`_exact_ids`),
+    else its text tokenized (`_text_ids`). `end_ids`: the ids that end a solution (the model's,
+    `backends.text.end_token_ids`; default: the tokenizer's). A pair whose prompt + longer step is
+    longer is dropped and counted; ValueError when none fits, or for an empty prompt or step."""
+    from treesearch.backends.text import end_token_ids
+
+    ends = end_ids if end_ids is not None else end_token_ids(tokenizer)
+    texts = iter(_text_ids([p for p in pairs if p.prompt_ids is None], tokenizer))
+    kept: list[Pair] = []
+    rows: list[tuple[list[int], list[int], list[int]]] = []
+    for p in pairs:
+        ids = _exact_ids(p, ends, tokenizer.eos_token_id) if p.prompt_ids is not None else next(texts)
+        prompt, chosen, rejected = ids
+        if not chosen or not rejected:
             raise ValueError(f"{p.source}: a step tokenizes to no tokens")
-        step = max(len(chosen[i]), len(rejected[i]))
-        if step >= max_length:
-            raise ValueError(f"{p.source}: step of {step} tokens does not fit max_length={max_length}")
-        room = max_length - step
-        if len(prompts[i]) > room:
-            prompts[i] = prompts[i][len(prompts[i]) - room:]  # keep the end: the step is conditioned on it
-            truncated += 1
-        if not prompts[i]:
+        if not prompt:
             raise ValueError(f"{p.source}: empty prompt; the first step needs a token to be conditioned on")
+        if len(prompt) + max(len(chosen), len(rejected)) > max_length:
+            continue
+        kept.append(p)
+        rows.append(ids)
+    if not kept:
+        raise ValueError(f"no pair fits max_length={max_length} (all {len(pairs)} are longer); raise max_length")
 
     def vec(name: str) -> np.ndarray:
-        return np.array([np.nan if getattr(p, name) is None else float(getattr(p, name)) for p in pairs])
+        return np.array([np.nan if getattr(p, name) is None else float(getattr(p, name)) for p in kept])
 
-    return TokenizedPairs(prompts, chosen, rejected, vec("chosen_value"), vec("rejected_value"),
-                          vec("chosen_visits"), vec("rejected_visits"), [p.source for p in pairs], truncated)
+    return TokenizedPairs([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                          vec("chosen_value"), vec("rejected_value"), vec("chosen_visits"), vec("rejected_visits"),
+                          [p.source for p in kept], len(pairs) - len(kept))
 
 
 def loss_norm(tp: TokenizedPairs, idx: Sequence[int]) -> tuple[float, float]:

@@ -4,7 +4,8 @@
     result.model_dir   # runs/r0/dpo/model: a Hugging Face checkpoint (merged when LoRA)
 
 What it does, in order:
-1. tokenizes prompt and steps separately (`data.tokenize_pairs`), so only step tokens are scored,
+1. takes each pair's exact sampled ids (or tokenizes text-only pairs; `data.tokenize_pairs`), so
+   only step tokens are scored,
    and by default packs each pair into one row, prompt + chosen + rejected, with a mask that hides
    the chosen step from the rejected one, so the shared prompt is computed once (`data.collate`);
 2. computes the reference log-probabilities of every pair ONCE, before the first update, and
@@ -40,6 +41,7 @@ import numpy as np
 
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
+from treesearch.backends import text as token_text
 from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, loss_norm,
                                    tokenize_pairs)
 
@@ -390,10 +392,11 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         _require(pairs, ("chosen_visits", "rejected_visits"), "label_smoothing_from_visits")
 
     t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad_id = token_text.pad_id(tok)
     # positions past the model's trained range would silently extrapolate
     max_length = min(config.max_length, getattr(_causal_lm(model).config, "max_position_embeddings", None) or 10**9)
-    tp = tokenize_pairs(pairs, tok, max_length=max_length)
+    ends = token_text.end_token_ids(tok, getattr(_causal_lm(model), "generation_config", None))
+    tp = tokenize_pairs(pairs, tok, max_length=max_length, end_ids=ends)
     use_bf16 = config.bf16 and str(device).startswith("cuda")
     packed = config.pack_prompt and packing_supported(model)
 
@@ -493,7 +496,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     seconds = time.perf_counter() - t0
 
     # 4. final model
-    summary = dict(last, **{"data/truncated_prompts": tp.truncated})
+    summary = dict(last, **{"data/dropped_pairs": tp.dropped})
     if all_losses:
         summary["train/loss_mean"] = float(np.mean(all_losses))
     info = {"run_id": run_id, "steps": total, "pairs": len(pairs), "epochs": config.epochs,

@@ -23,7 +23,12 @@ the model in chunks of ``batch_size``, right padded (causal attention keeps
 padding out of every scored position). A solution's score is the min over its
 steps (Math-Shepherd), or the last step's, or the product. `PRMScorer` is a
 ValueFn: ``value(trees, nodes)`` scores the path to each node. The PRM has its
-own tokenizer: it reads the trees' *text*, never their token ids.
+own tokenizer: it reads the trees' *text*, never their token ids. Its cost is
+counted: ``tokens_read`` adds up every row it ran, and after each call
+``last_tokens`` holds per node the PRM tokens of its last step (what a
+prefix-cached PRM computes anew; the whole row for a first step), which a
+search under a token budget adds to its sampled tokens.
+`treesearch.rewards.prm_train` trains such a PRM on the trees' own labels.
 """
 from __future__ import annotations
 
@@ -125,6 +130,9 @@ class PRMScorer:
             if n_labels > 1 and not 0 <= config.positive_label < n_labels:
                 raise ValueError(f"PRMConfig.positive_label {config.positive_label} out of range for {n_labels} labels")
         self.last_step_scores: list[list[float]] = []
+        self.last_tokens: list[int] = []
+        self.tokens_read = 0
+        self._last_encoded: list[tuple[list[int], list[int]]] = []
 
     @classmethod
     def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "float32") -> "PRMScorer":
@@ -221,6 +229,7 @@ class PRMScorer:
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
         encoded = [self.encode(p, s) if s else ([], []) for p, s in zip(prompts, steps)]
+        self._last_encoded = encoded
         if self.head == "sequence_classification":
             # one row per prefix: question + steps 1..t, pooled at its last token
             rows, owner = [], []
@@ -231,12 +240,14 @@ class PRMScorer:
             if any(r[-1] == self.pad_id for r in rows):
                 raise ValueError("the step tag ends with the PRM's pad token; sequence pooling cannot find the step end")
             pooled = self._forward(rows) if rows else []
+            self.tokens_read += sum(len(r) for r in rows)
             out: list[list[float]] = [[] for _ in encoded]
             for j, lg in zip(owner, pooled):
                 out[j].append(self._prob(lg))
             return out
         live = [j for j, (ids, _) in enumerate(encoded) if ids]
         logits = self._forward([encoded[j][0] for j in live]) if live else []
+        self.tokens_read += sum(len(encoded[j][0]) for j in live)
         out = [[] for _ in encoded]
         for j, lg in zip(live, logits):
             out[j] = [self._prob(lg[e]) for e in encoded[j][1]]
@@ -246,5 +257,6 @@ class PRMScorer:
         steps = [[tree.text[n] for n in tree.path(node)[1:]] for tree, node in zip(trees, nodes)]
         scores = self.score_steps([t.prompt for t in trees], steps)
         self.last_step_scores = scores
+        self.last_tokens = [e[-1] - e[-2] if len(e) > 1 else (e[0] + 1 if e else 0) for _, e in self._last_encoded]
         values = [aggregate(s, self.config.aggregate) if s else 0.5 for s in scores]
         return [2.0 * v - 1.0 for v in values] if self.config.signed else values

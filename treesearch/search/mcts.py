@@ -32,9 +32,12 @@ on the success probability when it is 2 and the backups are ±1 outcomes):
 ``end_cut_steps`` (judged like any terminal: an unfinished line is no answer)
 instead of becoming an interior node whose next step continues mid-line.
 With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
-what the value function reports in ``last_tokens``: rollouts, PRM steps)
-reach the budget, ``simulations`` being then a cap: that is how searches with
-different value functions are compared at equal sampled tokens. Each node is
+what the value function reports in ``last_tokens``: rollouts, PRM steps; and
+the ``rollouts`` MCTS attaches itself) reach the budget, the last wave
+stochastically rounded so the expected spend is the budget (`_over_budget`);
+``simulations`` is then a cap, and a tree with nothing left to expand samples
+more first steps. That is how searches with different value functions are
+compared at equal sampled tokens. Each node is
 expanded once (the paper's fixed width) unless progressive widening is on
 (``widen_alpha > 0``): then a node gets new samples while its expansions are
 fewer than ``widen_c · N^widen_alpha``.
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -206,8 +210,11 @@ def mcts(
             for i in live:
                 open_ = None if cfg.revisit_terminals else open_nodes(trees[i], widen)
                 if open_ is not None and not open_[roots[i]]:
-                    continue  # nothing left to expand below the search root: this tree is finished
-                leaf = select_leaf(trees[i], roots[i], select, widen, open_)
+                    if not cfg.token_budget:
+                        continue  # nothing left to expand below the search root: this tree is finished
+                    leaf = roots[i]  # budget left but nothing open: sample more first steps (widen the root)
+                else:
+                    leaf = select_leaf(trees[i], roots[i], select, widen, open_)
                 if trees[i].terminal[leaf]:
                     backup(trees[i], leaf, float(trees[i].value[leaf]))  # re-evaluate a finished answer
                 else:
@@ -233,9 +240,10 @@ def mcts(
             for i in live:
                 spent[i] += wave_tokens[i]
                 budget[i] -= 1
-                exhausted = not cfg.revisit_terminals and not open_nodes(trees[i], widen)[roots[i]]
-                # stop once the budget would be passed by more than half a wave of this tree: unbiased
-                over = cfg.token_budget and spent[i] + wave_tokens[i] / 2 >= cfg.token_budget
+                exhausted = (not cfg.revisit_terminals and not cfg.token_budget
+                             and not open_nodes(trees[i], widen)[roots[i]])
+                over = bool(cfg.token_budget) and _over_budget(spent[i], wave_tokens[i], cfg.token_budget,
+                                                               f"{trees[i].problem_id}:{cfg.seed}:{wave}")
                 if budget[i] > 0 and not over and not exhausted:
                     continue
                 if not cfg.reroot or over or exhausted:
@@ -256,6 +264,19 @@ def mcts(
         tree.meta["search"] = {"algo": "mcts", "selected": int(node), "config": dataclasses.asdict(cfg),
                                "sampled_tokens": int(tok)}
     return SearchResult(trees, list(selected), m.cost)
+
+
+def _over_budget(spent: int, last_wave: int, budget: int, key: str) -> bool:
+    """Stop a tree that spent `spent` of `budget` tokens, its last wave costing `last_wave`? At the
+    budget, yes; short of it by r < one more such wave, continue with probability r / last_wave (a
+    deterministic draw from `key`): the expected spend is then the budget, even when one wave costs
+    about the whole budget (rollouts, PAV), so methods compare at equal tokens on average."""
+    if spent >= budget:
+        return True
+    if last_wave <= 0 or spent + last_wave <= budget:
+        return False
+    u = zlib.crc32(key.encode()) / 2**32
+    return u >= (budget - spent) / last_wave
 
 
 def _rollout(backend, trees, grow, new, cfg: MCTSConfig, score: Scorer, is_final, seed: int) -> list[tuple[int, int]]:

@@ -255,7 +255,7 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             steps += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         if log:
             log(f"prm epoch {epoch + 1}/{cfg.epochs}: loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     metrics = {"steps": steps, "train_rows": len(train_rows), "train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5)}

@@ -93,3 +93,18 @@ def test_train_prm_command(tmp_path, capsys):
     assert cli_main(["train-prm", "--trees", str(path), "--out", str(tmp_path / "x"), "--label", "nope"]) == 2
     assert "PRMTrainConfig.label" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_loop_value_prm_uses_the_previous_rounds_trees(tmp_path):
+    from treesearch.io import write_jsonl
+    from treesearch.loop import LoopConfig, Run
+    from treesearch.search.values import ValueConfig
+
+    cfg = LoopConfig(value=ValueConfig(method="prm"), prm=PRMTrainConfig(epochs=1, holdout=0.0), device="cpu")
+    run = Run(tmp_path / "run", cfg, log=lambda msg: None)
+    assert run.value_of(0).method == "counts"  # round 0 has no earlier trees
+    (run.round_dir(0)).mkdir(parents=True)
+    write_jsonl(run.round_dir(0) / "trees.jsonl", [t.to_json() for t in _trees(100, 16)])
+    v = run.value_of(1)
+    assert v.method == "prm" and v.prm == str(run.round_dir(0) / "prm" / "model")
+    assert load_value_prm(v.prm).head == "token_classification"

@@ -31,7 +31,11 @@ on the success probability when it is 2 and the backups are ±1 outcomes):
 ``step_max_tokens`` (finish reason "length") ends the path with
 ``end_cut_steps`` (judged like any terminal: an unfinished line is no answer)
 instead of becoming an interior node whose next step continues mid-line.
-With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
+With ``rollouts`` k > 0 every new interior child also gets k Monte-Carlo
+completions (Math-Shepherd / OmegaPRM), one batched call per wave, each added
+under it as a chain of steps (identical steps shared), its end judged and
+backed up like any terminal, so the child's Q is a mean of real outcomes and
+the rollouts' steps become part of the tree. With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
 what the value function reports in ``last_tokens``: rollouts, PRM steps; and
 the ``rollouts`` MCTS attaches itself) reach the budget, the last wave
 stochastically rounded so the expected spend is the budget (`_over_budget`);

@@ -13,6 +13,7 @@ from treesearch.rewards.prm import PRMScorer
 from treesearch.rewards.prm_train import PRMTrainConfig, auc, correct_steps_auc, load_value_prm, step_label, step_rows, train_prm
 from treesearch.search.mcts import MCTSConfig
 from treesearch.search.runner import run_search
+from treesearch.tree import ROOT
 
 SEARCH = MCTSConfig(simulations=6, width=2, max_tokens=96, revisit_terminals=False, end_cut_steps=True,
                     value_prior=2.0, rollouts=1)
@@ -79,6 +80,13 @@ def test_trained_prm_is_a_search_value_with_counted_tokens(tmp_path):
     # PRM steps count toward the tree's sampled tokens, on top of what the policy decoded
     assert sum(t.meta["search"]["sampled_tokens"] for t in res.trees) > res.cost.decode_tokens
     assert value.tokens_read > 0
+    # a prefix-cached PRM reads a question once: only a problem's first scored step pays for it
+    fresh, t = load_value_prm(tmp_path / "prm" / "model"), res.trees[0]
+    c = t.children[ROOT][0]
+    fresh([t], [c])
+    first = fresh.last_tokens[0]
+    fresh([t], [c])
+    assert first - fresh.last_tokens[0] == len(fresh.prompt_ids(t.prompt)) and fresh.last_tokens[0] > 0
 
 
 def test_train_prm_command(tmp_path, capsys):

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "treesearch.commands.iterate",
     "treesearch.commands.tasks",
     "treesearch.commands.train",
+    "treesearch.commands.train_prm",
     "treesearch.commands.viz",
 ]
 

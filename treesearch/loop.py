@@ -35,7 +35,9 @@ from treesearch.config import load_config, merge, to_dict
 from treesearch.distributed.config import ScaleConfig
 from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_jsonl
 from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, step_audit
+from treesearch.rewards.prm_train import PRMTrainConfig
 from treesearch.search.mcts import MCTSConfig
+from treesearch.search.values import ValueConfig
 from treesearch.train.config import StepDPOConfig
 
 METHODS = ("step_dpo", "traj_dpo", "rft")
@@ -80,6 +82,8 @@ class LoopConfig:
                             "also what every Ray search worker owns)")
     vllm: VLLMConfig = _f(VLLMConfig(), "vLLM engine settings (backend vllm)")
     search: MCTSConfig = _f(MCTSConfig(), "MCTS settings")
+    value: ValueConfig = _f(ValueConfig(), "the search's value function; method prm without a checkpoint uses the PRM trained on the previous round's trees (round 0: counts)")
+    prm: PRMTrainConfig = _f(PRMTrainConfig(), "PRM training on a round's trees (value method prm)")
     pairs: PairConfig = _f(PairConfig(), "pair extraction settings")
     train: StepDPOConfig = _f(StepDPOConfig(), "Step-DPO settings")
     rft: RFTSettings = _f(RFTSettings(), "rejection-sampling fine-tuning settings (method rft)")
@@ -195,7 +199,7 @@ class Run:
             todo_batches = ((todo[i : i + cfg.search_batch], None) for i in range(0, len(todo), cfg.search_batch))
         for batch, result in todo_batches:
             if result is None:
-                result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch))
+                result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch), value=self.value_of(k))
             # each tree carries its share of the batch's cost, written in the same line as the tree,
             # so the round's cost is exact however many invocations (kills, resumes) it took
             share = dataclasses.asdict(result.cost.split(len(batch)))
@@ -217,6 +221,27 @@ class Run:
         summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
         atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def value_of(self, k: int) -> ValueConfig:
+        """Round k's value function: the configured one, or for method prm without a checkpoint the PRM
+        trained on round k-1's trees (AlphaZero-style, MCTS-DPO); round 0 has none and uses counts."""
+        v = self.cfg.value
+        if v.method != "prm" or v.prm:
+            return v
+        if k == 0:
+            return dataclasses.replace(v, method="counts")
+        return dataclasses.replace(v, prm=str(self.train_prm(k - 1)))
+
+    def train_prm(self, k: int) -> Path:
+        """A PRM trained on round k's trees (``round_k/prm/model``; skipped when it exists)."""
+        from treesearch.rewards.prm_train import MODEL_DIR, train_prm
+        from treesearch.search.runner import read_trees
+
+        out = self.round_dir(k) / "prm"
+        pcfg = dataclasses.replace(self.cfg.prm, base=self.policy_of(k), seed=self.cfg.seed + k, device=self.cfg.device)
+        info = train_prm(read_trees(self.round_dir(k) / "trees.jsonl"), pcfg, out, log=self.log)
+        self.log(f"round {k}: PRM on {info['trees']} trees, validation AUC {info.get('val_auc')}")
+        return out / MODEL_DIR
 
     def make_pairs(self, k: int, decode) -> dict:
         from treesearch.search.runner import read_trees

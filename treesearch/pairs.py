@@ -6,11 +6,18 @@ prefix of steps, so the pair trains exactly the decision the search compared:
 * ``sibling``: at a node with at least two expanded children whose values differ
   by at least `margin` (each with at least `min_visits` visits), the higher-valued
   child's step is ``chosen`` and the lower-valued one's ``rejected``
-  (MCTS-DPO). Value is ``Q = r + V`` of the search, or, with ``value="mc"``,
-  the fraction of verified-correct terminals below the node.
+  (MCTS-DPO). Value is ``Q = r + V`` of the search; with ``value="mc"``,
+  the fraction of verified-correct terminals below the node; with
+  ``value="beta"``, the Beta(a, a) posterior mean ``(c + a) / (n + 2a)`` of the
+  node's judged outcomes (`judged_stats`: verified terminals below it plus
+  recorded rollouts from it and below), a value calibrated to how much was
+  judged, so a step with nothing judged below it sits at 1/2 instead of
+  looking bad. ``min_judged`` requires that many judged outcomes below each
+  side of a pair.
 * ``first_error``: on a failed path, the first step after which no correct answer
-  was reached, although one was reached from its parent, is ``rejected``; the
-  best verified-correct sibling is ``chosen`` (Step-DPO's first wrong step).
+  was reached (among at least ``max(1, min_judged)`` judged outcomes), although
+  one was reached from its parent, is ``rejected``; the best verified-correct
+  sibling is ``chosen`` (Step-DPO's first wrong step).
 * ``trajectory``: a whole correct solution against a whole wrong one, prompt =
   the question only (trajectory-level DPO, for comparison).
 
@@ -28,16 +35,21 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from treesearch.search.values import ROLLOUTS
 from treesearch.tree import CORRECT, ROOT, Tree
 
 KINDS = ("sibling", "first_error", "trajectory")
+VALUES = ("q", "mc", "beta")
 
 
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
     kinds: tuple[str, ...] = dataclasses.field(default=("sibling", "first_error"), metadata={"help": f"pair kinds: {KINDS}"})
-    value: str = dataclasses.field(default="q", metadata={"help": "'q' (search Q = r + V) or 'mc' (fraction of correct terminals below)"})
+    value: str = dataclasses.field(default="q", metadata={"help": "'q' (search Q = r + V), 'mc' (fraction of correct terminals below) or 'beta' (Beta posterior mean of the judged outcomes below)"})
     margin: float = dataclasses.field(default=0.5, metadata={"help": "minimum chosen - rejected value for sibling pairs"})
+    min_judged: int = dataclasses.field(default=0, metadata={"help": "judged outcomes (terminals, recorded rollouts) needed below each side of a pair; first errors need at least 1"})
+    prior: float = dataclasses.field(default=1.0, metadata={"help": "value 'beta': a in the Beta(a, a) prior, (correct + a) / (judged + 2a)"})
+    min_chosen: float = dataclasses.field(default=float("-inf"), metadata={"help": "lowest value of a chosen step (e.g. 0.6 with 'beta': most of what was judged below it verified)"})
     min_visits: int = dataclasses.field(default=1, metadata={"help": "minimum visits of both children of a sibling pair"})
     min_depth: int = dataclasses.field(default=0, metadata={"help": "shallowest prefix depth (0 = the question alone)"})
     max_depth: int = dataclasses.field(default=64, metadata={"help": "deepest prefix depth"})
@@ -50,8 +62,10 @@ class PairConfig:
         bad = [k for k in self.kinds if k not in KINDS]
         if bad:
             raise ValueError(f"unknown pair kind {bad[0]!r}; expected one of {', '.join(KINDS)}")
-        if self.value not in ("q", "mc"):
-            raise ValueError(f"PairConfig.value must be 'q' or 'mc', got {self.value!r}")
+        if self.value not in VALUES:
+            raise ValueError(f"PairConfig.value must be one of {', '.join(VALUES)}, got {self.value!r}")
+        if self.min_judged < 0 or self.prior <= 0:
+            raise ValueError("PairConfig.min_judged must be >= 0 and PairConfig.prior > 0")
         if self.max_per_problem < 1:
             raise ValueError(f"PairConfig.max_per_problem must be >= 1, got {self.max_per_problem}")
 
@@ -75,17 +89,36 @@ def terminal_stats(tree: Tree) -> tuple[np.ndarray, np.ndarray]:
     return correct, total
 
 
+def judged_stats(tree: Tree) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, judged) per node: `terminal_stats` plus the rollouts recorded from the node or below
+    it (``tree.meta["rollouts"]``, written by `RolloutValue` with ``record``)."""
+    correct, total = terminal_stats(tree)
+    rolled = tree.meta.get(ROLLOUTS) or {}
+    if not rolled:
+        return correct, total
+    for key, (c, n) in rolled.items():
+        node = int(key)
+        while node != -1:
+            correct[node] += int(c)
+            total[node] += int(n)
+            node = int(tree.parent[node])
+    return correct, total
+
+
 class _Ctx:
     """Per-tree helpers: prefix text and ids, values."""
 
     def __init__(self, tree: Tree, cfg: PairConfig, decode: Callable[[Sequence[int]], str]):
         self.tree, self.cfg = tree, cfg
-        self.correct, self.total = terminal_stats(tree)
+        self.correct, self.total = judged_stats(tree) if cfg.value == "beta" else terminal_stats(tree)
         self.prompt_text = decode(tree.prompt_ids)
 
     def value(self, node: int) -> float:
         if self.cfg.value == "q":
             return self.tree.q(node)
+        if self.cfg.value == "beta":
+            a = self.cfg.prior
+            return float((self.correct[node] + a) / (self.total[node] + 2 * a))
         return float(self.correct[node] / self.total[node]) if self.total[node] else 0.0
 
     def record(self, kind: str, parent: int, chosen: int, rejected: int, *, chosen_text=None, rejected_text=None,
@@ -100,8 +133,9 @@ class _Ctx:
             "prompt_ids": t.context_ids(parent),
             "chosen_ids": list(t.token_ids[chosen]) if chosen_ids is None else chosen_ids,
             "rejected_ids": list(t.token_ids[rejected]) if rejected_ids is None else rejected_ids,
-            "chosen_eos": t.finish_reason[chosen] == "eos" if chosen_text is None else True,
-            "rejected_eos": t.finish_reason[rejected] == "eos" if rejected_text is None else True,
+            # a trajectory's last node is its end: EOS only when the policy stopped there (not at a limit)
+            "chosen_eos": t.finish_reason[chosen] == "eos",
+            "rejected_eos": t.finish_reason[rejected] == "eos",
             "kind": kind,
             "problem_id": t.problem_id,
             "question": t.prompt,
@@ -118,7 +152,7 @@ class _Ctx:
 def _sibling(ctx: _Ctx) -> Iterable[dict]:
     t, cfg = ctx.tree, ctx.cfg
     for node in range(t.num_nodes):
-        kids = [c for c in t.children[node] if t.visits[c] >= cfg.min_visits]
+        kids = [c for c in t.children[node] if t.visits[c] >= cfg.min_visits and ctx.total[c] >= cfg.min_judged]
         if len(kids) < 2 or not cfg.min_depth <= t.depth[node] <= cfg.max_depth:
             continue
         if cfg.require_correct_prefix and ctx.correct[node] == 0:
@@ -126,7 +160,7 @@ def _sibling(ctx: _Ctx) -> Iterable[dict]:
         vals = {c: ctx.value(c) for c in kids}
         best = max(kids, key=lambda c: (vals[c], t.visits[c], -c))
         worst = min(kids, key=lambda c: (vals[c], -t.visits[c], c))
-        if vals[best] - vals[worst] >= cfg.margin and t.text[best] != t.text[worst]:
+        if vals[best] - vals[worst] >= cfg.margin and vals[best] >= cfg.min_chosen and t.text[best] != t.text[worst]:
             yield ctx.record("sibling", node, best, worst)
 
 
@@ -135,13 +169,17 @@ def _first_error(ctx: _Ctx) -> Iterable[dict]:
     for node in range(1, t.num_nodes):
         parent = int(t.parent[node])
         # node is a first error: nothing correct below it, something correct below its parent, and it was judged
-        if ctx.correct[node] or not ctx.correct[parent] or not ctx.total[node]:
+        if ctx.correct[node] or not ctx.correct[parent] or ctx.total[node] < max(1, cfg.min_judged):
             continue
         if not cfg.min_depth <= t.depth[parent] <= cfg.max_depth:
             continue
-        good = [c for c in t.children[parent] if ctx.correct[c] and t.text[c] != t.text[node]]
+        good = [c for c in t.children[parent]
+                if ctx.correct[c] and ctx.total[c] >= cfg.min_judged and t.text[c] != t.text[node]]
         if good:
             best = max(good, key=lambda c: (ctx.correct[c] / max(1, ctx.total[c]), t.visits[c], -c))
+            # with a calibrated value the margin holds here too: one lucky answer below a step is not evidence
+            if cfg.value == "beta" and (ctx.value(best) - ctx.value(node) < cfg.margin or ctx.value(best) < cfg.min_chosen):
+                continue
             yield ctx.record("first_error", parent, best, node)
 
 

@@ -9,6 +9,7 @@ config dataclass, making one batched backend call (per backend) per call:
   with the Best-of-K prover ``1 − (1 − V)^K``;
 * `ImplicitPRM` (implicit.py): ``β·Σ log πθ/πref`` over each step's tokens, min over steps;
 * `PRMScorer` (prm.py): any Hugging Face PRM (reward token or classification head);
+  `train_prm` (prm_train.py) trains one on search trees' own labels, `load_value_prm` reads it as a value;
 * `SelfEvalValue` (selfeval.py): MCTS-DPO self-evaluation, ``P(Yes)/(P(Yes)+P(No))``,
   ±1 outcomes at terminals.
 
@@ -33,6 +34,7 @@ from treesearch.rewards.omega import (
     write_stepwise,
 )
 from treesearch.rewards.prm import PRMConfig, PRMScorer
+from treesearch.rewards.prm_train import PRMTrainConfig, load_value_prm, train_prm
 from treesearch.rewards.selfeval import SelfEvalConfig, SelfEvalValue, yes_probability
 
 __all__ = [
@@ -47,12 +49,14 @@ __all__ = [
     "PAVValue",
     "PRMConfig",
     "PRMScorer",
+    "PRMTrainConfig",
     "SelfEvalConfig",
     "SelfEvalValue",
     "StepLabels",
     "best_of_k",
     "effective_reward",
     "hard_label",
+    "load_value_prm",
     "locate_errors",
     "mc_step_labels",
     "omega_prm",
@@ -62,6 +66,7 @@ __all__ = [
     "solution_tree",
     "split_steps",
     "stepwise_record",
+    "train_prm",
     "write_stepwise",
     "yes_probability",
 ]

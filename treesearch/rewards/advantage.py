@@ -86,25 +86,32 @@ def check_same_tokenizer(a, b, *, what: str = "prover") -> None:
 class PAVValue:
     """ValueFn: the effective reward ``Q^π + α·A^μ`` of each node's last step (see the module docstring).
 
-    Per call: ONE prover `generate` over the nodes and their parents (deduplicated) and ONE
+    Per call: ONE prover `generate` over the nodes and their parents (deduplicated; the parents
+    only when the prover is the policy itself at its temperature, whose rollouts then give Q^μ) and ONE
     policy `generate` over the nodes. At the root (no step) the advantage is 0. The parts of
     the latest call are kept in `last_q_pi`, `last_q_mu`, `last_v_mu` (Best-of-K applied)
-    and `last_advantage`, all on the [0, 1] probability scale.
+    and `last_advantage`, all on the [0, 1] probability scale; `last_tokens` holds the tokens
+    sampled per node (its policy rollouts, plus the prover rollouts it was the first to ask for).
+    With `record`, the policy's rollout outcomes go to ``tree.meta["rollouts"]`` (the prover's
+    do not: they are another policy's outcomes).
     """
 
-    def __init__(self, policy, prover, score: Scorer, config: PAVConfig = PAVConfig()):
+    def __init__(self, policy, prover, score: Scorer, config: PAVConfig = PAVConfig(), *, record: bool = False):
         check_same_tokenizer(policy, prover)
         self.config = config
-        self.policy_mc = RolloutValue(policy, score, config.rollout(config.temperature))
+        self.policy_mc = RolloutValue(policy, score, dataclasses.replace(config.rollout(config.temperature), record=record))
         self.prover_mc = RolloutValue(prover, score, config.rollout(config.prover_temperature))
+        self.shared = prover is policy and config.prover_temperature == config.temperature
         self.last_q_pi: list[float] = []
         self.last_q_mu: list[float] = []
         self.last_v_mu: list[float] = []
         self.last_advantage: list[float] = []
+        self.last_tokens: list[int] = []
 
     def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
         cfg = self.config
         if not nodes:
+            self.last_tokens = []
             return []
         # every (tree, node) whose prover value is needed: the nodes and their parents, each once
         slot: dict[tuple[int, int], int] = {}
@@ -119,15 +126,26 @@ class PAVValue:
                 ask_n.append(node)
             return slot[key]
 
-        q_at = [need(t, n) for t, n in zip(trees, nodes)]
+        q_pi = [float(x) for x in self.policy_mc(trees, nodes)]
+        # prover = the policy at its own temperature: the policy's rollouts from the node are prover
+        # rollouts too, so Q^μ reuses them and only the parents need new ones
+        q_at = [-1] * len(nodes) if self.shared else [need(t, n) for t, n in zip(trees, nodes)]
         parents = [int(t.parent[n]) for t, n in zip(trees, nodes)]
         v_at = [need(t, p) if p != NO_PARENT else -1 for t, p in zip(trees, parents)]
-        mu = [best_of_k(v, cfg.best_of_k) for v in self.prover_mc(ask_t, ask_n)]
-        q_pi = [float(x) for x in self.policy_mc(trees, nodes)]
-        q_mu = [mu[i] for i in q_at]
+        mu = [best_of_k(v, cfg.best_of_k) for v in self.prover_mc(ask_t, ask_n)] if ask_n else []
+        if not ask_n:
+            self.prover_mc.last_tokens = []
+        q_mu = [best_of_k(q, cfg.best_of_k) if i < 0 else mu[i] for i, q in zip(q_at, q_pi)]
         v_mu = [mu[i] if i >= 0 else q for i, q in zip(v_at, q_mu)]  # root: no step, A = 0
         adv = [process_advantage(q, v) for q, v in zip(q_mu, v_mu)]
         self.last_q_pi, self.last_q_mu, self.last_v_mu, self.last_advantage = q_pi, q_mu, v_mu, adv
+        prover_tokens, claimed = self.prover_mc.last_tokens, set()
+        self.last_tokens = list(self.policy_mc.last_tokens)
+        for j, slots in enumerate(zip(q_at, v_at)):
+            for s in slots:
+                if s >= 0 and s not in claimed:
+                    claimed.add(s)
+                    self.last_tokens[j] += prover_tokens[s]
         if cfg.signed:  # v -> 2v − 1 for every MC value, so A -> 2A
             return [effective_reward(2.0 * q - 1.0, 2.0 * a, alpha=cfg.alpha) for q, a in zip(q_pi, adv)]
         return [effective_reward(q, a, alpha=cfg.alpha) for q, a in zip(q_pi, adv)]

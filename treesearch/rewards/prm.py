@@ -23,7 +23,13 @@ the model in chunks of ``batch_size``, right padded (causal attention keeps
 padding out of every scored position). A solution's score is the min over its
 steps (Math-Shepherd), or the last step's, or the product. `PRMScorer` is a
 ValueFn: ``value(trees, nodes)`` scores the path to each node. The PRM has its
-own tokenizer: it reads the trees' *text*, never their token ids.
+own tokenizer: it reads the trees' *text*, never their token ids. Its cost is
+counted: ``tokens_read`` adds up every row it ran, and after each call
+``last_tokens`` holds per node the PRM tokens of its last step (what a
+prefix-cached PRM computes anew; plus the question the first time a problem is
+seen), which a
+search under a token budget adds to its sampled tokens.
+`treesearch.rewards.prm_train` trains such a PRM on the trees' own labels.
 """
 from __future__ import annotations
 
@@ -125,6 +131,10 @@ class PRMScorer:
             if n_labels > 1 and not 0 <= config.positive_label < n_labels:
                 raise ValueError(f"PRMConfig.positive_label {config.positive_label} out of range for {n_labels} labels")
         self.last_step_scores: list[list[float]] = []
+        self.last_tokens: list[int] = []
+        self.tokens_read = 0
+        self._questions_read: set[str] = set()  # problems whose question the PRM has read (last_tokens)
+        self._last_encoded: list[tuple[list[int], list[int]]] = []
 
     @classmethod
     def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "float32") -> "PRMScorer":
@@ -165,15 +175,19 @@ class PRMScorer:
     def _ids(self, text: str, special: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"]) if text else []
 
-    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-        """(token ids of the question and its tagged steps, [len(steps)] index of each step's scored token)."""
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The PRM's token ids of the question, before the first step."""
         cfg = self.config
         if cfg.prompt_template == "chat":
             from treesearch.prompting import render_prompt
 
-            ids = self._ids(render_prompt(self.tokenizer, prompt), special=False)
-        else:
-            ids = self._ids(cfg.prompt_template.format(prompt=prompt), special=cfg.add_special_tokens)
+            return self._ids(render_prompt(self.tokenizer, prompt), special=False)
+        return self._ids(cfg.prompt_template.format(prompt=prompt), special=cfg.add_special_tokens)
+
+    def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+        """(token ids of the question and its tagged steps, [len(steps)] index of each step's scored token)."""
+        cfg = self.config
+        ids = self.prompt_ids(prompt)
         ends = []
         for i, step in enumerate(steps):
             core = step.removesuffix(cfg.step_delimiter) if cfg.step_delimiter else step
@@ -221,6 +235,7 @@ class PRMScorer:
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
         encoded = [self.encode(p, s) if s else ([], []) for p, s in zip(prompts, steps)]
+        self._last_encoded = encoded
         if self.head == "sequence_classification":
             # one row per prefix: question + steps 1..t, pooled at its last token
             rows, owner = [], []
@@ -231,12 +246,14 @@ class PRMScorer:
             if any(r[-1] == self.pad_id for r in rows):
                 raise ValueError("the step tag ends with the PRM's pad token; sequence pooling cannot find the step end")
             pooled = self._forward(rows) if rows else []
+            self.tokens_read += sum(len(r) for r in rows)
             out: list[list[float]] = [[] for _ in encoded]
             for j, lg in zip(owner, pooled):
                 out[j].append(self._prob(lg))
             return out
         live = [j for j, (ids, _) in enumerate(encoded) if ids]
         logits = self._forward([encoded[j][0] for j in live]) if live else []
+        self.tokens_read += sum(len(encoded[j][0]) for j in live)
         out = [[] for _ in encoded]
         for j, lg in zip(live, logits):
             out[j] = [self._prob(lg[e]) for e in encoded[j][1]]
@@ -246,5 +263,17 @@ class PRMScorer:
         steps = [[tree.text[n] for n in tree.path(node)[1:]] for tree, node in zip(trees, nodes)]
         scores = self.score_steps([t.prompt for t in trees], steps)
         self.last_step_scores = scores
+        # what a prefix-cached PRM computes anew: the node's last step, and a question the first time
+        self.last_tokens = []
+        for tree, (_, e) in zip(trees, self._last_encoded):
+            if len(e) > 1:
+                self.last_tokens.append(e[-1] - e[-2])
+            elif e:
+                question = len(self.prompt_ids(tree.prompt))
+                first = tree.problem_id not in self._questions_read
+                self._questions_read.add(tree.problem_id)
+                self.last_tokens.append(e[0] + 1 - (0 if first else question))
+            else:
+                self.last_tokens.append(0)
         values = [aggregate(s, self.config.aggregate) if s else 0.5 for s in scores]
         return [2.0 * v - 1.0 for v in values] if self.config.signed else values

@@ -9,7 +9,10 @@ budget). One simulation per tree per wave, all trees of a batch together:
    ``width`` sampled next steps each (stop at the delimiter);
 3. **evaluate**: a terminal child gets the outcome reward (+1 / -1 from the
    scorer, its V = 0); the other children get V from `value_fn`, one batched
-   call over the wave;
+   call over the wave. A value function may answer ``None`` for a node it
+   cannot judge (`unknown_value`, the ``counts`` method): that child is not
+   backed up, so an unexplored step stays unvisited instead of counting as a
+   measured return of 0, and Q holds judged outcomes only;
 4. **backup** (γ = 1): each child's evaluation is added to it and to every
    ancestor (`treesearch.tree.backup`). V(node) is the plain visit mean of the
    returns below it (mctx / AlphaZero), not the paper's ``Σ max(1,N_c)·Q_c /
@@ -17,8 +20,28 @@ budget). One simulation per tree per wave, all trees of a batch together:
    plain mean keeps ``value_sum`` additive, so the backup is a loop over
    `parent` and the invariant ``visits = evals + Σ children visits`` holds.
 
-A leaf that is already terminal is re-evaluated (its outcome is backed up
-again), which is how visits concentrate on the best answer. Each node is
+With ``revisit_terminals`` (the original behaviour) a leaf that is already
+terminal is re-evaluated (its outcome is backed up again), which is how visits
+concentrate on the best answer, but that simulation expands nothing; without
+it, selection only descends into subtrees that still have something to expand
+(`open_nodes`), so every simulation samples new steps and a tree with nothing
+left to expand stops. ``value_prior`` shrinks Q toward 0 (a Beta(1, 1) prior
+on the success probability when it is 2 and the backups are ±1 outcomes):
+``Q = r + value_sum / (visits + value_prior)``. A step cut by
+``step_max_tokens`` (finish reason "length") ends the path with
+``end_cut_steps`` (judged like any terminal: an unfinished line is no answer)
+instead of becoming an interior node whose next step continues mid-line.
+With ``rollouts`` k > 0 every new interior child also gets k Monte-Carlo
+completions (Math-Shepherd / OmegaPRM), one batched call per wave, each added
+under it as a chain of steps (identical steps shared), its end judged and
+backed up like any terminal, so the child's Q is a mean of real outcomes and
+the rollouts' steps become part of the tree. With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
+what the value function reports in ``last_tokens``: rollouts, PRM steps; and
+the ``rollouts`` MCTS attaches itself) reach the budget, the last wave
+stochastically rounded so the expected spend is the budget (`_over_budget`);
+``simulations`` is then a cap, and a tree with nothing left to expand samples
+more first steps. That is how searches with different value functions are
+compared at equal sampled tokens. Each node is
 expanded once (the paper's fixed width) unless progressive widening is on
 (``widen_alpha > 0``): then a node gets new samples while its expansions are
 fewer than ``widen_c · N^widen_alpha``.
@@ -38,15 +61,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
 
 from treesearch.backends.base import SamplingParams
-from treesearch.search.expand import FinalFn, expand
+from treesearch.search.expand import FinalFn, attach, sample
 from treesearch.search.result import SearchResult, meter
 from treesearch.search.selection import SelectFn, puct
-from treesearch.search.values import Scorer, ValueFn, judge, zero_value
+from treesearch.search.values import Scorer, ValueFn, judge, value_tokens, zero_value
 from treesearch.tree import ROOT, Tree, backup
 
 
@@ -75,6 +99,11 @@ class MCTSConfig:
     widen_alpha: float = _f(0.0, "progressive widening exponent; 0 keeps the paper's fixed width (one expansion per node)")
     reroot: bool = _f(False, "commit to the most visited child and search again until terminal (paper: on)")
     dedup: bool = _f(True, "drop sampled steps identical to a sibling")
+    revisit_terminals: bool = _f(True, "a simulation that selects a finished answer re-evaluates it and expands nothing (original); false: selection skips subtrees with nothing left to expand")
+    end_cut_steps: bool = _f(False, "a step cut by step_max_tokens ends the path (terminal, judged) instead of becoming an interior node continued mid-line")
+    value_prior: float = _f(0.0, "Q = r + value_sum / (visits + value_prior): a prior mean of 0 worth value_prior evaluations (2 = Beta(1,1) with ±1 outcome backups)")
+    rollouts: int = _f(0, "Monte-Carlo rollouts from each new interior child, continued to the end, added to the tree as steps, judged and backed up (their tokens count); 0 = none")
+    token_budget: int = _f(0, "sampled tokens per tree (expansions + value-function rollouts / PRM steps); 0 = off, else simulations is a cap")
     step_delimiter: str = _f("\n", "a step ends at this string (the task's step delimiter)")
     seed: int = _f(0, "sampling seed")
 
@@ -84,6 +113,8 @@ class MCTSConfig:
                 raise ValueError(f"MCTSConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"MCTSConfig.temperature must be >= 0, got {self.temperature}")
+        if self.value_prior < 0 or self.token_budget < 0 or self.rollouts < 0:
+            raise ValueError("MCTSConfig.value_prior, rollouts and token_budget must be >= 0")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -103,13 +134,31 @@ def may_widen(tree: Tree, node: int, *, c: float = 1.0, alpha: float = 0.0) -> b
     return bool(tree.expanded[node] < c * float(tree.visits[node]) ** alpha)
 
 
-def select_leaf(tree: Tree, node: int, select: SelectFn, widen: Callable[[Tree, int], bool] | None = None) -> int:
+def open_nodes(tree: Tree, widen: Callable[[Tree, int], bool] | None = None) -> np.ndarray:
+    """[num_nodes] bool: the node's subtree still has something to expand (a non-terminal leaf, or a
+    node `widen` would give more children). Children have larger ids, so one reverse pass suffices."""
+    n = tree.num_nodes
+    out = np.zeros(n, np.bool_)
+    term = tree.terminal
+    for node in range(n - 1, -1, -1):
+        if term[node]:
+            continue
+        kids = tree.children[node]
+        out[node] = not kids or any(out[c] for c in kids) or bool(widen is not None and widen(tree, node))
+    return out
+
+
+def select_leaf(tree: Tree, node: int, select: SelectFn, widen: Callable[[Tree, int], bool] | None = None,
+                open_: np.ndarray | None = None) -> int:
     """Descend from `node` by ``argmax select`` until a node without children, or one that `widen` says
-    should get more children."""
+    should get more children. With `open_` (`open_nodes`), only children still open are eligible."""
     while tree.children[node]:
         if widen is not None and widen(tree, node):
             return node
-        node = tree.children[node][int(np.argmax(select(tree, node)))]
+        scores = select(tree, node)
+        if open_ is not None:
+            scores = np.where(open_[tree.children[node]], scores, -np.inf)
+        node = tree.children[node][int(np.argmax(scores))]
     return node
 
 
@@ -143,12 +192,15 @@ def mcts(
     Trees may already hold nodes (a search resumes where it stopped).
     """
     cfg = config
-    select = select or functools.partial(puct, c_puct=cfg.c_puct, length_penalty=cfg.length_penalty)
+    select = select or functools.partial(puct, c_puct=cfg.c_puct, length_penalty=cfg.length_penalty,
+                                         value_prior=cfg.value_prior)
     widen = functools.partial(may_widen, c=cfg.widen_c, alpha=cfg.widen_alpha)
     trees = list(trees)
     roots = [ROOT] * len(trees)
     budget = [cfg.simulations * (cfg.root_factor if cfg.reroot else 1)] * len(trees)
+    spent = [0] * len(trees)  # tokens sampled for each tree: expansions + what the value function reports
     done = [bool(t.terminal[ROOT]) for t in trees]
+    stopped = [False] * len(trees)  # stopped by the token budget or with nothing left to expand
     wave = 0
     with meter(backend) as m:
         while not all(done):
@@ -160,29 +212,47 @@ def mcts(
             grow: list[int] = []
             leaves: list[int] = []
             for i in live:
-                leaf = select_leaf(trees[i], roots[i], select, widen)
+                open_ = None if cfg.revisit_terminals else open_nodes(trees[i], widen)
+                if open_ is not None and not open_[roots[i]]:
+                    if not cfg.token_budget:
+                        continue  # nothing left to expand below the search root: this tree is finished
+                    leaf = roots[i]  # budget left but nothing open: sample more first steps (widen the root)
+                else:
+                    leaf = select_leaf(trees[i], roots[i], select, widen, open_)
                 if trees[i].terminal[leaf]:
                     backup(trees[i], leaf, float(trees[i].value[leaf]))  # re-evaluate a finished answer
                 else:
                     grow.append(i)
                     leaves.append(leaf)
-            new = expand(
-                backend,
-                [trees[i] for i in grow],
-                leaves,
-                params,
-                max_depth=cfg.max_depth,
-                max_tokens=cfg.max_tokens,
-                is_final=is_final,
-                dedup=cfg.dedup,
-            )
-            _evaluate(trees, grow, new, cfg, score, value_fn)
+            outs = sample(backend, [trees[i] for i in grow], leaves, params)
+            kw = dict(max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=cfg.dedup)
+            new = []
+            wave_tokens = dict.fromkeys(live, 0)
+            for i, leaf, comps in zip(grow, leaves, outs):
+                kids = [c for c, _, is_new in attach(trees[i], leaf, comps, **kw) if is_new]
+                if cfg.end_cut_steps:
+                    for c in kids:
+                        if trees[i].finish_reason[c] == "length":
+                            trees[i].terminal[c] = True  # cut mid-line: the path ends unfinished
+                new.append(kids)
+                wave_tokens[i] += sum(len(c.token_ids) for c in comps)
+            for i, t in _evaluate(trees, grow, new, cfg, score, value_fn):
+                wave_tokens[i] += t
+            if cfg.rollouts:
+                for i, t in _rollout(backend, trees, grow, new, cfg, score, is_final, cfg.seed + wave):
+                    wave_tokens[i] += t
             for i in live:
+                spent[i] += wave_tokens[i]
                 budget[i] -= 1
-                if budget[i] > 0:
+                exhausted = (not cfg.revisit_terminals and not cfg.token_budget
+                             and not open_nodes(trees[i], widen)[roots[i]])
+                over = bool(cfg.token_budget) and _over_budget(spent[i], wave_tokens[i], cfg.token_budget,
+                                                               f"{trees[i].problem_id}:{cfg.seed}:{wave}")
+                if budget[i] > 0 and not over and not exhausted:
                     continue
-                if not cfg.reroot:
+                if not cfg.reroot or over or exhausted:
                     done[i] = True
+                    stopped[i] = bool(over or exhausted)
                     continue
                 child = trees[i].best_child(roots[i])
                 if child < 0:  # cannot happen after >= 1 simulation from a non-terminal root
@@ -191,28 +261,104 @@ def mcts(
                 roots[i] = child
                 done[i] = bool(trees[i].terminal[child])
                 budget[i] = cfg.simulations
-    selected = roots if cfg.reroot else [commit(t) for t in trees]
-    for tree, node in zip(trees, selected):
-        tree.meta["search"] = {"algo": "mcts", "selected": int(node), "config": dataclasses.asdict(cfg)}
+    # a rerooted search stopped before it committed to a terminal answers like an unrooted one
+    selected = [r if cfg.reroot and not (cut and not t.terminal[r]) else commit(t)
+                for t, r, cut in zip(trees, roots, stopped)]
+    for tree, node, tok in zip(trees, selected, spent):
+        tree.meta["search"] = {"algo": "mcts", "selected": int(node), "config": dataclasses.asdict(cfg),
+                               "sampled_tokens": int(tok)}
     return SearchResult(trees, list(selected), m.cost)
 
 
-def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer, value_fn: ValueFn) -> None:
-    """Outcome reward at terminal children, `value_fn` (one call) at the others, then backup."""
-    pending_t, pending_n = [], []
+def _over_budget(spent: int, last_wave: int, budget: int, key: str) -> bool:
+    """Stop a tree that spent `spent` of `budget` tokens, its last wave costing `last_wave`? At the
+    budget, yes; short of it by r < one more such wave, continue with probability r / last_wave (a
+    deterministic draw from `key`): the expected spend is then the budget, even when one wave costs
+    about the whole budget (rollouts, PAV), so methods compare at equal tokens on average."""
+    if spent >= budget:
+        return True
+    if last_wave <= 0 or spent + last_wave <= budget:
+        return False
+    u = zlib.crc32(key.encode()) / 2**32
+    return u >= (budget - spent) / last_wave
+
+
+def _rollout(backend, trees, grow, new, cfg: MCTSConfig, score: Scorer, is_final, seed: int) -> list[tuple[int, int]]:
+    """``cfg.rollouts`` completions from every new interior child in ONE generate call, each added
+    under it as a chain of steps (identical steps shared) up to its end, the depth limit or a final
+    answer; the chain's end is judged and backed up. Returns [(tree index, tokens sampled)]."""
+    from treesearch.rewards.omega import split_completion  # lazy: the rewards package imports the search
+
+    todo = [(i, c) for i, kids in zip(grow, new) for c in kids if not trees[i].terminal[c]]
+    if not todo:
+        return []
+    budget = max(1, cfg.max_tokens - min(trees[i].num_tokens(c) for i, c in todo))
+    params = SamplingParams(n=cfg.rollouts, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=budget, seed=seed)
+    outs = backend.generate([trees[i].context_ids(c) for i, c in todo], params)
+    spent = []
+    for (i, c), comps in zip(todo, outs):
+        tree = trees[i]
+        for comp in comps:
+            end = _attach_chain(tree, c, split_completion(backend, comp, cfg.step_delimiter), comp, cfg, is_final)
+            if end is not None:
+                tree.reward[end] = cfg.correct_reward if judge(tree, end, score) else cfg.wrong_reward
+                backup(tree, end, 0.0)
+        spent.append((i, sum(len(x.token_ids) for x in comps)))
+    return spent
+
+
+def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final) -> int | None:
+    """Add rollout `pieces` [(text, ids)] under `node`, reusing identical children; the node that ends
+    the path (last piece, depth or token limit, final answer) is marked terminal and returned (an
+    existing terminal the rollout reproduced is returned too: it is one more sample of that answer),
+    or None when the rollout stopped on an existing interior step."""
+    at, offset = node, 0
+    for j, (text, ids) in enumerate(pieces):
+        lps = comp.logprobs[offset : offset + len(ids)] if comp.logprobs else ()
+        offset += len(ids)
+        depth, used = int(tree.depth[at]) + 1, tree.num_tokens(at) + len(ids)
+        final = bool(is_final and is_final(tree.text_of(at) + text))
+        last = j == len(pieces) - 1 or depth >= cfg.max_depth or used >= cfg.max_tokens or final
+        same = [k for k in tree.children[at] if tree.token_ids[k] == list(ids)]
+        if same:
+            at = same[0]
+            if tree.terminal[at]:
+                return at
+            if last:  # a known interior step where this rollout stops unfinished: nothing judged
+                return None
+            continue
+        finish = comp.finish_reason if j == len(pieces) - 1 else "stop"
+        at = tree.add_child(at, text=text, token_ids=ids, logprobs=lps, finish_reason=finish, terminal=last)
+        if last:
+            return at
+    return None
+
+
+def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer, value_fn: ValueFn) -> list[tuple[int, int]]:
+    """Outcome reward at terminal children, `value_fn` (one call) at the others, then backup.
+
+    A value of None means unknown: the child is left unvisited. Returns [(tree index, tokens)]
+    the value function reports having sampled or read (`value_tokens`)."""
+    pending_i, pending_t, pending_n = [], [], []
     for i, kids in zip(grow, new):
         tree = trees[i]
         for c in kids:
             if tree.terminal[c]:
                 tree.reward[c] = cfg.correct_reward if judge(tree, c, score) else cfg.wrong_reward
             else:
+                pending_i.append(i)
                 pending_t.append(tree)
                 pending_n.append(c)
     values = value_fn(pending_t, pending_n) if pending_n else []
     if len(values) != len(pending_n):
         raise RuntimeError(f"value_fn returned {len(values)} values for {len(pending_n)} nodes")
+    known = set()
     for tree, c, v in zip(pending_t, pending_n, values):
-        tree.value[c] = float(v)
+        if v is not None:
+            tree.value[c] = float(v)
+            known.add((id(tree), c))
     for i, kids in zip(grow, new):
         for c in kids:
-            backup(trees[i], c, float(trees[i].value[c]))
+            if trees[i].terminal[c] or (id(trees[i]), c) in known:
+                backup(trees[i], c, float(trees[i].value[c]))
+    return list(zip(pending_i, value_tokens(value_fn, len(pending_n)))) if pending_n else []

@@ -25,7 +25,7 @@ from treesearch.search.expand import answer_line_done
 from treesearch.search.mcts import MCTSConfig, mcts
 from treesearch.search.result import Cost, SearchResult
 from treesearch.search.segments import SegmentConfig, segment_rollouts
-from treesearch.search.values import OutcomeValue, RolloutConfig, RolloutValue, Scorer, ValueFn, mean_logprob, zero_value
+from treesearch.search.values import VALUE_METHODS, RolloutConfig, Scorer, ValueConfig, ValueFn, build_value
 from treesearch.tree import CORRECT, ROOT, Tree
 
 CONFIGS: dict[str, type] = {
@@ -36,7 +36,7 @@ CONFIGS: dict[str, type] = {
     "majority": BestOfNConfig,
     "greedy": GreedyConfig,
 }
-VALUES = ("zero", "logprob", "outcome", "rollout", "selfeval")
+VALUES = VALUE_METHODS
 # value used when none is named: MCTS gets its signal from terminal outcomes; the selectors rank by confidence
 DEFAULT_VALUE = {"mcts": "zero", "segments": "logprob", "best-of-n": "logprob", "beam": "logprob"}
 
@@ -61,20 +61,10 @@ def task_scorer(task, problems: Sequence[Any]) -> Scorer:
     return score
 
 
-def make_value(name: str, backend, score: Scorer, rollout: RolloutConfig = RolloutConfig()) -> ValueFn:
-    if name == "zero":
-        return zero_value
-    if name == "logprob":
-        return mean_logprob
-    if name == "outcome":
-        return OutcomeValue(score)
-    if name == "rollout":
-        return RolloutValue(backend, score, rollout)
-    if name == "selfeval":
-        from treesearch.rewards import SelfEvalValue
-
-        return SelfEvalValue(backend, score)
-    raise ValueError(f"unknown value {name!r}; expected one of {', '.join(VALUES)}")
+def make_value(name: str | ValueConfig, backend, score: Scorer, rollout: RolloutConfig = RolloutConfig()) -> ValueFn:
+    """The value function of a method name (with `rollout` for ``rollout``) or of a `ValueConfig`."""
+    cfg = name if isinstance(name, ValueConfig) else ValueConfig(method=name, rollout=rollout)
+    return build_value(cfg, backend, score)
 
 
 def apply_overrides(config, pairs: Sequence[str], *, where: str = "--set"):
@@ -111,7 +101,7 @@ def run_search(
     problems: Sequence[Any],
     config=None,
     *,
-    value: str | None = None,
+    value: str | ValueConfig | None = None,
     rollout: RolloutConfig = RolloutConfig(),
     batch_size: int = 32,
     progress: Callable[[str], None] | None = None,

@@ -47,9 +47,10 @@ def q_values(tree: Tree, nodes: Sequence[int]) -> np.ndarray:
     return tree.reward[nodes] + v
 
 
-def puct(tree: Tree, node: int, *, c_puct: float = 1.0, length_penalty: float = 1.25) -> np.ndarray:
+def puct(tree: Tree, node: int, *, c_puct: float = 1.0, length_penalty: float = 1.25, value_prior: float = 0.0) -> np.ndarray:
     """MCTS-DPO's PUCT score of each child of `node`: ``Q + c_puct · p · sqrt(N(node)) / (1 + N(child))``,
-    p = `step_prior`, Q = `q_values`."""
+    p = `step_prior`, Q = `q_values`; with `value_prior` k, Q = r + value_sum / (N + k) (a prior
+    mean of 0 worth k evaluations: Beta(1, 1) on the success probability for k = 2, ±1 returns)."""
     # Scalar Python: selection runs once per level per simulation over a handful of
     # children, where numpy's per-call cost would dominate the search's own time.
     kids = tree.children[node]
@@ -61,7 +62,7 @@ def puct(tree: Tree, node: int, *, c_puct: float = 1.0, length_penalty: float = 
     out = np.empty(len(kids))
     for j, c in enumerate(kids):
         n = int(visits[c])
-        q = float(reward[c]) + (float(value_sum[c]) / n if n else 0.0)
+        q = float(reward[c]) + (float(value_sum[c]) / (n + value_prior) if n + value_prior > 0 else 0.0)
         out[j] = q + scale * ex[j] / (1 + n)
     return out
 

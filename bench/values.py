@@ -1,0 +1,182 @@
+"""Search values compared: one round from the embedded policy per value method, at equal sampled tokens.
+
+Every method searches the same training problems (configs/bench_loop.yaml's round 0: 2-5 operations,
+MCTS width 2), extracts step pairs, trains one round of Step-DPO on them (the loop's trainer settings)
+and is evaluated greedily on the same held-out three-operation problems. Methods:
+
+* ``zero``: as shipped: V = 0 backed up at every new interior child, finished answers re-evaluated,
+  pairs by the search's Q (margin 0.1). Its sampled tokens per problem set everyone's budget.
+* ``counts``: values from judged outcomes only (`unknown_value`: an unjudged child stays unvisited;
+  Q is the Beta(1, 1) posterior mean of the outcomes below), every simulation expands something,
+  cut steps end their path; pairs by the Beta posterior of judged outcomes (``value: beta``,
+  margin, ``min_judged``), first errors held to the same margin.
+* ``rollout``: ``counts`` plus one Monte-Carlo rollout from each new interior child, attached to the
+  tree as steps, judged and backed up (Math-Shepherd / OmegaPRM style; its tokens count).
+* ``prm``: ``counts`` with a PRM as the value, trained (`train_prm`) on the trees of a *previous*
+  round: a ``rollout`` search of other training problems (seed + 1). Each PRM forward pass counts
+  the PRM tokens of the step it scores (what a prefix-cached PRM computes anew).
+* ``pav``: ``counts`` with process advantages (PAV) as the value, the policy as its own Best-of-4
+  prover, one rollout per estimate (policy and prover rollouts count).
+
+Every method but ``zero`` runs under ``search.token_budget`` = zero's mean sampled tokens per
+problem (simulations become a cap), so budgets agree within a few percent; the JSON says how well.
+Clean / inverted rates come from the arithmetic step checker (`step_audit`), a diagnostic only.
+
+    python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,counts,rollout,prm,pav]
+                           [--out runs/bench_values] [--seed 0] [--set search.width=2 ...]
+
+Resumable (each method is a `treesearch.loop.Run` directory). Last line: JSON
+``{"methods": {NAME: {"pairs", "clean_rate", "inverted_rate", "sampled_tokens", "accuracy", ...}},
+"best": NAME, "base_accuracy", ...}``; best = highest held-out accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+METHODS = ("zero", "counts", "rollout", "prm", "pav")
+# the new methods' search and pair settings (zero keeps the config's, i.e. today's)
+NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
+NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1}
+
+
+def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> dict:
+    """Config overrides of one method (see the module docstring)."""
+    if method == "zero":
+        return {"value": {"method": "zero"}}
+    search = {**NEW_SEARCH, "token_budget": int(budget), "simulations": cap}
+    value: dict = {"method": "counts"}
+    if method == "rollout":
+        search["rollouts"] = 1
+    elif method == "prm":
+        value = {"method": "prm", "prm": prm_path}
+    elif method == "pav":
+        value = {"method": "pav", "rollout": {"k": 1, "record": True}, "pav_best_of_k": 4}
+    return {"search": search, "value": value, "pairs": dict(NEW_PAIRS)}
+
+
+def open_run(out: Path, name: str, config: str, sets: dict, extra: dict, log_lines: list[str]):
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("TREESEARCH_THREADS", "1")))
+    from treesearch.config import merge
+    from treesearch.loop import Run, load_loop_config
+
+    cfg = load_loop_config(config, merge(sets, extra))
+    run_dir = out / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} [{name}] {msg}"
+        log_lines.append(line)
+        with (run_dir / "log.txt").open("a") as fh:
+            fh.write(line + "\n")
+        print(line, flush=True)
+
+    return Run(run_dir, cfg, log=log)
+
+
+def share_eval(src: Path, dst: Path) -> None:
+    """Round 0's held-out evaluation depends on the starting policy alone: copy it."""
+    (dst / "round_0").mkdir(parents=True, exist_ok=True)
+    if not (dst / "round_0" / "eval.json").is_file():
+        shutil.copy2(src / "round_0" / "eval.json", dst / "round_0" / "eval.json")
+
+
+def sampled_tokens(run_dir: Path) -> int:
+    """Tokens the round-0 search sampled (expansions, rollouts, PRM steps), from each tree's meta."""
+    from treesearch.io import read_jsonl
+
+    return sum(int(d["meta"]["search"].get("sampled_tokens", 0)) for d in read_jsonl(run_dir / "round_0" / "trees.jsonl"))
+
+
+def summary(run_dir: Path) -> dict:
+    pairs = json.loads((run_dir / "round_0" / "pairs.json").read_text())
+    audit = pairs.get("step_audit", {})
+    search = json.loads((run_dir / "round_0" / "search.json").read_text())
+    return {
+        "pairs": pairs["pairs"],
+        "clean_rate": audit.get("clean", 0.0),
+        "inverted_rate": audit.get("inverted", 0.0),
+        "both_wrong_rate": audit.get("both_wrong", 0.0),
+        "by_kind": pairs.get("by_kind", {}),
+        "sampled_tokens": sampled_tokens(run_dir),
+        "search_accuracy": round(search["accuracy"], 4),
+        "coverage": round(search["coverage"], 4),
+        "search_minutes": round(search["cost"].get("wall_s", 0.0) / 60, 2),
+        "accuracy": json.loads((run_dir / "round_1" / "eval.json").read_text())["accuracy"],
+    }
+
+
+def main() -> None:
+    from loop import parse_sets  # bench/loop.py's KEY=VALUE parser
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--problems", type=int, default=8192, help="training problems searched by every method")
+    ap.add_argument("--eval", type=int, default=3000, help="held-out three-operation problems")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cap", type=int, default=64, help="simulation cap of the budgeted methods")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "bench_loop.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_values"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    args = ap.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or "zero" not in methods:
+        ap.error(f"--methods: {'unknown method ' + repr(bad[0]) if bad else 'zero is required (it sets the budget)'}")
+    from treesearch.config import merge
+
+    sets = merge(parse_sets(args.set), {"rounds": 1, "train_problems": args.problems, "seed": args.seed,
+                                        "method": "step_dpo", "eval": {"problems": args.eval, "k": 0}})
+    out = Path(args.out)
+    t0, lines = time.time(), []
+    results: dict[str, dict] = {}
+
+    zero = open_run(out, "zero", args.config, sets, method_overrides("zero", 0, 0), lines)
+    zero.run()
+    results["zero"] = summary(zero.root)
+    budget = round(results["zero"]["sampled_tokens"] / args.problems)
+    print(f"budget: {budget} sampled tokens per problem (zero's)", flush=True)
+
+    prm_path = ""
+    if "prm" in methods:
+        # the previous round: a rollout search of other problems, then a PRM trained on its trees
+        prev = open_run(out, "prm_previous_round", args.config, merge(sets, {"seed": args.seed + 1}),
+                        method_overrides("rollout", budget, args.cap), lines)
+        share_eval(zero.root, prev.root)
+        prev.explore(0)
+        prm_path = str(prev.train_prm(0))
+
+    for m in methods:
+        if m == "zero":
+            continue
+        run = open_run(out, m, args.config, sets, method_overrides(m, budget, args.cap, prm_path), lines)
+        share_eval(zero.root, run.root)
+        run.run()
+        results[m] = summary(run.root)
+        print(f"{m}: {json.dumps(results[m])}", flush=True)
+
+    ref = results["zero"]["sampled_tokens"]
+    for r in results.values():
+        r["tokens_vs_zero"] = round(r["sampled_tokens"] / ref, 3) if ref else None
+    best = max(results, key=lambda m: (results[m]["accuracy"], m == "zero"))
+    base = json.loads((zero.root / "round_0" / "eval.json").read_text())["accuracy"]
+    print(json.dumps({"methods": results, "best": best, "base_accuracy": base, "problems": args.problems,
+                      "eval_problems": args.eval, "budget_per_problem": budget,
+                      "equal_tokens": all(abs(r["tokens_vs_zero"] - 1) <= 0.10 for r in results.values()),
+                      "minutes": round((time.time() - t0) / 60, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -159,7 +159,7 @@ def extract_answer(text: str, *, timeout: float = 5.0) -> str | None:
     ok, why, extracted = _ask_worker(None, _unmarked_tail(text), timeout, DEFAULT_RULES)
     if why != "extracted" or not extracted:
         return None
-    return strip_wrappers(extracted.strip().strip("*").rstrip(".")) or None
+    return strip_wrappers(extracted.strip().rstrip(" .").strip("*")) or None
 
 
 # ---------------------------------------------------------------- normalisation

@@ -127,6 +127,7 @@ class Run:
         e = self.cfg.eval
         kw = {"n_ops": e.n_ops} if (self.cfg.task == "arithmetic" and e.n_ops) else {}
         problems = task.problems("test", e.problems, seed=e.seed, **kw)
+        self.refuse_searched(task, problems)
         _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=e.seed))
         result: dict[str, Any] = {"accuracy": greedy["accuracy"], "tokens": greedy["cost"]["computed_tokens"]}
         if e.k:
@@ -143,6 +144,15 @@ class Run:
             result["tokens"] += sampled["cost"]["computed_tokens"]
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         return result
+
+    def refuse_searched(self, task, problems) -> None:
+        """ValueError when a held-out problem is one any round searches (and so trains on)."""
+        from tasks.base import assert_disjoint
+
+        cfg = self.cfg
+        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
+        searched = task.problems("train", cfg.train_problems * cfg.rounds, seed=cfg.seed, **kw)
+        assert_disjoint(problems, searched, what="held-out")
 
     def search(self, k: int, backend, task) -> dict:
         from treesearch.search.runner import run_search, summarize

@@ -323,6 +323,31 @@ class SuiteTask:
 
         return extract_final_answer(completion)
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Are two extracted answers one answer for votes? math: math-verify equivalence; else string equality."""
+        if self.verifier == "math":
+            from verifiers.math import same_answer
+
+            return same_answer(a, b)
+        return a == b
+
+    def is_final(self, text: str) -> bool:
+        """Does a path text hold a complete final answer (the search stops it there)?
+
+        math: a marked answer (`verifiers.answers.final_answer`) whose line is complete;
+        others: the adapter's own ``is_final``, else a finished ``Answer:`` line.
+        """
+        own = getattr(self.adapter, "is_final", None)
+        if own is not None:
+            return own(text)
+        from treesearch.search.expand import answer_line_done
+
+        if self.verifier == "math":
+            from verifiers.answers import final_answer
+
+            return text.endswith("\n") and final_answer(text) is not None
+        return answer_line_done(text)
+
     def __getattr__(self, attr: str) -> Any:
         adapter = self.__dict__.get("adapter")
         if adapter is None or attr.startswith("__"):

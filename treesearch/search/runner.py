@@ -143,7 +143,8 @@ def run_search(
         if algo == "majority":
             from verifiers.exact import extract_final_answer
 
-            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer))
+            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer),
+                                 same=getattr(task, "same_answer", None))
         return greedy(backend, trees, config)
 
     problems = list(problems)

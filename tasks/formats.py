@@ -203,6 +203,7 @@ class FormatTask:
         self.name = name or f"{fmt}:{path if path is not None else f'train={train},test={test}'}"
         self.verifier = verifier or allowed[0]
         self.timeout = timeout
+        self.isolation = "auto"
         self._split: dict[str, list[Problem]] = {}
         self._where: dict[str, str] = {}
         if path is not None:
@@ -238,11 +239,14 @@ class FormatTask:
             from verifiers.math import check
 
             return 1.0 if check(problem.answer, completion, timeout=self.timeout).correct else 0.0
-        from tasks.codegen import extract_code, run_tests
+        from tasks.codegen import extract_code
+        from verifiers.code import check
 
-        entry = problem.meta.get("entry_point")
-        program = extract_code(completion, entry)
-        if problem.meta.get("setup"):
-            program = problem.meta["setup"] + "\n" + program
-        ok = run_tests(program, list(problem.meta["tests"]), timeout=self.timeout)
-        return 1.0 if ok else 0.0
+        tests = list(problem.meta["tests"])
+        program = extract_code(completion, problem.meta.get("entry_point"))
+        # as published: program, then setup, then the asserts; the functions the asserts call may
+        # carry a builtin's name (MBPP 126 defines `sum`)
+        subjects = sorted({m.group(1) for m in map(_ENTRY.match, tests) if m})
+        result = check(program, tests, setup=problem.meta.get("setup") or "", subjects=subjects, timeout=self.timeout,
+                       isolation=self.isolation)
+        return 1.0 if result.passed else 0.0

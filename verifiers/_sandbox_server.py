@@ -88,8 +88,31 @@ class Unserializable(TypeError):
     pass
 
 
-def encode(obj, depth: int = 0):
-    """A JSON-able tagged form of a value built from exact builtin types only."""
+# Builtin types a value may name (MBPP: ``remove_datatype(t, int)``), both ways.
+TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, set, frozenset, dict,
+                                  type(None), object, range, bytearray)}
+_TYPE_NAMES = {t: n for n, t in TYPES.items()}
+_NAMEDTUPLES: dict = {}  # (typename, fields) -> class rebuilt on this side
+
+
+def _namedtuple_fields(t) -> tuple | None:
+    """The field names of a namedtuple class (a tuple subclass with string ``_fields``), else None."""
+    fields = getattr(t, "_fields", None)
+    if issubclass(t, tuple) and type(fields) is tuple and all(type(f) is str for f in fields):
+        return fields
+    return None
+
+
+def encode(obj, depth: int = 0, handle=None):
+    """A JSON-able tagged form of a value built from exact builtin types only.
+
+    Also carried, by type and content (never by the object's own methods): Counter,
+    OrderedDict, defaultdict (its factory when it is a builtin type, else none),
+    deque, namedtuples (rebuilt as a fresh namedtuple class of the same name and
+    fields), builtin types themselves, and sets in their iteration order. Any other
+    object: ``handle(obj)`` names it (["h", id]) when a handle table is given, else
+    Unserializable.
+    """
     if depth > MAX_DEPTH:
         raise Unserializable("value nested too deeply")
     t = type(obj)
@@ -103,22 +126,90 @@ def encode(obj, depth: int = 0):
         return ["c", obj.real, obj.imag]
     if t is bytes:
         return ["b", base64.b64encode(obj).decode()]
+    sub = lambda xs: [encode(x, depth + 1, handle) for x in xs]  # noqa: E731
+    if t is _SetInOrder or t is _FrozenSetInOrder:  # a set this side rebuilt goes back as what it was
+        t = set if t is _SetInOrder else frozenset
     if t is list or t is tuple or t is set or t is frozenset:
         tag = {list: "l", tuple: "t", set: "s", frozenset: "f"}[t]
-        return [tag, [encode(x, depth + 1) for x in obj]]
-    if t is dict:
-        return ["d", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in obj.items()]]
+        return [tag, sub(obj)]
+    if t is dict or t is collections.Counter or t is collections.OrderedDict:
+        tag = {dict: "d", collections.Counter: "C", collections.OrderedDict: "O"}[t]
+        return [tag, [sub(kv) for kv in obj.items()]]
+    if t is collections.defaultdict:
+        factory = _TYPE_NAMES.get(obj.default_factory) if obj.default_factory is not None else None
+        return ["D", factory, [sub(kv) for kv in obj.items()]]
+    if t is collections.deque:
+        return ["Q", sub(obj), obj.maxlen]
+    if t is type and obj in _TYPE_NAMES:
+        return ["T", _TYPE_NAMES[obj]]
+    fields = _namedtuple_fields(t) if isinstance(obj, tuple) else None
+    if fields is not None:
+        return ["n", str(t.__name__), list(fields), sub(tuple.__iter__(obj))]
+    if handle is not None:
+        return ["h", handle(obj)]
     raise Unserializable(f"{t.__module__}.{t.__qualname__}")
 
 
-def decode(obj):
-    """Inverse of `encode`; anything malformed raises ValueError/TypeError."""
+class _SetInOrder(set):
+    """A set that iterates (and prints) in the order it had on the other side of the pipe.
+
+    Used only when a plain set rebuilt from the same elements would iterate differently (its hash
+    table had another history there), so ``list(s)``, ``tuple(s)`` and ``str(s)`` see the program's
+    own order; comparisons, hashing of elements and set algebra are set's own.
+    """
+
+    __slots__ = ("_order",)
+
+    def __iter__(self):
+        return iter(self._order) if len(self._order) == set.__len__(self) else set.__iter__(self)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(map(repr, self)) + "}" if self else "set()"
+
+
+class _FrozenSetInOrder(frozenset):
+    """`_SetInOrder` for frozensets."""
+
+    __slots__ = ("_order",)
+
+    def __iter__(self):
+        return iter(self._order)
+
+    def __repr__(self) -> str:
+        return "frozenset({" + ", ".join(map(repr, self)) + "})" if self else "frozenset()"
+
+
+def _rebuild_set(items: list, kind):
+    """A set of `items` that iterates in their order: a plain one when insertion reproduces it."""
+    out = kind(items) if kind is frozenset else set()
+    if kind is set:
+        for x in items:
+            out.add(x)  # one by one, as a literal or a loop of .add builds it
+    if len(out) != len(items):
+        raise ValueError("malformed set")
+    if all(a is b for a, b in zip(out, items)):
+        return out
+    ordered = (_SetInOrder if kind is set else _FrozenSetInOrder)(items)
+    ordered._order = list(items)
+    return ordered
+
+
+def _namedtuple(name, fields):
+    key = (name, tuple(fields))
+    if key not in _NAMEDTUPLES:
+        _NAMEDTUPLES[key] = collections.namedtuple(name, fields)  # validates the names (identifiers only)
+    return _NAMEDTUPLES[key]
+
+
+def decode(obj, handle=None):
+    """Inverse of `encode`; ``handle(id)`` resolves ["h", id]. Malformed input raises ValueError/TypeError."""
     t = type(obj)
     if obj is None or t in (bool, int, float, str):
         return obj
     if t is not list or not obj or type(obj[0]) is not str:
         raise ValueError("malformed value")
     tag = obj[0]
+    sub = lambda xs: [decode(x, handle) for x in xs]  # noqa: E731
     if tag == "i":
         return int(obj[1], 16)
     if tag == "F":
@@ -127,11 +218,24 @@ def decode(obj):
         return complex(float(obj[1]), float(obj[2]))
     if tag == "b":
         return base64.b64decode(obj[1])
-    if tag in ("l", "t", "s", "f"):
-        items = [decode(x) for x in obj[1]]
-        return {"l": list, "t": tuple, "s": set, "f": frozenset}[tag](items)
-    if tag == "d":
-        return {decode(k): decode(v) for k, v in obj[1]}
+    if tag in ("l", "t"):
+        return (list if tag == "l" else tuple)(sub(obj[1]))
+    if tag in ("s", "f"):
+        return _rebuild_set(sub(obj[1]), set if tag == "s" else frozenset)
+    if tag in ("d", "C", "O"):
+        kind = {"d": dict, "C": collections.Counter, "O": collections.OrderedDict}[tag]
+        return kind(dict((decode(k, handle), decode(v, handle)) for k, v in obj[1]))  # Counter(pairs) would count them
+    if tag == "D":
+        factory = TYPES[obj[1]] if obj[1] is not None else None
+        return collections.defaultdict(factory, ((decode(k, handle), decode(v, handle)) for k, v in obj[2]))
+    if tag == "Q":
+        return collections.deque(sub(obj[1]), obj[2] if obj[2] is None else int(obj[2]))
+    if tag == "T":
+        return TYPES[obj[1]]
+    if tag == "n":
+        return _namedtuple(str(obj[1]), [str(f) for f in obj[2]])(*sub(obj[3]))
+    if tag == "h" and handle is not None:
+        return handle(int(obj[1]))
     raise ValueError(f"unknown tag {tag!r}")
 
 
@@ -292,36 +396,72 @@ def run_candidate(spec: dict, req_fd: int, rep_fd: int, out_fd: int, workdir: st
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         sys.stdin = open(0, "r", closefd=False)
-        program, spec = spec["program"], None
+        program, setup, spec = spec["program"], spec.get("setup") or "", None
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         try:
             exec(compile(program, "<program>", "exec"), namespace)
+            exec(compile(setup, "<setup>", "exec"), namespace)  # as in MBPP: program, then setup, one namespace
         except BaseException as exc:  # SystemExit / KeyboardInterrupt included: loading must finish
             sys.stdout.flush()
             write_frame(rep_fd, {"load_error": f"{type(exc).__name__}: {exc}"[:500], "memory": isinstance(exc, MemoryError)})
             code = 0
             return
         names = [k for k, v in list(namespace.items()) if callable(v) and not k.startswith("__")]
-        write_frame(rep_fd, {"ready": names})
-        while True:
-            req = read_frame(req_fd)
-            fn = namespace.get(req["call"])
-            try:
-                args, kwargs = decode(req["args"]), decode(req["kwargs"])
-                value = fn(*args, **kwargs)
-                reply = {"value": encode(value)}
-            except Unserializable as exc:
-                reply = {"unserializable": str(exc)}
-            except BaseException as exc:
-                name = type(exc).__name__
-                reply = {"raised": name if name.isidentifier() else "Exception", "message": str(exc)[:500],
-                         "memory": isinstance(exc, MemoryError)}
-            sys.stdout.flush()
-            write_frame(rep_fd, reply)
+        modules = {k: v.__name__ for k, v in list(namespace.items())
+                   if type(v) is type(sys) and type(getattr(v, "__name__", None)) is str and not k.startswith("__")}
+        write_frame(rep_fd, {"ready": names, "modules": modules})
+        serve_calls(namespace, req_fd, rep_fd)
     except BaseException:
         pass
     finally:
         os._exit(code)
+
+
+def serve_calls(namespace: dict, req_fd: int, rep_fd: int) -> None:
+    """In the candidate: answer the tester's requests forever (see `Link`). Objects that are not
+    plain values stay here and travel as handles (["h", id]) into a table of this process."""
+    objects: list = []
+    ids: dict[int, int] = {}
+
+    def handle(obj) -> int:
+        if id(obj) not in ids:
+            ids[id(obj)] = len(objects)
+            objects.append(obj)  # kept alive, so ids stay unique
+        return ids[id(obj)]
+
+    def lookup(i: int):
+        return objects[i]
+
+    while True:
+        req = read_frame(req_fd)
+        try:
+            op = req.get("op", "call")
+            if op == "call":
+                target = namespace[req["call"]] if "call" in req else lookup(int(req["h"]))
+                args, kwargs = decode(req["args"], lookup), decode(req["kwargs"], lookup)
+                value = target(*args, **kwargs)
+            elif op == "getattr":
+                value = getattr(lookup(int(req["h"])), str(req["name"]))
+            elif op == "setattr":
+                setattr(lookup(int(req["h"])), str(req["name"]), decode(req["value"], lookup))
+                value = None
+            elif op == "next":
+                value = next(lookup(int(req["h"])))
+            elif op in ("iter", "len", "str", "repr"):
+                value = {"iter": iter, "len": len, "str": str, "repr": repr}[op](lookup(int(req["h"])))
+            elif op == "getitem":
+                value = lookup(int(req["h"]))[decode(req["key"], lookup)]
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            if op in ("len", "str", "repr") and type(value) not in (int, str):
+                raise TypeError(f"{op}() returned a non-{'int' if op == 'len' else 'str'}")
+            reply = {"value": encode(value, handle=handle)}
+        except BaseException as exc:
+            name = type(exc).__name__
+            reply = {"raised": name if name.isidentifier() else "Exception", "message": str(exc)[:500],
+                     "memory": isinstance(exc, MemoryError)}
+        sys.stdout.flush()
+        write_frame(rep_fd, reply)
 
 
 # ---------------------------------------------------------------- fork server
@@ -425,10 +565,80 @@ class CandidateFunction:
         self._link, self.__name__ = link, name
 
     def __call__(self, *args, **kwargs):
-        return self._link.call(self.__name__, args, kwargs)
+        return self._link.request({"call": self.__name__}, self.__name__, args=args, kwargs=kwargs)
 
     def __repr__(self) -> str:
         return f"<candidate function {self.__name__}>"
+
+
+class CandidateObject:
+    """Stands for an object that lives in the candidate (a class instance, a generator, a function).
+
+    Attribute reads and writes, calls, ``len``, ``iter``/``next``, indexing, ``str`` and ``repr``
+    are round trips answered by the candidate, like calls of its functions. Comparisons and truth
+    are NOT delegated (the program's ``__eq__``/``__bool__`` would then write the verdict): two
+    handles compare by identity, comparing one with anything else and ``bool()`` raise TypeError,
+    so ``assert make() == 3`` fails. Passed back into a call, the candidate gets its own object.
+    """
+
+    __slots__ = ("_link", "_id")
+
+    def __init__(self, link: "Link", ident: int) -> None:
+        object.__setattr__(self, "_link", link)
+        object.__setattr__(self, "_id", ident)
+
+    def _ask(self, op: str, **fields):
+        return self._link.request({"op": op, "h": self._id, **fields}, f"<candidate object>.{op}")
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._ask("getattr", name=name)
+
+    def __setattr__(self, name: str, value) -> None:
+        self._link.request({"op": "setattr", "h": self._id, "name": name}, "setattr", value=value)
+
+    def __call__(self, *args, **kwargs):
+        return self._link.request({"op": "call", "h": self._id}, "<candidate object>", args=args, kwargs=kwargs)
+
+    def __len__(self) -> int:
+        return self._ask("len")
+
+    def __iter__(self):
+        return self._ask("iter")
+
+    def __next__(self):
+        try:
+            return self._ask("next")
+        except _CandidateStop:
+            raise StopIteration from None
+
+    def __getitem__(self, key):
+        return self._link.request({"op": "getitem", "h": self._id}, "getitem", key=key)
+
+    def __str__(self) -> str:
+        return self._ask("str")
+
+    def __repr__(self) -> str:
+        return self._ask("repr")
+
+    def __eq__(self, other):
+        if type(other) is CandidateObject:
+            return self._id == other._id
+        raise TypeError("a program object is compared only with itself (its own __eq__ is not trusted)")
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("candidate-object", self._id))
+
+    def __bool__(self) -> bool:
+        raise TypeError("the truth of a program object is not taken (its own __bool__ is not trusted)")
+
+
+class _CandidateStop(Exception):
+    """StopIteration raised in the candidate (it must not end a loop in the tests by accident elsewhere)."""
 
 
 class Link:
@@ -446,21 +656,31 @@ class Link:
             raise CandidateGone("malformed reply")
         return reply
 
-    def call(self, name: str, args: tuple, kwargs: dict):
+    def _handle(self, obj) -> int:
+        if type(obj) is not CandidateObject or obj._link is not self:
+            raise Unserializable(f"{type(obj).__module__}.{type(obj).__qualname__}")  # tester objects stay here
+        return obj._id
+
+    def request(self, head: dict, name: str, **values):
+        """Send `head` plus the encoded `values` (args, kwargs, value, key); the decoded reply value."""
         try:
-            write_frame(self.req_fd, {"call": name, "args": encode(args), "kwargs": encode(kwargs)})
+            frame = {**head, **{k: encode(v, handle=self._handle) for k, v in values.items()}}
+        except Unserializable as exc:
+            raise TypeError(f"{name}(): cannot pass a {exc} into the program") from None
+        try:
+            write_frame(self.req_fd, frame)
         except OSError as exc:
             raise CandidateGone(str(exc)) from None
         reply = self.recv()
         if "value" in reply:
             try:
-                return decode(reply["value"])
+                return decode(reply["value"], lambda i: CandidateObject(self, i))
             except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
                 raise CandidateGone(f"malformed value: {exc}") from None
-        if "unserializable" in reply:
-            raise TypeError(f"{name}() returned a value of non-builtin type {str(reply['unserializable'])[:100]}")
         if reply.get("memory"):
             raise MemoryError(f"{name}() ran out of memory")
+        if reply.get("raised") == "StopIteration" and head.get("op") == "next":
+            raise _CandidateStop()
         kind = getattr(builtins, str(reply.get("raised")), None)
         if not (isinstance(kind, type) and issubclass(kind, Exception)) or issubclass(kind, AssertionError):
             kind = RuntimeError  # an AssertionError raised inside the candidate is not a test verdict
@@ -482,6 +702,8 @@ def compile_tests(job: dict):
     """[(filename, source, code)] for the test units, and the compiled prefix; SyntaxError propagates."""
     tests = job["tests"]
     units = [(f"<test {i}>", t) for i, t in enumerate(tests)] if isinstance(tests, list) else [("<tests>", tests)]
+    if job.get("setup"):  # trusted setup code (MBPP's test_setup_code): the tests see what it defines
+        units.insert(0, ("<setup>", job["setup"]))
     compiled = [(name, src, compile(src, name, "exec")) for name, src in units]
     entry = job.get("entry_point")
     if entry is not None:
@@ -501,16 +723,24 @@ def run_tests(job: dict, units, prefix, link: Link) -> dict:
     if "load_error" in hello:
         status = "memory" if hello.get("memory") else "crashed"
         return {"status": status, "failing_assertion": None, "detail": f"program raised {hello['load_error']}"[:500]}
-    names = hello.get("ready")
-    if type(names) is not list or not all(type(n) is str for n in names):
+    names, modules = hello.get("ready"), hello.get("modules") or {}
+    if type(names) is not list or not all(type(n) is str for n in names) or type(modules) is not dict:
         raise CandidateGone("malformed hello")
+    subjects = set(job.get("subjects") or ())
     for name in names:
         # Never shadow builtins or trusted names: a program defining `abs` or
-        # `sorted` must not rig `assert abs(candidate(x) - y) < 1e-6`.
-        if name == entry or (name not in namespace and not hasattr(builtins, name)):
+        # `sorted` must not rig `assert abs(candidate(x) - y) < 1e-6`; only the
+        # function under test may carry a builtin's name (MBPP's `sum`).
+        if name == entry or name in subjects or (name not in namespace and not hasattr(builtins, name)):
             namespace[name] = CandidateFunction(link, name)
+    for name, module in modules.items():
+        # The program's imports are visible to the tests, as in one plain namespace; only modules this
+        # process already holds are bound, so a name chosen by the program imports nothing here.
+        if type(name) is str and name not in namespace and not hasattr(builtins, name) and module in sys.modules:
+            namespace[name] = sys.modules[module]
     if entry is not None and entry not in names:
         return {"status": "failed", "failing_assertion": None, "detail": f"program does not define {entry!r}"}
+
     for name, src, code in units:
         try:
             exec(code, namespace)
@@ -558,7 +788,7 @@ class ForkServer:
         self.sock = ours
 
     def spawn(self, job: dict, uid: int | None) -> tuple[int, Link]:
-        spec = {k: job[k] for k in ("program", "timeout", "memory_mb")}
+        spec = {k: job.get(k) for k in ("program", "setup", "timeout", "memory_mb")}
         write_frame(self.sock.fileno(), {**spec, "uid": uid})
         _, fds, _, _ = socket.recv_fds(self.sock, 1, 2)
         if len(fds) != 2:

@@ -545,9 +545,40 @@ def test_plain_process_fallback_still_refuses_fake_passes():
     assert r.status == "failed"
 
 
-def test_auto_falls_back_with_a_warning_when_bwrap_fails(monkeypatch):
+def test_auto_fails_closed_without_bwrap(monkeypatch, tmp_path):
+    monkeypatch.setattr(vc, "_bwrap_command", lambda: None)  # as on a machine without bubblewrap
+    monkeypatch.setattr(vc, "_AUTO", [])
+    monkeypatch.delenv(vc.ALLOW_WEAK_ENV, raising=False)
+    marker = tmp_path / "ran"
+    with pytest.raises(vc.SandboxUnavailable, match="--allow-weak-sandbox"):
+        vc.check(f"open({str(marker)!r}, 'w').write('x')\ndef add(a, b):\n    return a + b\n", ["assert add(1, 2) == 3"])
+    assert not marker.exists()  # nothing ran
+    assert vc._AUTO == []
+
+
+def test_cli_refuses_a_code_task_without_bwrap_unless_allowed(tmp_path):
+    # a fresh process whose PATH has no bwrap: the command stops before loading anything
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != vc.ALLOW_WEAK_ENV}
+    env["PATH"] = str(tmp_path)  # no bwrap, no unshare
+    cmd = [sys.executable, "-m", "treesearch.cli", "search", "--task", "codegen", "--n-problems", "1", "--out", "o"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-500:]
+    assert "refusing to run model code without the bubblewrap sandbox" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    # the named flag opts out: the same preflight then falls back (here to plain processes)
+    probe = ("import argparse, warnings; warnings.simplefilter('ignore'); from treesearch.cli import _sandbox_preflight;"
+             "_sandbox_preflight(argparse.Namespace(allow_weak_sandbox=True, task='codegen'));"
+             "from verifiers.code import isolation_available; print(isolation_available())")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "none", r.stderr[-500:]
+
+
+def test_auto_falls_back_with_a_warning_when_bwrap_fails_and_weak_is_allowed(monkeypatch):
     monkeypatch.setattr(vc, "_bwrap_command", lambda: [sys.executable, "-c", "raise SystemExit(1)"])
     monkeypatch.setattr(vc, "_AUTO", [])
+    monkeypatch.setenv(vc.ALLOW_WEAK_ENV, "1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         chosen = vc.isolation_available()

@@ -60,9 +60,13 @@ What the sandbox covers (each has an adversarial test in tests/test_verifiers_co
   and UTS namespaces, ``--die-with-parent``, a read-only view of /usr and the
   Python installation and virtualenv only (not the repository, /root, /home or
   /etc), a 64 MB tmpfs /tmp.
-- Fallbacks, chosen once per process with a warning when bwrap is missing or
-  fails (e.g. user namespaces disabled): ``unshare -n`` (no network, host
-  filesystem and pid space) and then plain processes (isolation="none").
+- Fails closed: isolation="auto" without a working bwrap raises
+  `SandboxUnavailable` (exit 2 from the CLI). Only with ``--allow-weak-sandbox``
+  (`allow_weak_sandbox`, environment variable ``TREESEARCH_ALLOW_WEAK_SANDBOX=1``)
+  does it fall back, once per process with a warning: ``unshare -n`` (no
+  network, host filesystem and pid space) and then plain processes
+  (isolation="none"). Passing isolation="unshare"/"none" explicitly is the
+  caller's own choice.
 
 What it does NOT cover: kernel exploits and side channels; in mode "none" the
 network and the host filesystem (read access wherever the candidate's uid may
@@ -103,7 +107,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from verifiers._pool import WorkerPool
 
-__all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS"]
+__all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS",
+           "SandboxUnavailable", "allow_weak_sandbox", "weak_sandbox_allowed"]
 
 log = logging.getLogger(__name__)
 
@@ -427,10 +432,36 @@ def _resolve(isolation: str) -> str:
         return _AUTO[0]
 
 
+class SandboxUnavailable(PermissionError):
+    """isolation="auto" found no bubblewrap sandbox and weaker isolation was not allowed."""
+
+
+ALLOW_WEAK_ENV = "TREESEARCH_ALLOW_WEAK_SANDBOX"  # "1": isolation="auto" may fall back (inherited by workers)
+
+
+def allow_weak_sandbox(allowed: bool = True) -> None:
+    """Let isolation="auto" fall back to unshare / plain processes when bwrap cannot start.
+
+    The CLI's ``--allow-weak-sandbox`` calls this; it is an environment variable so that
+    search workers and training processes started from here inherit the choice.
+    """
+    if allowed:
+        os.environ[ALLOW_WEAK_ENV] = "1"
+    else:
+        os.environ.pop(ALLOW_WEAK_ENV, None)
+
+
+def weak_sandbox_allowed() -> bool:
+    return os.environ.get(ALLOW_WEAK_ENV, "") == "1"
+
+
 def _probe() -> str:
-    """The strongest isolation that starts here; warns when it is not bwrap."""
+    """The strongest isolation that starts here. Fails closed: without bwrap, SandboxUnavailable
+    unless weaker isolation was allowed (`allow_weak_sandbox`), then a warning and the fallback."""
     chosen, failures = "none", []
     for candidate in ("bwrap", "unshare"):
+        if candidate != "bwrap" and not weak_sandbox_allowed():
+            break
         try:  # start one launcher to prove the mode works, and keep it
             launcher = _Launcher(candidate)
         except (RuntimeError, OSError, EOFError, ValueError) as exc:
@@ -440,8 +471,14 @@ def _probe() -> str:
         chosen = candidate
         break
     if chosen != "bwrap":
+        why = "; ".join(failures) or "bwrap: not found"
+        if not weak_sandbox_allowed():
+            raise SandboxUnavailable(
+                f"refusing to run model code without the bubblewrap sandbox ({why}); install bubblewrap "
+                "(apt-get install bubblewrap) or pass --allow-weak-sandbox (README: Verifiers, isolation levels)"
+            )
         msg = (
-            f"verifiers.code: bubblewrap sandbox unavailable ({'; '.join(failures)}); "
+            f"verifiers.code: bubblewrap sandbox unavailable ({why}); "
             f"falling back to isolation={chosen!r}, which is weaker (see the module docstring)"
         )
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
@@ -521,8 +558,9 @@ def check(
         ``exec`` of program + setup + tests would.
     subjects: names of the program's functions under test that may carry a
         builtin's name (MBPP's ``sum``); other builtins are never shadowed.
-    isolation: "auto" (bwrap, else unshare, else none; a warning on fallback),
-        or one of ISOLATIONS to force it (RuntimeError if unavailable).
+    isolation: "auto" (bwrap; without it SandboxUnavailable, unless weaker
+        isolation was allowed: then unshare, else none, with a warning), or
+        one of ISOLATIONS to force it (RuntimeError if unavailable).
     Never raises on a bad program; thread-safe.
     """
     if not isinstance(program, str):

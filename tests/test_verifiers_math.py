@@ -117,6 +117,8 @@ CASES = [
     ("2/3", "P(A) = 2/3. Therefore, the probability is 2/3. <|im_start|>user", True),
     # no verdict from prose cut mid-sentence, nor from code
     ("7", "First, 3 + 4 = 7, and then we multiply by", False),
+    ("72", "Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24", False),  # cut mid-computation
+    ("10", "Weng earns 0.2 per minute. Working 50 minutes, she earned 0.2 x 50 = 10", False),
     ("0", "__import__('os').system('ls')[0]", False),
     ("3", "def f():\n    return 3\nprint(f())", False),
 ]

@@ -36,6 +36,7 @@ __all__ = ["Span", "final_answer", "last_boxed", "all_boxed", "ends_cleanly", "l
            "strip_special_tokens", "strip_wrappers", "MAX_SPAN"]
 
 BOX_GAP = 120  # characters between two boxes of one answer ("\\boxed{(1, 2)} \\quad \\text{and} \\quad \\boxed{(2, 1)}")
+BARE_ANSWER_CHARS = 60  # an unmarked text ending in a bare number is an answer only this short (one line)
 MAX_SPAN = 2000  # characters kept of one answer span (the verifier rejects longer ones anyway)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOXED_BARE = re.compile(r"\\boxed[ \t]+([^\s$]+)")  # \boxed 5 (TeX allows a single token)
@@ -45,6 +46,7 @@ _FINAL = re.compile(r"\bfinal[ \t]+answer[ \t*_]*[:：][ \t*_]*([^\n]*)$", re.IG
 _ANSWER_LINE = re.compile(r"^[ \t>*#_]*answer[ \t*_]*[:：][ \t*_]*([^\n]*)$", re.IGNORECASE | re.MULTILINE)
 _ANSWER_IS = re.compile(r"\banswer\s+is\s*[:：]?[ \t]*([^\n]{1,400})", re.IGNORECASE)
 _LEADING_MATH = re.compile(r"\s*(?:\$([^$]+)\$|\\\((.+?)\\\))")  # "$\\frac{1}{2}$, as shown" states the math first
+_SENTENCE_BREAK = re.compile(r"[.!?;]\s+\S")
 _SENTENCE_END = re.compile(r"\.(?=\s+[A-Z]|\s*$)")
 _ENDS_IN_MATH = re.compile(
     r"(?:\d|[}\])]|\$|\\[)\]]|\\infty|\\pi)(?:\s*(?:\\?%|°|\$|€|£))?(?:[ \t]*[A-Za-z]{1,12}[²³]?)?\Z"
@@ -195,15 +197,26 @@ def strip_special_tokens(text: str) -> str:
 def ends_cleanly(text: str) -> bool:
     """Does an unmarked text end where a statement ends, so that it may state an answer?
 
-    It must end (after trailing chat-template tokens) in a sentence end, a number
-    or a closed math group: "The total is 1,000." and "$\\frac{1+\\sqrt{5}}{2}$" do;
-    "3 + 4 = 7, and then we multiply by" (a path cut mid-sentence) does not. Text that
+    It must end (after trailing chat-template tokens) in a sentence end or a closed
+    math group, or be a short one-line answer ending in a number: "The total is
+    1,000." and "$\\frac{1+\\sqrt{5}}{2}$" do; "3 + 4 = 7, and then we multiply
+    by" and "... clips in May. Natalia sold 48+24" (paths cut mid-sentence) do not. Text that
     reads as code (fences, ``def``/``import``/``print(`` lines) never states one.
     """
     if not isinstance(text, str) or _CODE.search(text):
         return False
-    tail = strip_special_tokens(text[-1000:]).rstrip(" \t\n*_")
-    return bool(tail) and (tail[-1] in ".!?" or bool(_ENDS_IN_MATH.search(tail.rstrip(".,;:!?"))))
+    tail = strip_special_tokens(text[-1000:]).rstrip(" \t\n")
+    if tail.rstrip(".").endswith("**") and tail.count("**") >= 2:  # a closed bold span: "Let me check. **7**"
+        return True
+    tail = tail.rstrip("*_")
+    if not tail:
+        return False
+    if tail[-1] in ".!?" or tail.endswith(("$", "\\)", "\\]")):  # a sentence or a math group closed
+        return True
+    # A bare number or expression at the very end ("... = 7", "48+24") is also where a cut path stops:
+    # it counts only as a short one-line answer ("1 000", "I first got 3, but recounting gives 7").
+    last = tail.rsplit("\n", 1)[-1]
+    return bool(_ENDS_IN_MATH.search(tail)) and len(last) <= BARE_ANSWER_CHARS and not _SENTENCE_BREAK.search(last)
 
 
 def looks_like_prose(span: str) -> bool:

@@ -204,6 +204,7 @@ class FormatTask:
         self.verifier = verifier or allowed[0]
         self.timeout = timeout
         self.isolation = "auto"
+        self._gold_ok: set[str] = set()
         self._split: dict[str, list[Problem]] = {}
         self._where: dict[str, str] = {}
         if path is not None:
@@ -228,7 +229,24 @@ class FormatTask:
         check_split(split)
         if split not in self._split:
             raise ValueError(f"task {self.name!r} has no {split!r} split (give {split}=PATH)")
-        return take(self._split[split], n, seed=seed, what=self._where[split])
+        drawn = take(self._split[split], n, seed=seed, what=self._where[split])
+        if self.verifier == "math":
+            self._check_golds(drawn, split)
+        return drawn
+
+    def _check_golds(self, problems: list[Problem], split: str) -> None:
+        """ValueError ``FILE:LINE: field ...`` for a gold answer the math verifier cannot read (never a silent 0)."""
+        from verifiers.math import gold_problem
+
+        field = {"gsm8k": "answer", "math": "solution"}[self.format]
+        file = str(self.path) if self.path is not None else self._where[split]
+        for p in problems:
+            if p.id in self._gold_ok:
+                continue
+            why = gold_problem(p.answer)
+            if why is not None:
+                raise ValueError(f"{file}:{p.meta['line']}: field {field!r}: gold answer {p.answer[:80]!r} {why}")
+            self._gold_ok.add(p.id)
 
     def score(self, problem: Problem, completion: str) -> float:
         if self.verifier == "exact":

@@ -310,3 +310,13 @@ def test_a_suite_file_over_a_user_file(tmp_path, monkeypatch):
     bad.write_text(suite.read_text().replace("verifier: exact", "verifier: code"))
     with pytest.raises(ValueError, match=r"bad.yaml: key 'verifier' must be math or exact for format 'gsm8k'"):
         get_task(str(bad))
+
+
+def test_a_gold_answer_the_verifier_cannot_read_names_file_line_and_field(tmp_path):
+    bad = dict(MATH[1], solution="so the value is $\\boxed{\\frac{1}{}}$ clearly")
+    path = _jsonl(tmp_path / "m.jsonl", [MATH[0], bad])
+    task = get_task(f"math:test={path}")
+    with pytest.raises(ValueError) as e:
+        task.problems("test", 2)
+    assert str(e.value).startswith(f"{path}:2: field 'solution': gold answer ")
+    assert task.problems("test", 1)[0].answer == "\\sqrt{2}"  # the readable first record is served

@@ -85,8 +85,9 @@ def judge(gold: str | None, pred: str, rules: dict | None = None) -> tuple[bool,
 
     p = _parse(pred)
     extracted = _text_of(p)
-    if gold is None:
-        return False, "extracted" if extracted else "unparsed", extracted
+    if gold is None:  # extraction only: "extracted" when math-verify parsed a value, not just matched text
+        parsed = any(not isinstance(x, str) for x in p)
+        return False, "extracted" if parsed else "unparsed", extracted
     g = _parse(gold)
     if not g:
         return False, "gold_unparsed", extracted

@@ -69,6 +69,7 @@ __all__ = [
     "Rules",
     "extract_answer",
     "same_answer",
+    "gold_problem",
     "unparsed_reason",
     "normalize_answer",
     "check",
@@ -600,6 +601,22 @@ def check(
             if len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return result
+
+
+def gold_problem(gold: str, *, timeout: float = 5.0) -> str | None:
+    """Why math-verify cannot read `gold` as an answer (a dataset error), or None when it can."""
+    if not isinstance(gold, str) or not gold.strip():
+        return "is empty"
+    g = normalize_answer(_gold_answer(gold))
+    if _plain_number(g) is not None:
+        return None
+    why = _prefilter(g)
+    if why is not None:
+        return why
+    ok, reason, extracted = _ask_worker(None, _gold_payload(g), timeout, DEFAULT_RULES)
+    if reason == "extracted" and extracted:
+        return None
+    return "cannot be parsed as an answer" if reason in ("unparsed", "extracted") else f"cannot be read ({reason})"
 
 
 def same_answer(a: str, b: str, *, timeout: float = 5.0) -> bool:

@@ -320,3 +320,60 @@ def test_a_gold_answer_the_verifier_cannot_read_names_file_line_and_field(tmp_pa
         task.problems("test", 2)
     assert str(e.value).startswith(f"{path}:2: field 'solution': gold answer ")
     assert task.problems("test", 1)[0].answer == "\\sqrt{2}"  # the readable first record is served
+
+
+# ---------------------------------------------------------------- the README's recipes, on real-format records
+
+MATH500 = [
+    {"problem": "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.",
+     "solution": "We have that $r = \\sqrt{0^2 + 3^2} = 3.$ Also, the point is on the positive $y$-axis, so "
+                 "$\\theta = \\frac{\\pi}{2}.$ Hence, the polar coordinates are $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+     "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
+     "unique_id": "test/precalculus/807.json"},
+    {"problem": "What is the value of $513^2 - 487^2$?",
+     "solution": "Note that $513^2 - 487^2 = (513+487)(513-487) = (1000)(26) = \\boxed{26000}$.",
+     "answer": "26000", "subject": "Algebra", "level": 1, "unique_id": "test/algebra/2592.json"},
+]
+
+
+def _readme_recipes():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Recipes: public datasets"):text.index("## Verifiers")]
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+def test_readme_recipes(tmp_path):
+    import yaml
+
+    blocks = {yaml.safe_load(b)["name"]: b for b in _readme_recipes()}
+    assert set(blocks) == {"gsm8k", "math500", "mbpp"}
+    data = {"gsm8k": (GSM8K[:2], GSM8K[2:]), "math500": (None, MATH500), "mbpp": (MBPP[:1], MBPP[1:])}
+    completions = {  # one completion per problem in a style each dataset's models produce
+        "gsm8k": lambda p: f"Let me add it up.\n#### {p.answer}",
+        "math500": lambda p: f"Computing carefully, the answer is $\\boxed{{{p.answer}}}$.",
+        "mbpp": lambda p: f"```python\n{p.answer}\n```",
+    }
+    for name, block in blocks.items():
+        spec = yaml.safe_load(block)
+        for split, records in zip(("train", "test"), data[name]):
+            if records is not None:
+                path = tmp_path / spec["source"][split]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _jsonl(path, records)
+        suite = tmp_path / f"{name}.yaml"
+        suite.write_text(block)
+        task = get_task(str(suite))
+        assert task.step_delimiter == "\n" and task.verifier == spec["verifier"]
+        test = task.problems("test", len(data[name][1]))
+        for p in test:
+            assert task.score(p, completions[name](p)) == 1.0, (name, p.id)
+            assert task.score(p, "I am not sure.") == 0.0
+        if "train" in spec["splits"]:
+            assert not {p.prompt for p in task.problems("train", 1)} & {p.prompt for p in test}
+    assert get_task(str(tmp_path / "math500.yaml")).prompt_template.format(prompt="Q").endswith("\\boxed{}.\n")
+    math500 = get_task(str(tmp_path / "math500.yaml")).problems("test", 2)
+    assert [p.id for p in math500] == ["test/precalculus/807.json", "test/algebra/2592.json"]
+    assert math500[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)"

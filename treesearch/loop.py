@@ -129,7 +129,8 @@ class Run:
         problems = task.problems("test", e.problems, seed=e.seed, **kw)
         self.refuse_searched(task, problems)
         _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=e.seed))
-        result: dict[str, Any] = {"accuracy": greedy["accuracy"], "tokens": greedy["cost"]["computed_tokens"]}
+        result: dict[str, Any] = {"accuracy": greedy["accuracy"], "unparsed": greedy["unparsed"],
+                                  "tokens": greedy["cost"]["computed_tokens"]}
         if e.k:
             records, sampled = evaluate(
                 backend, task, problems, EvalConfig(strategy="sample", k=e.k, temperature=e.temperature, seed=e.seed)
@@ -155,6 +156,7 @@ class Run:
         assert_disjoint(problems, searched, what="held-out")
 
     def search(self, k: int, backend, task) -> dict:
+        from treesearch.search.expand import finished
         from treesearch.search.runner import run_search, summarize
         from treesearch.tree import Tree
 
@@ -195,7 +197,7 @@ class Run:
             # so the round's cost is exact however many invocations (kills, resumes) it took
             share = dataclasses.asdict(result.cost.split(len(batch)))
             for p, t, s in zip(batch, result.trees, result.selected):
-                t.meta["search"]["correct"] = bool(s and task.score(p, t.text_of(s)))
+                t.meta["search"]["correct"] = bool(s and finished(t, s) and task.score(p, t.text_of(s)))
                 t.meta["search"]["cost"] = share
             append_jsonl(trees_path, [t.to_json() for t in result.trees])
             for t in result.trees:

@@ -120,6 +120,7 @@ MAX_SOURCE_CHARS = 4_000_000
 OUTPUT_CHARS = 4096
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_server.py")
 _SERVER_IN_SANDBOX = "/opt/sandbox/server.py"
+_WIRE = os.path.join(os.path.dirname(_SERVER), "_sandbox_wire.py")  # loaded by the server from its own folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +195,7 @@ def _bwrap_command() -> list[str] | None:
         cmd += ["--ro-bind", root, root]
     cmd += [
         "--ro-bind", _SERVER, _SERVER_IN_SANDBOX,
+        "--ro-bind", _WIRE, os.path.join(os.path.dirname(_SERVER_IN_SANDBOX), "_sandbox_wire.py"),
         "--proc", "/proc",
         "--dev", "/dev",
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",

@@ -70,6 +70,13 @@ def _sandbox_preflight(args) -> None:
     if args.allow_weak_sandbox:
         allow_weak_sandbox()
     task = getattr(args, "task", None)
+    if task is None and args.command == "iterate" and getattr(args, "config", None):
+        try:
+            from treesearch.loop import load_loop_config
+
+            task = load_loop_config(args.config).task
+        except (ValueError, OSError):  # a bad config is the command's own error to report
+            task = None
     if isinstance(task, str):
         from tasks import get_suite
 

@@ -13,7 +13,9 @@ researcher with those files on disk runs them unchanged. One record per line
            solution, nested braces included.
     mbpp   {"task_id": 11, "text": "Write a python function ...", "code": "def ...",
             "test_list": ["assert ...", ...], "test_setup_code": ""}
-           the prompt is the MBPP paper's; tests run in the code sandbox.
+           the prompt is the MBPP paper's; the completion's code runs in the code
+           sandbox as program, then test_setup_code, then the asserts (the
+           functions the asserts call may be named like builtins).
 
 Every line is loaded; a line with bad JSON or a missing or ill-typed field is a
 ValueError ``FILE:LINE: ...`` naming the field, and nothing is skipped but

@@ -1,7 +1,7 @@
 """Where a completion states its final answer: the published conventions, as pure string scanning.
 
     >>> final_answer("48/2 = 24 clips in May.\\n#### 72")
-    Span(text='72', kind='hashes')
+    Span(text='72', kind='hashes', context='#### 72')
 
 Conventions (the marker that starts last in the text wins):
 

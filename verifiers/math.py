@@ -440,6 +440,7 @@ def _ask_worker(gold: str | None, pred: str, timeout: float, rules: "Rules") -> 
 _CACHE: collections.OrderedDict[tuple, MathResult] = collections.OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_STATS = {"hits": 0, "misses": 0}
+_SAME: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()  # same_answer verdicts
 
 
 def cache_info() -> dict[str, int]:
@@ -451,6 +452,7 @@ def cache_info() -> dict[str, int]:
 def cache_clear() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _SAME.clear()
         _CACHE_STATS.update(hits=0, misses=0)
 
 
@@ -625,7 +627,17 @@ def same_answer(a: str, b: str, *, timeout: float = 5.0) -> bool:
         return False
     if a == b:
         return True
-    return all(_judge(_gold_answer(x), Span(y, "answer_line"), timeout, DEFAULT_RULES)[0] for x, y in ((a, b), (b, a)))
+    key = (a, b) if a <= b else (b, a)
+    with _CACHE_LOCK:
+        hit = _SAME.get(key)
+    if hit is not None:
+        return hit
+    same = all(_judge(_gold_answer(x), Span(y, "answer_line"), timeout, DEFAULT_RULES)[0] for x, y in (key, key[::-1]))
+    with _CACHE_LOCK:
+        _SAME[key] = same
+        if len(_SAME) > CACHE_SIZE:
+            _SAME.popitem(last=False)
+    return same
 
 
 def check_batch(

@@ -20,7 +20,8 @@ researcher with those files on disk runs them unchanged. One record per line
 Every line is loaded; a line with bad JSON or a missing or ill-typed field is a
 ValueError ``FILE:LINE: ...`` naming the field, and nothing is skipped but
 blank lines. Problem ids come from the record's ``id``, ``task_id`` or
-``unique_id`` (duplicates are an error), else ``FORMAT-LINENO``.
+``unique_id`` (duplicates are an error, within a file and across train and test
+files), else ``FORMAT-LINENO`` (``FORMAT-SPLIT-LINENO`` for separate split files).
 
 Splits never overlap. A task is built from
   * one file (``gsm8k:data.jsonl``): a seeded hash split of it, each record in
@@ -73,11 +74,11 @@ def _text(obj: dict, field: str, where: str) -> str:
     return value
 
 
-def _record_id(obj: dict, fmt: str, lineno: int, where: str) -> str:
+def _record_id(obj: dict, prefix: str, lineno: int, where: str) -> str:
     for field in ID_FIELDS:
         if field in obj:
             return str(require(obj, field, (str, int), where))
-    return f"{fmt}-{lineno}"
+    return f"{prefix}-{lineno}"
 
 
 def gsm8k_problem(obj: dict, where: str) -> Problem:
@@ -129,8 +130,10 @@ LOADERS: dict[str, Callable[[dict, str], Problem]] = {
 }
 
 
-def load(fmt: str, path: str | Path) -> list[Problem]:
-    """Every record of `path` as a Problem; ValueError ``FILE:LINE: ...`` on the first bad one."""
+def load(fmt: str, path: str | Path, *, id_prefix: str | None = None) -> list[Problem]:
+    """Every record of `path` as a Problem; ValueError ``FILE:LINE: ...`` on the first bad one.
+
+    A record without an id field gets ``{id_prefix}-{line}`` (default prefix: the format)."""
     if fmt not in LOADERS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
     out: list[Problem] = []
@@ -138,7 +141,7 @@ def load(fmt: str, path: str | Path) -> list[Problem]:
     for lineno, obj in numbered_records(path):
         where = f"{path}:{lineno}"
         p = LOADERS[fmt](obj, where)
-        pid = _record_id(obj, fmt, lineno, where)
+        pid = _record_id(obj, id_prefix or fmt, lineno, where)
         if pid in seen:
             raise ValueError(f"{where}: duplicate id {pid!r} (first on line {seen[pid]})")
         seen[pid] = lineno
@@ -171,7 +174,11 @@ def hash_split(problem: Problem, *, seed: int, test_fraction: float) -> str:
 
 def _disjoint(train: list[Problem], test: list[Problem], train_path: str, test_path: str) -> None:
     seen = {p.prompt: p for p in train}
+    ids = {p.id: p for p in train}
     for p in test:
+        if p.id in ids:
+            raise ValueError(f"{test_path}:{p.meta['line']}: id {p.id!r} is also in the train file "
+                             f"({train_path}:{ids[p.id].meta['line']}); ids must be unique across splits")
         if p.prompt in seen:
             q = seen[p.prompt]
             raise ValueError(
@@ -216,8 +223,8 @@ class FormatTask:
                 self._where[split] = f"{path} ({split} part of a hash split, seed {split_seed})"
         else:
             for split, file in (("train", train), ("test", test)):
-                if file is not None:
-                    self._split[split] = load(fmt, file)
+                if file is not None:  # line-numbered ids name the split: gsm8k-train-1 is not gsm8k-test-1
+                    self._split[split] = load(fmt, file, id_prefix=f"{fmt}-{split}")
                     self._where[split] = str(file)
             if train is not None and test is not None:
                 _disjoint(self._split["train"], self._split["test"], str(train), str(test))

@@ -86,7 +86,7 @@ def test_gsm8k_loads_gold_answers_and_step_solutions(tmp_path):
     task = get_task(f"gsm8k:test={path}")
     assert task.name == f"gsm8k:test={path}" and task.verifier == "math" and task.step_delimiter == "\n"
     problems = task.problems("test", 3)
-    assert [p.id for p in problems] == ["gsm8k-1", "gsm8k-2", "gsm8k-3"]
+    assert [p.id for p in problems] == ["gsm8k-test-1", "gsm8k-test-2", "gsm8k-test-3"]
     assert [p.answer for p in problems] == ["72", "10", "5000"]
     assert problems[0].prompt == GSM8K[0]["question"]
     assert problems[0].solution == (
@@ -132,6 +132,11 @@ def test_separate_train_and_test_files(tmp_path):
     assert task.splits == ("train", "test")
     assert [p.answer for p in task.problems("train", 2)] == ["72", "10"]
     assert [p.answer for p in task.problems("test", 1)] == ["5000"]
+    assert [p.id for p in task.problems("train", 2)] == ["gsm8k-train-1", "gsm8k-train-2"]  # no clash with test-1
+    assert [p.id for p in task.problems("test", 1)] == ["gsm8k-test-1"]
+    same_id = _jsonl(tmp_path / "same_id.jsonl", [dict(GSM8K[2], id="a")])
+    with pytest.raises(ValueError, match="id 'a' is also in the train file"):
+        get_task(f"gsm8k:train={_jsonl(tmp_path / 'tr.jsonl', [dict(GSM8K[0], id='a')])},test={same_id}")
     only_test = get_task(f"gsm8k:test={test}")
     assert only_test.splits == ("test",)
     with pytest.raises(ValueError, match="has no 'train' split"):

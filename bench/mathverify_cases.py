@@ -7,8 +7,11 @@ executed: a case is one row of a ``@pytest.mark.parametrize`` whose argument
 names include ``gold`` and ``pred`` (or ``gold, pred, result``), with its
 expected verdict from ``expected`` / ``result``, and its settings taken from the
 keywords of the test body's ``compare_strings(...)`` call (a keyword naming a
-parametrized argument takes that row's value). Rows whose values are not
-literals are skipped and counted.
+parametrized argument takes that row's value), plus the literal
+``assert compare_strings(...) == 1`` statements outside a parametrize. Rows are
+read with ``ast.literal_eval``; the one kind of non-literal row the suite has,
+an f-string of ``math.sqrt(17)``, is evaluated with only the ``math`` module in
+scope (`_math_row`); anything else is skipped and counted.
 
     settings: {"match_types": ["latex", "expr"], "precision": 6, "strict": True,
                "allow_set_relation_comp": False, "helper": "compare_strings" | "parse_verify"}
@@ -69,6 +72,39 @@ def _body_settings(fn: ast.FunctionDef) -> tuple[str, dict] | None:
     return None
 
 
+def _math_row(node: ast.expr):
+    """A row whose only names are ``math.<function>`` calls (f"{math.sqrt(17):.15f}"), evaluated with
+    nothing but the math module in scope; ValueError for anything else."""
+    import math
+
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id != "math":
+            raise ValueError("not a math-only row")
+        if isinstance(sub, ast.Attribute) and not (isinstance(sub.value, ast.Name) and sub.value.id == "math"):
+            raise ValueError("not a math-only row")
+    return eval(compile(ast.Expression(node), "<row>", "eval"), {"__builtins__": {}, "math": math})  # noqa: S307
+
+
+def _inline_cases(fn: ast.FunctionDef, filename: str) -> list[Case]:
+    """``assert compare_strings(gold, pred, kw=...) == expected`` statements with literal arguments."""
+    out = []
+    for node in ast.walk(fn):
+        if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
+            continue
+        call, comparators = node.test.left, node.test.comparators
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "compare_strings"):
+            continue
+        try:
+            gold, pred = (ast.literal_eval(a) for a in call.args[:2])
+            kws = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+            expected = ast.literal_eval(comparators[0])
+        except (ValueError, IndexError):
+            continue
+        out.append(Case(gold, pred, bool(expected), dict(DEFAULTS, helper="compare_strings", **kws),
+                        f"{filename}:{node.lineno}"))
+    return out
+
+
 def cases_from_source(source: str, filename: str) -> tuple[list[Case], int]:
     """(cases, rows skipped because not literal) of one test module's text."""
     out: list[Case] = []
@@ -76,6 +112,8 @@ def cases_from_source(source: str, filename: str) -> tuple[list[Case], int]:
     for fn in ast.walk(ast.parse(source)):
         if not isinstance(fn, ast.FunctionDef):
             continue
+        if not fn.decorator_list and fn.name.startswith("test_"):
+            out.extend(_inline_cases(fn, filename))
         body = _body_settings(fn)
         if body is None:
             continue
@@ -94,8 +132,11 @@ def cases_from_source(source: str, filename: str) -> tuple[list[Case], int]:
                 try:
                     values = ast.literal_eval(row)
                 except ValueError:
-                    skipped += 1
-                    continue
+                    try:
+                        values = _math_row(row)
+                    except (ValueError, TypeError, NameError, SyntaxError):
+                        skipped += 1
+                        continue
                 if not isinstance(values, tuple) or len(values) != len(names):
                     skipped += 1
                     continue

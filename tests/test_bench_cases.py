@@ -1,11 +1,13 @@
 """bench/mathverify_cases.py reads math-verify's test cases from source text, without importing or running it."""
 import importlib.util
+import sys
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
     "mathverify_cases", Path(__file__).resolve().parent.parent / "bench" / "mathverify_cases.py"
 )
 _module = importlib.util.module_from_spec(_spec)
+sys.modules["mathverify_cases"] = _module  # dataclasses look their module up there
 _spec.loader.exec_module(_module)
 cases_from_source = _module.cases_from_source
 

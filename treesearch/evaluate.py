@@ -87,13 +87,12 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     from tqdm import tqdm
 
     from treesearch.backends.base import SamplingParams
+    from treesearch.voting import plurality
     from verifiers.exact import extract_final_answer
 
     if cfg.strategy in SEARCHES:
         return evaluate_search(backend, task, problems, cfg, progress=progress)
     greedy = cfg.strategy == "greedy"
-    from treesearch.voting import plurality
-
     extract = getattr(task, "extract_answer", None) or extract_final_answer
     same = getattr(task, "same_answer", None)
     reads = _reads_answers(task)
@@ -204,10 +203,9 @@ def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool 
         beam_search, best_of_n, make_trees, mcts, mean_logprob, segment_rollouts, task_scorer,
     )
     from treesearch.search.expand import answer_line_done
+    from treesearch.search.expand import finished
     from treesearch.search.result import Cost, SearchResult
     from verifiers.exact import extract_final_answer
-
-    from treesearch.search.expand import finished
 
     extract = getattr(task, "extract_answer", None) or extract_final_answer
     same = getattr(task, "same_answer", None)

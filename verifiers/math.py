@@ -60,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from verifiers._pool import WorkerPool
 from verifiers.answers import (
-    MAX_SPAN, Span, all_boxed, ends_cleanly, final_answer, last_boxed, looks_like_prose, strip_special_tokens,
+    MAX_SPAN, Span, all_boxed, ends_cleanly, final_answer, looks_like_prose, strip_special_tokens,
     strip_wrappers,
 )
 

@@ -211,6 +211,9 @@ def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool 
     same = getattr(task, "same_answer", None)
     is_final = getattr(task, "is_final", answer_line_done)
     scfg = search_config if search_config is not None else search_defaults(cfg)[cfg.strategy]
+    delimiter = getattr(task, "step_delimiter", None)
+    if delimiter and getattr(scfg, "step_delimiter", delimiter) != delimiter:
+        scfg = dataclasses.replace(scfg, step_delimiter=delimiter)  # steps end where the task's steps end
     template = getattr(task, "prompt_template", None)
     total = SearchResult([], [], Cost())
     t0 = time.perf_counter()

@@ -14,13 +14,36 @@ Math: a few hundred labelled (gold, prediction) pairs through
 the same pairs through math-verify in this process (unsafe, single thread) as
 a reference.
 
-Usage: python bench/verifiers.py [--workers 2] [--math-pairs 300]
-Last line: JSON with humaneval_canonical_passed, code_speedup, math_checks_per_s, ...
+math-verify's own test suite (`bench/mathverify_cases.py`: the cases of the
+0.9.0 sdist's tests, fetched with pip at benchmark time, never committed),
+scored with our `check`: ``mathverify_suite_agreement`` with each test's
+comparison settings passed as `verifiers.math.Rules` (precision, strict,
+set relations; its extraction settings have no counterpart), and
+``mathverify_suite_agreement_defaults`` with none; math-verify itself on the
+same cases with default settings as the reference.
+
+Truncation: correct completions (the suite's long model outputs and GSM8K /
+MATH / PRM800K / Step-DPO style solutions) cut mid-sentence before their final
+answer. ``truncated_false_accepts``: cuts judged correct when the caller says
+the path was cut (``finished=False``, as the search does for depth/length
+cuts); ``truncated_false_accepts_text_only``: judged correct from the text
+alone. ``adversarial_false_accepts``: code and injection strings ending in the
+gold ("...[0]" for gold 0).
+
+MBPP (``--mbpp FILE``, an MBPP-format JSONL): every canonical solution through
+the task's scorer (the sandbox) against a plain harness that runs program +
+setup + asserts in one fresh interpreter: ``mbpp_canonical_agreement``,
+``mbpp_false_passes``.
+
+Usage: python bench/verifiers.py [--workers 2] [--math-pairs 300] [--mbpp mbpp.jsonl] [--sdist-dir DIR]
+Last line: JSON with humaneval_canonical_passed, code_speedup, math_checks_per_s,
+mathverify_suite_agreement, truncated_false_accepts, mbpp_canonical_agreement, ...
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import faulthandler
 import io
 import json
@@ -140,6 +163,97 @@ def math_verify_inprocess(pairs: list[tuple[str, str, bool]]) -> int:
     return right
 
 
+# ---------------------------------------------------------------- math-verify's suite, truncations
+
+
+def suite_agreement(cases, workers: int) -> tuple[int, int, list]:
+    """(agreements with the tests' rules, agreements with default rules, disagreements) of our check."""
+    def rules(c):
+        s = c.settings
+        return vmath.Rules(float_rounding=s["precision"], strict=s["strict"],
+                           allow_set_relation_comp=s["allow_set_relation_comp"])
+
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        ruled = list(ex.map(lambda c: vmath.check(c.gold, c.pred, rules=rules(c), use_cache=False), cases))
+        plain = list(ex.map(lambda c: vmath.check(c.gold, c.pred, use_cache=False), cases))
+    wrong = [(c.where, c.expected, r.reason) for c, r in zip(cases, ruled) if r.correct != c.expected]
+    return (sum(r.correct == c.expected for r, c in zip(ruled, cases)),
+            sum(r.correct == c.expected for r, c in zip(plain, cases)), wrong)
+
+
+SOLUTIONS = [  # (gold, a correct completion in a published style)
+    ("72", "Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 clips altogether in April and May.\n#### 72"),
+    ("10", "Weng earns 12/60 = 0.2 dollars per minute. Working 50 minutes, she earned 0.2 x 50 = 10 dollars.\n#### 10"),
+    ("\\frac{1}{2}", "The probability of heads is one half, since the coin is fair and 1/2 of the outcomes are heads, "
+                     "so the answer is $\\boxed{\\frac{1}{2}}$."),
+    ("7x^2-11x+17", "We expand the product term by term and collect like terms to get 7x^2 - 11x + 17.\n\n# Answer\n\n7x^2-11x+17"),
+    ("34", "Trying n = 34 works and n = 35 fails, as 35 squared exceeds the bound we found.\nThe answer is: 34"),
+    ("7", "First, 3 + 4 = 7, and then we multiply by 1 to keep it, so the result is 7.\nFinal Answer: The final answer is $7$."),
+]
+ADVERSARIAL = [
+    ("0", "__import__('os').system('ls')[0]"),
+    ("0", "print([0][0])"),
+    ("3", "```python\ndef f():\n    return 3\n```"),
+    ("1", "import os\nos.system('true') or 1"),
+    ("7", "The model considered 7 options and then"),
+]
+
+
+def truncations(cases) -> list[tuple[str, str]]:
+    """(gold, text cut mid-sentence before its final answer) from correct completions."""
+    import re
+
+    marker = re.compile(r"\\boxed|\\fbox|####|#\s*Answer|answer is|final answer|answer:", re.IGNORECASE)
+    sources = list(SOLUTIONS) + [(c.gold, c.pred) for c in cases if c.expected and len(c.pred) > 200]
+    out = []
+    for gold, text in sources:
+        m = marker.search(text)  # cut before the first place the answer is stated
+        end = m.start() if m else len(text) - 40
+        words = [i for i in range(len(text) // 4, max(end, 1)) if text[i] == " " and text[i - 1].isalnum()]
+        for i in words[:: max(1, len(words) // 6)]:
+            out.append((gold, text[:i]))
+    return out
+
+
+def truncated_false_accepts(pairs) -> tuple[int, int]:
+    """(accepted when marked unfinished, accepted from the text alone)."""
+    engine = sum(vmath.check(g, t, finished=False, use_cache=False).correct for g, t in pairs)
+    text_only = sum(vmath.check(g, t, use_cache=False).correct for g, t in pairs)
+    return engine, text_only
+
+
+# ---------------------------------------------------------------- MBPP
+
+
+def _plain_mbpp(problem, timeout: float) -> bool:
+    import subprocess
+
+    src = problem.answer + "\n" + problem.meta["setup"] + "\n" + "\n".join(problem.meta["tests"]) + "\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            r = subprocess.run([sys.executable, "-I", "-c", src], capture_output=True, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            return False
+    return r.returncode == 0
+
+
+def mbpp_agreement(path: str, workers: int, timeout: float) -> dict:
+    from tasks.formats import FormatTask
+
+    task = FormatTask("mbpp", test=path)
+    problems = task.problems("test", len(task))
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        plain = list(ex.map(lambda p: _plain_mbpp(p, 4 * timeout), problems))
+        ours = list(ex.map(lambda p: task.score(p, p.answer) == 1.0, problems))
+    false_pass = [p.id for p, a, b in zip(problems, plain, ours) if b and not a]
+    false_fail = [p.id for p, a, b in zip(problems, plain, ours) if a and not b]
+    print(f"mbpp: {len(problems)} problems; plain harness passes {sum(plain)}, ours {sum(ours)}; "
+          f"false failures {false_fail}, false passes {false_pass}", file=sys.stderr)
+    return {"mbpp_problems": len(problems), "mbpp_plain_passed": sum(plain), "mbpp_passed": sum(ours),
+            "mbpp_canonical_agreement": round(sum(a == b for a, b in zip(plain, ours)) / len(problems), 4),
+            "mbpp_false_passes": len(false_pass), "mbpp_false_failures": len(false_fail)}
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -149,6 +263,8 @@ def main() -> None:
     ap.add_argument("--math-pairs", type=int, default=300)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds of ours and the baseline")
+    ap.add_argument("--mbpp", default=None, help="an MBPP-format JSONL file: canonical solutions vs a plain harness")
+    ap.add_argument("--sdist-dir", default=None, help="where math-verify's sdist is (or is downloaded to)")
     args = ap.parse_args()
     problems = humaneval_problems()
     n = len(problems)
@@ -202,6 +318,25 @@ def main() -> None:
     for w in wrong[:5]:
         print(f"math: disagreement {w}", file=sys.stderr)
 
+    import logging
+
+    from bench.mathverify_cases import download_sdist, mathverify_verdict, sdist_cases
+
+    logging.disable(logging.CRITICAL)
+    cases, skipped = sdist_cases(download_sdist(args.sdist_dir or tempfile.mkdtemp(prefix="mathverify-")))
+    suite_ok, suite_default_ok, suite_wrong = suite_agreement(cases, args.workers)
+    mv_default_ok = sum(mathverify_verdict(dataclasses.replace(c, settings={**c.settings, "helper": "parse_verify"}))
+                        == c.expected for c in cases)
+    print(f"math-verify suite: {len(cases)} cases ({skipped} rows not literal); ours {suite_ok} with the tests' rules, "
+          f"{suite_default_ok} with defaults; math-verify with defaults {mv_default_ok}; disagreements {suite_wrong}",
+          file=sys.stderr)
+    cut = truncations(cases)
+    cut_engine, cut_text = truncated_false_accepts(cut)
+    adversarial = sum(vmath.check(g, t, use_cache=False).correct for g, t in ADVERSARIAL)
+    print(f"truncation: {len(cut)} cut completions; accepted {cut_engine} when marked unfinished, "
+          f"{cut_text} from the text alone; adversarial accepted {adversarial}/{len(ADVERSARIAL)}", file=sys.stderr)
+    mbpp = mbpp_agreement(args.mbpp, args.workers, args.timeout) if args.mbpp else {}
+
     print(json.dumps({
         "humaneval_canonical_passed": sum(r.passed for r in ours),
         "humaneval_total": n,
@@ -219,6 +354,15 @@ def main() -> None:
         "math_label_agreement": round(agree / len(pairs), 4),
         "math_verify_inprocess_per_s": round(len(pairs) / mv_s, 1),
         "math_verify_inprocess_label_agreement": round(mv_agree / len(pairs), 4),
+        "mathverify_suite_cases": len(cases),
+        "mathverify_suite_agreement": round(suite_ok / len(cases), 4),
+        "mathverify_suite_agreement_defaults": round(suite_default_ok / len(cases), 4),
+        "mathverify_itself_default_agreement": round(mv_default_ok / len(cases), 4),
+        "truncated_cases": len(cut),
+        "truncated_false_accepts": cut_engine,
+        "truncated_false_accepts_text_only": cut_text,
+        "adversarial_false_accepts": adversarial,
+        **mbpp,
     }))
 
 

@@ -85,6 +85,17 @@ def draw_distinct(
     return out
 
 
+def assert_disjoint(evaluated: list[Problem], searched: list[Problem], *, what: str = "evaluation") -> None:
+    """ValueError when a problem is in both lists (same id or same prompt): no evaluating on searched problems."""
+    ids = {p.id for p in searched}
+    prompts = {p.prompt for p in searched}
+    both = [p.id for p in evaluated if p.id in ids or p.prompt in prompts]
+    if both:
+        shown = ", ".join(both[:5]) + (" ..." if len(both) > 5 else "")
+        raise ValueError(f"{len(both)} {what} problems are also searched/trained on ({shown}): "
+                         "give the task separate train and test splits")
+
+
 def split_of(key: str, *, test_fraction_per_mille: int = 100) -> str:
     """Deterministic split by content hash, so train and test can never overlap."""
     bucket = zlib.crc32(key.encode()) % 1000

@@ -20,7 +20,8 @@ Keys:
   source: where problems come from, exactly one of
       ``generator: MODULE:CLASS`` (a task adapter built with no arguments),
       ``format: gsm8k|math|mbpp`` with ``path:`` (a JSONL file in that published
-      format, relative to the YAML file's folder), ``dataset: humaneval``.
+      format, relative to the YAML file's folder, hash-split into train and
+      test) or ``train:`` / ``test:`` (one file per split), ``dataset: humaneval``.
   prompt_template: ``chat`` (the tokenizer's chat template) or a format string
       with a ``{prompt}`` field, for base models (see `treesearch.prompting`).
   step_delimiter: what separates reasoning steps in a solution.
@@ -50,26 +51,35 @@ CHAT = "chat"
 
 REQUIRED = ("name", "description", "source", "prompt_template", "step_delimiter", "verifier", "splits")
 OPTIONAL = ("few_shot",)
-SOURCE_KEYS = ("generator", "format", "path", "dataset")
+SOURCE_KEYS = ("generator", "format", "path", "train", "test", "dataset")
 _GENERATOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Exactly one of: generator (``MODULE:CLASS``), format (with path), dataset."""
+    """Exactly one of: generator (``MODULE:CLASS``), format (with path, or train / test), dataset."""
 
     generator: str | None = None
     format: str | None = None
     path: str | None = None
     dataset: str | None = None
+    train: str | None = None
+    test: str | None = None
 
     def describe(self) -> str:
         if self.generator:
             return f"generator {self.generator}"
         if self.format:
-            return f"format {self.format}:{self.path}"
+            files = self.path or ",".join(f"{k}={v}" for k, v in (("train", self.train), ("test", self.test)) if v)
+            return f"format {self.format}:{files}"
         return f"dataset {self.dataset}"
+
+    def file_splits(self) -> tuple[str, ...]:
+        """The splits a format source's files give (both for one hash-split file)."""
+        if self.path:
+            return SPLITS
+        return tuple(s for s in SPLITS if getattr(self, s))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +139,9 @@ def _source(data: Any, where: str, base: Path | None) -> Source:
         raise ValueError(f"{where}: key 'source' needs exactly one of generator, format, dataset; got {got}")
     for key in data:
         _str(data, key, where, "source.")
-    if "path" in data and "format" not in data:
-        raise ValueError(f"{where}: key 'source.path' goes only with 'source.format'")
+    for key in ("path", "train", "test"):
+        if key in data and "format" not in data:
+            raise ValueError(f"{where}: key 'source.{key}' goes only with 'source.format'")
     if "generator" in data:
         if not _GENERATOR.fullmatch(data["generator"]):
             raise ValueError(f"{where}: key 'source.generator' must be MODULE:CLASS, got {data['generator']!r}")
@@ -144,12 +155,19 @@ def _source(data: Any, where: str, base: Path | None) -> Source:
 
     if data["format"] not in FORMATS:
         raise ValueError(f"{where}: key 'source.format' must be one of {', '.join(FORMATS)}, got {data['format']!r}")
-    if "path" not in data:
-        raise ValueError(f"{where}: missing key 'source.path'")
-    path = Path(data["path"])
-    if base is not None and not path.is_absolute():
-        path = base / path  # relative to the suite file, so a suite works from any directory
-    return Source(format=data["format"], path=str(path))
+    files = [k for k in ("path", "train", "test") if k in data]
+    if not files:
+        raise ValueError(f"{where}: missing key 'source.path' (or 'source.train' / 'source.test')")
+    if "path" in data and len(files) > 1:
+        raise ValueError(f"{where}: key 'source.path' (one hash-split file) excludes 'source.train' / 'source.test'")
+
+    def resolve(p: str) -> str:
+        path = Path(p)
+        if base is not None and not path.is_absolute():
+            path = base / path  # relative to the suite file, so a suite works from any directory
+        return str(path)
+
+    return Source(format=data["format"], **{k: resolve(data[k]) for k in files})
 
 
 def spec_from_dict(data: Any, where: str, *, base: Path | None = None) -> SuiteSpec:
@@ -190,6 +208,10 @@ def spec_from_dict(data: Any, where: str, *, base: Path | None = None) -> SuiteS
     if not ok or len(set(splits)) < len(splits):
         known = " / ".join(SPLITS)
         raise ValueError(f"{where}: key 'splits' must be a non-empty list of distinct {known}, got {splits!r}")
+    if source.format:
+        missing = [s for s in splits if s not in source.file_splits()]
+        if missing:
+            raise ValueError(f"{where}: key 'splits' names {', '.join(missing)}, but source has no file for it")
     few = data.get("few_shot") or []
     if not isinstance(few, list):
         raise ValueError(f"{where}: key 'few_shot' must be a list, got {type(few).__name__}")
@@ -237,15 +259,18 @@ def format_spec(fmt: str, path: str) -> SuiteSpec:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
     if not path:
-        raise ValueError(f"format {fmt!r} needs a file: {fmt}:PATH")
+        raise ValueError(f"format {fmt!r} needs a file: {fmt}:PATH or {fmt}:train=PATH,test=PATH")
+    from tasks.formats import parse_files
+
+    source = Source(format=fmt, **{k: v for k, v in parse_files(path).items() if v is not None})
     return SuiteSpec(
         name=f"{fmt}:{path}",
         description=f"{fmt} problems from {path}",
-        source=Source(format=fmt, path=path),
+        source=source,
         prompt_template=CHAT,
         step_delimiter="\n",
         verifier=FORMAT_VERIFIERS[fmt][0],
-        splits=SPLITS,
+        splits=source.file_splits(),
     )
 
 
@@ -298,6 +323,31 @@ class SuiteTask:
 
         return extract_final_answer(completion)
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Are two extracted answers one answer for votes? math: math-verify equivalence; else string equality."""
+        if self.verifier == "math":
+            from verifiers.math import same_answer
+
+            return same_answer(a, b)
+        return a == b
+
+    def is_final(self, text: str) -> bool:
+        """Does a path text hold a complete final answer (the search stops it there)?
+
+        math: a marked answer (`verifiers.answers.final_answer`) whose line is complete;
+        others: the adapter's own ``is_final``, else a finished ``Answer:`` line.
+        """
+        own = getattr(self.adapter, "is_final", None)
+        if own is not None:
+            return own(text)
+        from treesearch.search.expand import answer_line_done
+
+        if self.verifier == "math":
+            from verifiers.answers import final_answer
+
+            return text.endswith("\n") and final_answer(text) is not None
+        return answer_line_done(text)
+
     def __getattr__(self, attr: str) -> Any:
         adapter = self.__dict__.get("adapter")
         if adapter is None or attr.startswith("__"):
@@ -322,7 +372,8 @@ def build(spec: SuiteSpec) -> SuiteTask:
     if spec.source.format:
         from tasks.formats import FormatTask
 
-        adapter = FormatTask(spec.source.format, spec.source.path, name=spec.name, verifier=spec.verifier)
+        src = spec.source
+        adapter = FormatTask(src.format, src.path, train=src.train, test=src.test, name=spec.name, verifier=spec.verifier)
         adapter.step_delimiter = spec.step_delimiter
         return SuiteTask(spec, adapter)
     target = spec.source.generator or DATASETS[spec.source.dataset]

@@ -78,3 +78,44 @@ def test_sweep_writes_rows_plot_and_resumes(policy, problems, tmp_path):
     assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ValueError, match="unknown strategy"):
         run_sweep(backend, task, problems, ["telepathy"], [2], tmp_path)
+
+
+def test_votes_group_equivalent_math_answers():
+    from verifiers.math import extract_answer, same_answer
+    from treesearch.voting import plurality
+
+    answers = ["1/2", "3", "0.5", "\\frac{1}{2}", "3", None]
+    assert plurality(answers) == ("3", 1)  # strings: "3" twice beats three spellings of a half
+    assert plurality(answers, same_answer) == ("1/2", 0)  # grouped by the verifier: one half, three votes
+    t = Tree(problem_id="p", prompt="Q", prompt_ids=[1])
+    for text, visits in [("\\boxed{3}", 3), ("\\boxed{0.5}", 2), ("\\boxed{\\frac{1}{2}}", 2)]:
+        n = t.add_child(ROOT, text=text, token_ids=[2], logprobs=[-0.1], finish_reason="eos", terminal=True)
+        t._cols["visits"][n] = visits
+    assert t.text_of(visit_vote(t, extract_answer)) == "\\boxed{3}"  # by string: 3 visits beat 2 and 2
+    assert t.text_of(visit_vote(t, extract_answer, same_answer)) in ("\\boxed{0.5}", "\\boxed{\\frac{1}{2}}")
+    score = plurality_scorer(extract_answer, same_answer)
+    t2 = Tree(problem_id="q", prompt="Q", prompt_ids=[1])
+    assert score(t2, "\\boxed{3}") == 1.0
+    assert score(t2, "\\boxed{1/2}") == 1.0  # tie
+    assert score(t2, "\\boxed{0.5}") == 1.0  # one half now leads 2 to 1
+    assert score(t2, "\\boxed{3}") == 1.0  # tie again
+
+
+def test_cut_terminals_never_vote_nor_score():
+    from treesearch.search.expand import attach, finished
+    from treesearch.backends.base import Completion
+    from treesearch.search.values import judge
+
+    t = Tree(problem_id="p", prompt="Q", prompt_ids=[1])
+    comps = [Completion(text="Answer: 2", token_ids=(5,), logprobs=(-0.1,), finish_reason="eos"),
+             Completion(text="3 + 4 = 7, and then", token_ids=(6,), logprobs=(-0.1,), finish_reason="stop"),
+             Completion(text="so 7 and then", token_ids=(7,), logprobs=(-0.1,), finish_reason="length")]
+    kids = [c for c, _, _ in attach(t, ROOT, comps, max_depth=1, max_tokens=100)]
+    assert [t.finish_reason[c] for c in kids] == ["eos", "depth", "depth"]
+    assert [finished(t, c) for c in kids] == [True, False, False]
+    for c in kids:
+        t._cols["visits"][c] = 5 if c != kids[0] else 1
+    extract = lambda s: s.split()[-3] if "7" in s else s.split(": ")[1]
+    assert visit_vote(t, extract) == kids[0]  # the cut paths' 10 visits do not count
+    always = lambda tree, text: 1.0
+    assert judge(t, kids[0], always) and not judge(t, kids[1], always) and not judge(t, kids[2], always)

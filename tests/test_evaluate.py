@@ -25,3 +25,9 @@ def test_majority_vote():
     assert majority(["3", "4", "4", None, "3", "4"]) == "4"
     assert majority(["5", "6"]) == "5"  # tie -> earliest
     assert majority([None, None]) is None
+
+
+def test_majority_groups_by_the_given_equivalence():
+    same = lambda a, b: float(a) == float(b)
+    assert majority(["0.5", "1", ".5", "1", "0.50"], same) == "0.5"
+    assert majority(["0.5", "1", ".5", "1", "0.50"]) == "1"

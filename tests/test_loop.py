@@ -148,3 +148,21 @@ def test_bench_loop_overrides_nest_and_reject_bad_items():
         parse_sets(["search.width"])
     with pytest.raises(ValueError, match="search.widht"):
         load_loop_config(CONFIG.parent / "bench_loop.yaml", parse_sets(["search.widht=4"]))
+
+
+def test_the_loop_refuses_to_evaluate_on_searched_problems(tmp_path):
+    from tasks import get_task
+    from treesearch.loop import Run
+
+    records = [{"question": f"What is {i} + 2?", "answer": f"#### {i + 2}"} for i in range(12)]
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = LoopConfig(task=f"gsm8k:train={path},test={path}", rounds=1, train_problems=4)
+    with pytest.raises(ValueError, match="must not overlap"):  # the same file for both splits: refused at load
+        get_task(cfg.task)
+    run = Run(tmp_path / "run", LoopConfig(task=f"gsm8k:{path}", rounds=1, train_problems=4))
+    task = get_task(f"gsm8k:{path}")
+    held_out = task.problems("test", len(task.adapter._split["test"]))
+    run.refuse_searched(task, held_out)  # a hash split: disjoint, accepted
+    with pytest.raises(ValueError, match=r"held-out problems are also searched/trained on"):
+        run.refuse_searched(task, task.problems("train", 2))

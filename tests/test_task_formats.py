@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tasks import get_task
-from tasks.formats import FormatTask, last_boxed, load
+from tasks.formats import FormatTask, hash_split, load
+from verifiers.answers import last_boxed
 
 GSM8K = [
     {
@@ -82,10 +83,10 @@ def _jsonl(path, records, extra_lines=()):
 
 def test_gsm8k_loads_gold_answers_and_step_solutions(tmp_path):
     path = _jsonl(tmp_path / "gsm8k.jsonl", GSM8K)
-    task = get_task(f"gsm8k:{path}")
-    assert task.name == f"gsm8k:{path}" and task.verifier == "math" and task.step_delimiter == "\n"
+    task = get_task(f"gsm8k:test={path}")
+    assert task.name == f"gsm8k:test={path}" and task.verifier == "math" and task.step_delimiter == "\n"
     problems = task.problems("test", 3)
-    assert [p.id for p in problems] == ["gsm8k-1", "gsm8k-2", "gsm8k-3"]
+    assert [p.id for p in problems] == ["gsm8k-test-1", "gsm8k-test-2", "gsm8k-test-3"]
     assert [p.answer for p in problems] == ["72", "10", "5000"]
     assert problems[0].prompt == GSM8K[0]["question"]
     assert problems[0].solution == (
@@ -100,19 +101,71 @@ def test_gsm8k_loads_gold_answers_and_step_solutions(tmp_path):
     assert task.score(problems[1], "I do not know.") == 0.0
 
 
-def test_the_split_is_the_whole_file_in_order_or_a_seeded_shuffle(tmp_path):
-    records = [{"question": f"What is {i} + 1?", "answer": f"{i}+1={i + 1}\n#### {i + 1}"} for i in range(20)]
-    task = get_task(f"gsm8k:{_jsonl(tmp_path / 'g.jsonl', records)}")
-    first = task.problems("test", 5)
-    assert [p.answer for p in first] == ["1", "2", "3", "4", "5"]
-    assert task.problems("train", 5) == first  # the split is the whole file
-    assert [p.answer for p in task.problems("test", 20)] == [str(i + 1) for i in range(20)]
-    shuffled = task.problems("test", 20, seed=1)
-    assert shuffled == task.problems("test", 20, seed=1) and shuffled != task.problems("test", 20)
-    assert sorted(p.id for p in shuffled) == sorted(p.id for p in task.problems("test", 20))
-    assert task.problems("test", 5, seed=1) == shuffled[:5]
-    with pytest.raises(ValueError, match=r"g.jsonl has 20 problems; asked for 21"):
-        task.problems("test", 21)
+def test_one_file_is_hash_split_into_disjoint_train_and_test(tmp_path):
+    records = [{"question": f"What is {i} + 1?", "answer": f"{i}+1={i + 1}\n#### {i + 1}"} for i in range(200)]
+    path = _jsonl(tmp_path / "g.jsonl", records)
+    task = get_task(f"gsm8k:{path}")
+    assert task.splits == ("train", "test")
+    n_test = len(task.adapter._split["test"])
+    train, test = task.problems("train", 200 - n_test), task.problems("test", n_test)
+    assert 20 <= n_test <= 60  # TEST_FRACTION = 0.2 of 200
+    assert not {p.prompt for p in train} & {p.prompt for p in test}
+    assert sorted(p.id for p in train + test) == sorted(f"gsm8k-{i}" for i in range(1, 201))
+    assert [int(p.id.split("-")[1]) for p in test] == sorted(int(p.id.split("-")[1]) for p in test)  # file order
+    # the split follows the question, not the line: the same record lands in the same split in any file
+    again = get_task(f"gsm8k:{_jsonl(tmp_path / 'r.jsonl', records[::-1])}")
+    assert {p.prompt for p in again.problems("test", n_test)} == {p.prompt for p in test}
+    other = FormatTask("gsm8k", path, split_seed=1)
+    assert {p.prompt for p in other.problems("test", len(other._split["test"]))} != {p.prompt for p in test}
+    shuffled = task.problems("test", n_test, seed=1)
+    assert shuffled == task.problems("test", n_test, seed=1) and shuffled != test
+    assert sorted(p.id for p in shuffled) == sorted(p.id for p in test)
+    with pytest.raises(ValueError, match=rf"g.jsonl \(test part of a hash split, seed 0\) has {n_test} problems; asked for {n_test + 1}"):
+        task.problems("test", n_test + 1)
+    assert all(hash_split(p, seed=0, test_fraction=0.2) == "test" for p in test)
+
+
+def test_separate_train_and_test_files(tmp_path):
+    train = _jsonl(tmp_path / "train.jsonl", GSM8K[:2])
+    test = _jsonl(tmp_path / "test.jsonl", GSM8K[2:])
+    task = get_task(f"gsm8k:train={train},test={test}")
+    assert task.splits == ("train", "test")
+    assert [p.answer for p in task.problems("train", 2)] == ["72", "10"]
+    assert [p.answer for p in task.problems("test", 1)] == ["5000"]
+    assert [p.id for p in task.problems("train", 2)] == ["gsm8k-train-1", "gsm8k-train-2"]  # no clash with test-1
+    assert [p.id for p in task.problems("test", 1)] == ["gsm8k-test-1"]
+    same_id = _jsonl(tmp_path / "same_id.jsonl", [dict(GSM8K[2], id="a")])
+    with pytest.raises(ValueError, match="id 'a' is also in the train file"):
+        get_task(f"gsm8k:train={_jsonl(tmp_path / 'tr.jsonl', [dict(GSM8K[0], id='a')])},test={same_id}")
+    only_test = get_task(f"gsm8k:test={test}")
+    assert only_test.splits == ("test",)
+    with pytest.raises(ValueError, match="has no 'train' split"):
+        only_test.problems("train", 1)
+    overlap = _jsonl(tmp_path / "overlap.jsonl", GSM8K[1:])
+    with pytest.raises(ValueError) as e:
+        get_task(f"gsm8k:train={train},test={overlap}")
+    assert str(e.value) == (f"{overlap}:1: field 'question' is also in the train file ({train}:2); "
+                            "train and test must not overlap")
+    for bad in (f"gsm8k:train={train},dev={test}", f"gsm8k:train={train},train={test}", "gsm8k:test="):
+        with pytest.raises(ValueError, match="bad file list"):
+            get_task(bad)
+
+
+def test_suite_yaml_with_train_and_test_files(tmp_path):
+    _jsonl(tmp_path / "train.jsonl", GSM8K[:2])
+    _jsonl(tmp_path / "test.jsonl", GSM8K[2:])
+    suite = tmp_path / "s.yaml"
+    body = ('name: s\ndescription: "d"\nsource:\n  format: gsm8k\n  train: train.jsonl\n  test: test.jsonl\n'
+            'prompt_template: chat\nstep_delimiter: "\\n"\nverifier: math\nsplits: [train, test]\n')
+    suite.write_text(body)
+    task = get_task(str(suite))
+    assert [p.answer for p in task.problems("test", 1)] == ["5000"]
+    suite.write_text(body.replace("  train: train.jsonl\n", ""))
+    with pytest.raises(ValueError, match="key 'splits' names train, but source has no file for it"):
+        get_task(str(suite))
+    suite.write_text(body.replace("  train: train.jsonl\n", "  path: train.jsonl\n"))
+    with pytest.raises(ValueError, match="'source.path' .* excludes"):
+        get_task(str(suite))
 
 
 def test_ids_come_from_the_file_when_present(tmp_path):
@@ -126,7 +179,7 @@ def test_gz_files_are_read_transparently(tmp_path):
     path = tmp_path / "g.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write("".join(json.dumps(r) + "\n" for r in GSM8K))
-    assert [p.answer for p in get_task(f"gsm8k:{path}").problems("test", 3)] == ["72", "10", "5000"]
+    assert [p.answer for p in get_task(f"gsm8k:test={path}").problems("test", 3)] == ["72", "10", "5000"]
 
 
 # ---------------------------------------------------------------- errors name FILE:LINE and the field
@@ -198,7 +251,7 @@ def test_last_boxed(text, boxed):
 
 
 def test_math_loads_boxed_gold_and_scores_with_the_math_verifier(tmp_path):
-    task = get_task(f"math:{_jsonl(tmp_path / 'math.jsonl', MATH)}")
+    task = get_task(f"math:test={_jsonl(tmp_path / 'math.jsonl', MATH)}")
     problems = task.problems("test", 3)
     assert [p.answer for p in problems] == ["\\sqrt{2}", "\\frac{1}{2}", "\\{-1, 1\\}"]
     assert problems[0].meta["level"] == "Level 3" and problems[0].meta["type"] == "Intermediate Algebra"
@@ -214,7 +267,7 @@ def test_math_loads_boxed_gold_and_scores_with_the_math_verifier(tmp_path):
 
 
 def test_mbpp_loads_the_paper_prompt_and_tests(tmp_path):
-    task = get_task(f"mbpp:{_jsonl(tmp_path / 'mbpp.jsonl', MBPP)}")
+    task = get_task(f"mbpp:test={_jsonl(tmp_path / 'mbpp.jsonl', MBPP)}")
     assert task.verifier == "code"
     p, q = task.problems("test", 2)
     assert (p.id, q.id) == ("11", "12")
@@ -225,7 +278,7 @@ def test_mbpp_loads_the_paper_prompt_and_tests(tmp_path):
 
 
 def test_mbpp_reference_code_passes_the_sandbox_and_wrong_code_fails(tmp_path):
-    task = get_task(f"mbpp:{_jsonl(tmp_path / 'mbpp.jsonl', MBPP)}")
+    task = get_task(f"mbpp:test={_jsonl(tmp_path / 'mbpp.jsonl', MBPP)}")
     p, q = task.problems("test", 2)
     assert task.score(p, p.answer) == 1.0
     assert task.score(q, f"```python\n{q.answer}\n```") == 1.0  # needs the setup code's import
@@ -244,7 +297,7 @@ def test_a_suite_file_over_a_user_file(tmp_path, monkeypatch):
     suite.write_text(
         "name: gsm8k_exact\n"
         'description: "GSM8K test, exact Answer: lines"\n'
-        "source:\n  format: gsm8k\n  path: data/test.jsonl\n"
+        "source:\n  format: gsm8k\n  test: data/test.jsonl\n"
         'prompt_template: "Question: {prompt}\\nAnswer:"\n'
         'step_delimiter: "\\n"\n'
         "verifier: exact\n"
@@ -262,3 +315,70 @@ def test_a_suite_file_over_a_user_file(tmp_path, monkeypatch):
     bad.write_text(suite.read_text().replace("verifier: exact", "verifier: code"))
     with pytest.raises(ValueError, match=r"bad.yaml: key 'verifier' must be math or exact for format 'gsm8k'"):
         get_task(str(bad))
+
+
+def test_a_gold_answer_the_verifier_cannot_read_names_file_line_and_field(tmp_path):
+    bad = dict(MATH[1], solution="so the value is $\\boxed{\\frac{1}{}}$ clearly")
+    path = _jsonl(tmp_path / "m.jsonl", [MATH[0], bad])
+    task = get_task(f"math:test={path}")
+    with pytest.raises(ValueError) as e:
+        task.problems("test", 2)
+    assert str(e.value).startswith(f"{path}:2: field 'solution': gold answer ")
+    assert task.problems("test", 1)[0].answer == "\\sqrt{2}"  # the readable first record is served
+
+
+# ---------------------------------------------------------------- the README's recipes, on real-format records
+
+MATH500 = [
+    {"problem": "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.",
+     "solution": "We have that $r = \\sqrt{0^2 + 3^2} = 3.$ Also, the point is on the positive $y$-axis, so "
+                 "$\\theta = \\frac{\\pi}{2}.$ Hence, the polar coordinates are $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+     "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
+     "unique_id": "test/precalculus/807.json"},
+    {"problem": "What is the value of $513^2 - 487^2$?",
+     "solution": "Note that $513^2 - 487^2 = (513+487)(513-487) = (1000)(26) = \\boxed{26000}$.",
+     "answer": "26000", "subject": "Algebra", "level": 1, "unique_id": "test/algebra/2592.json"},
+]
+
+
+def _readme_recipes():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Recipes: public datasets"):text.index("## Verifiers")]
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+def test_readme_recipes(tmp_path):
+    import yaml
+
+    blocks = {yaml.safe_load(b)["name"]: b for b in _readme_recipes()}
+    assert set(blocks) == {"gsm8k", "math500", "mbpp"}
+    data = {"gsm8k": (GSM8K[:2], GSM8K[2:]), "math500": (None, MATH500), "mbpp": (MBPP[:1], MBPP[1:])}
+    completions = {  # one completion per problem in a style each dataset's models produce
+        "gsm8k": lambda p: f"Let me add it up.\n#### {p.answer}",
+        "math500": lambda p: f"Computing carefully, the answer is $\\boxed{{{p.answer}}}$.",
+        "mbpp": lambda p: f"```python\n{p.answer}\n```",
+    }
+    for name, block in blocks.items():
+        spec = yaml.safe_load(block)
+        for split, records in zip(("train", "test"), data[name]):
+            if records is not None:
+                path = tmp_path / spec["source"][split]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _jsonl(path, records)
+        suite = tmp_path / f"{name}.yaml"
+        suite.write_text(block)
+        task = get_task(str(suite))
+        assert task.step_delimiter == "\n" and task.verifier == spec["verifier"]
+        test = task.problems("test", len(data[name][1]))
+        for p in test:
+            assert task.score(p, completions[name](p)) == 1.0, (name, p.id)
+            assert task.score(p, "I am not sure.") == 0.0
+        if "train" in spec["splits"]:
+            assert not {p.prompt for p in task.problems("train", 1)} & {p.prompt for p in test}
+    assert get_task(str(tmp_path / "math500.yaml")).prompt_template.format(prompt="Q").endswith("\\boxed{}.\n")
+    math500 = get_task(str(tmp_path / "math500.yaml")).problems("test", 2)
+    assert [p.id for p in math500] == ["test/precalculus/807.json", "test/algebra/2592.json"]
+    assert math500[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)"

@@ -154,7 +154,85 @@ def test_rigged_eq_results_fail():
     """
     assert run(prog, ["assert f(1) == 2"]).status == "failed"
     r = run(prog, ["assert g(1) == 2"])
-    assert r.status == "failed" and "non-builtin type" in r.detail
+    assert r.status == "failed" and "its own __eq__ is not trusted" in r.detail
+    # Neither != nor truth is delegated either, and a rigged Counter / namedtuple subclass loses its methods.
+    assert run(prog, ["assert f(1) != 2"]).status == "failed"
+    assert run(prog, ["assert f(1)"]).status == "failed"
+    rigged = """
+    import collections
+    class C(collections.Counter):
+        def __eq__(self, other):
+            return True
+    P = collections.namedtuple("P", "x y")
+    class Q(P):
+        def __eq__(self, other):
+            return True
+    def c():
+        return C(a=1)
+    def q():
+        return Q(1, 2)
+    """
+    assert run(rigged, ["assert c() == {'b': 5}"]).status == "failed"
+    assert run(rigged, ["assert q() == (5, 6)"]).status == "failed"
+    assert run(rigged, ["assert q() == (1, 2) and q().x == 1 and type(q()).__name__ == 'Q'"]).passed
+
+
+def test_mbpp_values_cross_with_their_type_and_order():
+    prog = """
+    import collections, sys
+    def counts(xs):
+        return collections.Counter(xs)
+    def groups(pairs):
+        d = collections.defaultdict(list)
+        for k, v in pairs:
+            d[k].append(v)
+        return d
+    def ordered():
+        return collections.OrderedDict([("b", 1), ("a", 2)])
+    def point():
+        return collections.namedtuple("Point", "x y")(1, 2)
+    def keep(xs, t):
+        return [x for x in xs if isinstance(x, t)]
+    def as_set():
+        return {16, 12, 13, 14, 15}
+    def sum(a, b):
+        return a - b
+    """
+    tests = [
+        "assert counts('abca') == {'a': 2, 'b': 1, 'c': 1} and type(counts('a')).__name__ == 'Counter'",
+        "assert counts('abca').most_common(1) == [('a', 2)]",
+        "g = groups([('x', 1), ('y', 2), ('x', 3)])",
+        "assert g == {'x': [1, 3], 'y': [2]} and g['z'] == []",  # the list factory came along
+        "assert list(ordered()) == ['b', 'a'] and type(ordered()).__name__ == 'OrderedDict'",
+        "assert point().y == 2 and point() == (1, 2)",
+        "assert keep([1, 'a', 2.5], float) == [2.5]",
+        "assert list(as_set()) == list({16, 12, 13, 14, 15})",  # the program's iteration order, not a rebuilt one
+        "assert str(as_set()) == str({16, 12, 13, 14, 15})",
+        "assert sys.maxsize > 0",  # the program's import is visible to the tests
+    ]
+    assert run(prog, tests).passed
+    assert run(prog, ["assert sum(5, 3) == 2"], subjects=["sum"]).passed  # MBPP 126: named like a builtin
+    assert not run(prog, ["assert sum(5, 3) == 2"]).passed  # otherwise builtins are never shadowed
+
+
+def test_program_objects_travel_as_handles_and_setup_is_shared():
+    prog = """
+    class Node:
+        def __init__(self, v):
+            self.v, self.left = v, None
+    def depth(n):
+        return 0 if n is None else 1 + depth(n.left)
+    def gen(k):
+        yield from range(k)
+    """
+    setup = "root = Node(1)\nroot.left = Node(2)\nroot.left.left = Node(3)"
+    assert run(prog, ["assert depth(root) == 3", "assert root.left.v == 2", "assert list(gen(3)) == [0, 1, 2]"],
+               setup=setup).passed
+    assert not run(prog, ["assert depth(root) == 4"], setup=setup).passed
+    # a handle is not the program's value: comparing it with a plain value never passes
+    assert not run(prog, ["assert Node(1) == 1"]).passed
+    # tester-side objects cannot be smuggled into the program
+    assert not run(prog, ["class X: pass", "assert depth(X()) == 0"]).passed
 
 
 def test_patching_builtins_assert_and_excepthook_fails():
@@ -467,9 +545,40 @@ def test_plain_process_fallback_still_refuses_fake_passes():
     assert r.status == "failed"
 
 
-def test_auto_falls_back_with_a_warning_when_bwrap_fails(monkeypatch):
+def test_auto_fails_closed_without_bwrap(monkeypatch, tmp_path):
+    monkeypatch.setattr(vc, "_bwrap_command", lambda: None)  # as on a machine without bubblewrap
+    monkeypatch.setattr(vc, "_AUTO", [])
+    monkeypatch.delenv(vc.ALLOW_WEAK_ENV, raising=False)
+    marker = tmp_path / "ran"
+    with pytest.raises(vc.SandboxUnavailable, match="--allow-weak-sandbox"):
+        vc.check(f"open({str(marker)!r}, 'w').write('x')\ndef add(a, b):\n    return a + b\n", ["assert add(1, 2) == 3"])
+    assert not marker.exists()  # nothing ran
+    assert vc._AUTO == []
+
+
+def test_cli_refuses_a_code_task_without_bwrap_unless_allowed(tmp_path):
+    # a fresh process whose PATH has no bwrap: the command stops before loading anything
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != vc.ALLOW_WEAK_ENV}
+    env["PATH"] = str(tmp_path)  # no bwrap, no unshare
+    cmd = [sys.executable, "-m", "treesearch.cli", "search", "--task", "codegen", "--n-problems", "1", "--out", "o"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-500:]
+    assert "refusing to run model code without the bubblewrap sandbox" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    # the named flag opts out: the same preflight then falls back (here to plain processes)
+    probe = ("import argparse, warnings; warnings.simplefilter('ignore'); from treesearch.cli import _sandbox_preflight;"
+             "_sandbox_preflight(argparse.Namespace(allow_weak_sandbox=True, task='codegen'));"
+             "from verifiers.code import isolation_available; print(isolation_available())")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "none", r.stderr[-500:]
+
+
+def test_auto_falls_back_with_a_warning_when_bwrap_fails_and_weak_is_allowed(monkeypatch):
     monkeypatch.setattr(vc, "_bwrap_command", lambda: [sys.executable, "-c", "raise SystemExit(1)"])
     monkeypatch.setattr(vc, "_AUTO", [])
+    monkeypatch.setenv(vc.ALLOW_WEAK_ENV, "1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         chosen = vc.isolation_available()

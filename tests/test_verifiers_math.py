@@ -102,6 +102,25 @@ CASES = [
     ("\\frac{\\sqrt{3}}{2}", "Thus $\\boxed{\\frac{\\sqrt{3}}{2}}$.", True),
     ("7", "I first got 3, but recounting gives 7", True),
     ("7", "I have no idea.", False),
+    # the published final-answer conventions and the failures seen on math-verify's own suite
+    ("72", "Natalia sold 48/2 = 24 clips in May.\n#### 72", True),
+    ("7x^2-11x+17", "Expanding gives the result.\n\n# Answer\n\n7x^2-11x+17", True),
+    ("\\frac{1}{2}", "The answer is: \\frac{1}{2}", True),
+    ("34", "Final Answer: The largest $n$ is 34.", True),
+    ("\\frac{1+\\sqrt{5}}{2}", "So $\\frac{1+\\sqrt{5}}{2}$", True),
+    ("2", "So $\\frac{1+\\sqrt{5}}{2}$", False),
+    ("(0,9)", "$[0,9)$", False),
+    ("1000", "1 000", True),
+    ("11111", "\\boxed{11,\\! 111}", True),
+    ("\\{1, 2\\}", "\\boxed{1} and \\boxed{2}", True),
+    ("10455", "\\boxed{255} is the interest. Final Answer: The final answer is $10,455$.", True),
+    ("2/3", "P(A) = 2/3. Therefore, the probability is 2/3. <|im_start|>user", True),
+    # no verdict from prose cut mid-sentence, nor from code
+    ("7", "First, 3 + 4 = 7, and then we multiply by", False),
+    ("72", "Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24", False),  # cut mid-computation
+    ("10", "Weng earns 0.2 per minute. Working 50 minutes, she earned 0.2 x 50 = 10", False),
+    ("0", "__import__('os').system('ls')[0]", False),
+    ("3", "def f():\n    return 3\nprint(f())", False),
 ]
 
 
@@ -126,14 +145,36 @@ def test_positive_and_negative_cases_for_every_format():
         ("Step 1: 3+4=7\nAnswer: 7", "7"),
         ("the answer is $\\frac{1}{2}$, as shown", "\\frac{1}{2}"),
         ("The answer is: 12. Done.", "12"),
-        ("We get **-3.5** in the end", "-3.5"),
-        ("costs 1,250 and 3/4 of it", "3/4"),
+        ("We get **-3.5**.", "-3.5"),  # unmarked, ends in a sentence: math-verify's extraction
+        ("costs 1,250 and 3/4 of it", None),  # prose cut mid-sentence: no last-number fallback
+        ("48/2 = 24 clips in May.\n#### 72", "72"),
+        ("# Answer\n\n7x^2-11x+17", "7x^2-11x+17"),
+        ("\\boxed{255} and so on. Final Answer: The final answer is $10,455$.", "10,455"),
         ("nothing numeric here", None),
         ("", None),
     ],
 )
 def test_extract_answer(text, answer):
     assert vm.extract_answer(text) == answer
+
+
+def test_unfinished_completions_are_never_correct():
+    r = vm.check("7", "3 + 4 = 7\nAnswer: 7", finished=False)
+    assert (r.correct, r.reason) == (False, "unfinished")
+    assert vm.unparsed_reason("unfinished") and vm.unparsed_reason("no_answer") and not vm.unparsed_reason("mismatch")
+
+
+def test_rules_reach_math_verify():
+    assert not vm.check("\\frac{1}{3}", "\\boxed{0.33}").correct
+    assert vm.check("\\frac{1}{3}", "\\boxed{0.33}", rules=vm.Rules(float_rounding=2)).correct
+    assert not vm.check("f(x)", "\\boxed{f(y)}").correct
+    assert vm.check("f(x)", "\\boxed{f(y)}", rules=vm.Rules(strict=False)).correct
+
+
+@pytest.mark.parametrize("a,b,same", [("1/2", "0.5", True), ("\\frac{1}{2}", "0.5", True), ("x+1", "1+x", True),
+                                      ("2", "3", False), ("(1,2)", "(2,1)", False)])
+def test_same_answer_groups_equivalent_answers(a, b, same):
+    assert vm.same_answer(a, b) is same and vm.same_answer(b, a) is same
 
 
 def test_reasons_for_missing_and_bad_input():

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="treesearch",
         description="Search over reasoning steps, verify, and learn from the trees (MCTS, tree-segment rollouts, Step-DPO).",
     )
+    parser.add_argument(
+        "--allow-weak-sandbox", action="store_true",
+        help="run model code even without the bubblewrap sandbox (weaker isolation; README: Verifiers)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -60,12 +64,38 @@ def _cpu_threads() -> None:
         torch.set_num_threads(int(n))
 
 
+def _sandbox_preflight(args) -> None:
+    """Refuse up front (not after loading a model) to run a code task without the strong sandbox."""
+    from verifiers.code import allow_weak_sandbox, isolation_available
+
+    if args.allow_weak_sandbox:
+        allow_weak_sandbox()
+    task = getattr(args, "task", None)
+    if task is None and args.command == "iterate" and getattr(args, "config", None):
+        try:
+            from treesearch.loop import load_loop_config
+
+            task = load_loop_config(args.config).task
+        except (ValueError, OSError):  # a bad config is the command's own error to report
+            task = None
+    if isinstance(task, str):
+        from tasks import get_suite
+
+        try:
+            verifier = get_suite(task).verifier
+        except (ValueError, FileNotFoundError):
+            return  # the command reports a bad task itself
+        if verifier == "code":
+            isolation_available()  # SandboxUnavailable (a PermissionError): one line, exit 2
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     _cpu_threads()
     try:
+        _sandbox_preflight(args)
         return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError, PermissionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -146,8 +146,10 @@ class Run:
         e = self.cfg.eval
         kw = {"n_ops": e.n_ops} if (self.cfg.task == "arithmetic" and e.n_ops) else {}
         problems = task.problems("test", e.problems, seed=e.seed, **kw)
+        self.refuse_searched(task, problems)
         _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=e.seed))
-        result: dict[str, Any] = {"accuracy": greedy["accuracy"], "tokens": greedy["cost"]["computed_tokens"]}
+        result: dict[str, Any] = {"accuracy": greedy["accuracy"], "unparsed": greedy["unparsed"],
+                                  "tokens": greedy["cost"]["computed_tokens"]}
         if e.k:
             records, sampled = evaluate(
                 backend, task, problems, EvalConfig(strategy="sample", k=e.k, temperature=e.temperature, seed=e.seed)
@@ -163,7 +165,17 @@ class Run:
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         return result
 
+    def refuse_searched(self, task, problems) -> None:
+        """ValueError when a held-out problem is one any round searches (and so trains on)."""
+        from tasks.base import assert_disjoint
+
+        cfg = self.cfg
+        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
+        searched = task.problems("train", cfg.train_problems * cfg.rounds, seed=cfg.seed, **kw)
+        assert_disjoint(problems, searched, what="held-out")
+
     def search(self, k: int, backend, task) -> dict:
+        from treesearch.search.expand import finished
         from treesearch.search.runner import run_search, summarize
         from treesearch.tree import Tree
 
@@ -204,7 +216,7 @@ class Run:
             # so the round's cost is exact however many invocations (kills, resumes) it took
             share = dataclasses.asdict(result.cost.split(len(batch)))
             for p, t, s in zip(batch, result.trees, result.selected):
-                t.meta["search"]["correct"] = bool(s and task.score(p, t.text_of(s)))
+                t.meta["search"]["correct"] = bool(s and finished(t, s) and task.score(p, t.text_of(s)))
                 t.meta["search"]["cost"] = share
             append_jsonl(trees_path, [t.to_json() for t in result.trees])
             for t in result.trees:

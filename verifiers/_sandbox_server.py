@@ -25,16 +25,13 @@ by UTF-8 JSON; candidate frames are size-capped.
 """
 from __future__ import annotations
 
-import base64
 import builtins
 import gc
-import json
 import os
 import resource
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -45,94 +42,27 @@ import traceback
 import bisect, collections, copy, decimal, fractions, functools, hashlib, heapq, itertools  # noqa: E401,F401
 import math, operator, random, re, statistics, string, typing  # noqa: E401,F401
 
-MAX_FRAME = 32 << 20  # bytes; a candidate answer larger than this is a failure, not a tester OOM
 OUTPUT_HEAD = OUTPUT_TAIL = 2048
-MAX_DEPTH = 100
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 36, 38
 
 
-# ---------------------------------------------------------------- frames
+# ---------------------------------------------------------------- wire format
 
 
-def write_frame(fd: int, obj) -> None:
-    data = json.dumps(obj).encode()
-    data = struct.pack(">I", len(data)) + data
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _load_wire():
+    """`_sandbox_wire.py` from this file's folder, by path (the folder must not go on sys.path)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_wire.py")
+    spec = importlib.util.spec_from_file_location("_sandbox_wire", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError("channel closed")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int, limit: int = MAX_FRAME):
-    (n,) = struct.unpack(">I", _read_exact(fd, 4))
-    if n > limit:
-        raise ValueError(f"frame of {n} bytes exceeds {limit}")
-    return json.loads(_read_exact(fd, n))
-
-
-# ---------------------------------------------------------------- values
-
-
-class Unserializable(TypeError):
-    pass
-
-
-def encode(obj, depth: int = 0):
-    """A JSON-able tagged form of a value built from exact builtin types only."""
-    if depth > MAX_DEPTH:
-        raise Unserializable("value nested too deeply")
-    t = type(obj)
-    if obj is None or t is bool or t is str:
-        return obj
-    if t is int:
-        return obj if -(1 << 53) < obj < (1 << 53) else ["i", hex(obj)]  # hex: no digit-count limit
-    if t is float:
-        return ["F", obj] if obj != obj or obj in (float("inf"), float("-inf")) else obj
-    if t is complex:
-        return ["c", obj.real, obj.imag]
-    if t is bytes:
-        return ["b", base64.b64encode(obj).decode()]
-    if t is list or t is tuple or t is set or t is frozenset:
-        tag = {list: "l", tuple: "t", set: "s", frozenset: "f"}[t]
-        return [tag, [encode(x, depth + 1) for x in obj]]
-    if t is dict:
-        return ["d", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in obj.items()]]
-    raise Unserializable(f"{t.__module__}.{t.__qualname__}")
-
-
-def decode(obj):
-    """Inverse of `encode`; anything malformed raises ValueError/TypeError."""
-    t = type(obj)
-    if obj is None or t in (bool, int, float, str):
-        return obj
-    if t is not list or not obj or type(obj[0]) is not str:
-        raise ValueError("malformed value")
-    tag = obj[0]
-    if tag == "i":
-        return int(obj[1], 16)
-    if tag == "F":
-        return float(obj[1])
-    if tag == "c":
-        return complex(float(obj[1]), float(obj[2]))
-    if tag == "b":
-        return base64.b64decode(obj[1])
-    if tag in ("l", "t", "s", "f"):
-        items = [decode(x) for x in obj[1]]
-        return {"l": list, "t": tuple, "s": set, "f": frozenset}[tag](items)
-    if tag == "d":
-        return {decode(k): decode(v) for k, v in obj[1]}
-    raise ValueError(f"unknown tag {tag!r}")
+_wire = _load_wire()
+write_frame, read_frame, encode, decode = _wire.write_frame, _wire.read_frame, _wire.encode, _wire.decode
+Unserializable, MAX_FRAME = _wire.Unserializable, _wire.MAX_FRAME
 
 
 # ---------------------------------------------------------------- helpers
@@ -292,36 +222,72 @@ def run_candidate(spec: dict, req_fd: int, rep_fd: int, out_fd: int, workdir: st
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         sys.stdin = open(0, "r", closefd=False)
-        program, spec = spec["program"], None
+        program, setup, spec = spec["program"], spec.get("setup") or "", None
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         try:
             exec(compile(program, "<program>", "exec"), namespace)
+            exec(compile(setup, "<setup>", "exec"), namespace)  # as in MBPP: program, then setup, one namespace
         except BaseException as exc:  # SystemExit / KeyboardInterrupt included: loading must finish
             sys.stdout.flush()
             write_frame(rep_fd, {"load_error": f"{type(exc).__name__}: {exc}"[:500], "memory": isinstance(exc, MemoryError)})
             code = 0
             return
         names = [k for k, v in list(namespace.items()) if callable(v) and not k.startswith("__")]
-        write_frame(rep_fd, {"ready": names})
-        while True:
-            req = read_frame(req_fd)
-            fn = namespace.get(req["call"])
-            try:
-                args, kwargs = decode(req["args"]), decode(req["kwargs"])
-                value = fn(*args, **kwargs)
-                reply = {"value": encode(value)}
-            except Unserializable as exc:
-                reply = {"unserializable": str(exc)}
-            except BaseException as exc:
-                name = type(exc).__name__
-                reply = {"raised": name if name.isidentifier() else "Exception", "message": str(exc)[:500],
-                         "memory": isinstance(exc, MemoryError)}
-            sys.stdout.flush()
-            write_frame(rep_fd, reply)
+        modules = {k: v.__name__ for k, v in list(namespace.items())
+                   if type(v) is type(sys) and type(getattr(v, "__name__", None)) is str and not k.startswith("__")}
+        write_frame(rep_fd, {"ready": names, "modules": modules})
+        serve_calls(namespace, req_fd, rep_fd)
     except BaseException:
         pass
     finally:
         os._exit(code)
+
+
+def serve_calls(namespace: dict, req_fd: int, rep_fd: int) -> None:
+    """In the candidate: answer the tester's requests forever (see `Link`). Objects that are not
+    plain values stay here and travel as handles (["h", id]) into a table of this process."""
+    objects: list = []
+    ids: dict[int, int] = {}
+
+    def handle(obj) -> int:
+        if id(obj) not in ids:
+            ids[id(obj)] = len(objects)
+            objects.append(obj)  # kept alive, so ids stay unique
+        return ids[id(obj)]
+
+    def lookup(i: int):
+        return objects[i]
+
+    while True:
+        req = read_frame(req_fd)
+        try:
+            op = req.get("op", "call")
+            if op == "call":
+                target = namespace[req["call"]] if "call" in req else lookup(int(req["h"]))
+                args, kwargs = decode(req["args"], lookup), decode(req["kwargs"], lookup)
+                value = target(*args, **kwargs)
+            elif op == "getattr":
+                value = getattr(lookup(int(req["h"])), str(req["name"]))
+            elif op == "setattr":
+                setattr(lookup(int(req["h"])), str(req["name"]), decode(req["value"], lookup))
+                value = None
+            elif op == "next":
+                value = next(lookup(int(req["h"])))
+            elif op in ("iter", "len", "str", "repr"):
+                value = {"iter": iter, "len": len, "str": str, "repr": repr}[op](lookup(int(req["h"])))
+            elif op == "getitem":
+                value = lookup(int(req["h"]))[decode(req["key"], lookup)]
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            if op in ("len", "str", "repr") and type(value) not in (int, str):
+                raise TypeError(f"{op}() returned a non-{'int' if op == 'len' else 'str'}")
+            reply = {"value": encode(value, handle=handle)}
+        except BaseException as exc:
+            name = type(exc).__name__
+            reply = {"raised": name if name.isidentifier() else "Exception", "message": str(exc)[:500],
+                     "memory": isinstance(exc, MemoryError)}
+        sys.stdout.flush()
+        write_frame(rep_fd, reply)
 
 
 # ---------------------------------------------------------------- fork server
@@ -425,10 +391,80 @@ class CandidateFunction:
         self._link, self.__name__ = link, name
 
     def __call__(self, *args, **kwargs):
-        return self._link.call(self.__name__, args, kwargs)
+        return self._link.request({"call": self.__name__}, self.__name__, args=args, kwargs=kwargs)
 
     def __repr__(self) -> str:
         return f"<candidate function {self.__name__}>"
+
+
+class CandidateObject:
+    """Stands for an object that lives in the candidate (a class instance, a generator, a function).
+
+    Attribute reads and writes, calls, ``len``, ``iter``/``next``, indexing, ``str`` and ``repr``
+    are round trips answered by the candidate, like calls of its functions. Comparisons and truth
+    are NOT delegated (the program's ``__eq__``/``__bool__`` would then write the verdict): two
+    handles compare by identity, comparing one with anything else and ``bool()`` raise TypeError,
+    so ``assert make() == 3`` fails. Passed back into a call, the candidate gets its own object.
+    """
+
+    __slots__ = ("_link", "_id")
+
+    def __init__(self, link: "Link", ident: int) -> None:
+        object.__setattr__(self, "_link", link)
+        object.__setattr__(self, "_id", ident)
+
+    def _ask(self, op: str, **fields):
+        return self._link.request({"op": op, "h": self._id, **fields}, f"<candidate object>.{op}")
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._ask("getattr", name=name)
+
+    def __setattr__(self, name: str, value) -> None:
+        self._link.request({"op": "setattr", "h": self._id, "name": name}, "setattr", value=value)
+
+    def __call__(self, *args, **kwargs):
+        return self._link.request({"op": "call", "h": self._id}, "<candidate object>", args=args, kwargs=kwargs)
+
+    def __len__(self) -> int:
+        return self._ask("len")
+
+    def __iter__(self):
+        return self._ask("iter")
+
+    def __next__(self):
+        try:
+            return self._ask("next")
+        except _CandidateStop:
+            raise StopIteration from None
+
+    def __getitem__(self, key):
+        return self._link.request({"op": "getitem", "h": self._id}, "getitem", key=key)
+
+    def __str__(self) -> str:
+        return self._ask("str")
+
+    def __repr__(self) -> str:
+        return self._ask("repr")
+
+    def __eq__(self, other):
+        if type(other) is CandidateObject:
+            return self._id == other._id
+        raise TypeError("a program object is compared only with itself (its own __eq__ is not trusted)")
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("candidate-object", self._id))
+
+    def __bool__(self) -> bool:
+        raise TypeError("the truth of a program object is not taken (its own __bool__ is not trusted)")
+
+
+class _CandidateStop(Exception):
+    """StopIteration raised in the candidate (it must not end a loop in the tests by accident elsewhere)."""
 
 
 class Link:
@@ -446,21 +482,31 @@ class Link:
             raise CandidateGone("malformed reply")
         return reply
 
-    def call(self, name: str, args: tuple, kwargs: dict):
+    def _handle(self, obj) -> int:
+        if type(obj) is not CandidateObject or obj._link is not self:
+            raise Unserializable(f"{type(obj).__module__}.{type(obj).__qualname__}")  # tester objects stay here
+        return obj._id
+
+    def request(self, head: dict, name: str, **values):
+        """Send `head` plus the encoded `values` (args, kwargs, value, key); the decoded reply value."""
         try:
-            write_frame(self.req_fd, {"call": name, "args": encode(args), "kwargs": encode(kwargs)})
+            frame = {**head, **{k: encode(v, handle=self._handle) for k, v in values.items()}}
+        except Unserializable as exc:
+            raise TypeError(f"{name}(): cannot pass a {exc} into the program") from None
+        try:
+            write_frame(self.req_fd, frame)
         except OSError as exc:
             raise CandidateGone(str(exc)) from None
         reply = self.recv()
         if "value" in reply:
             try:
-                return decode(reply["value"])
+                return decode(reply["value"], lambda i: CandidateObject(self, i))
             except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
                 raise CandidateGone(f"malformed value: {exc}") from None
-        if "unserializable" in reply:
-            raise TypeError(f"{name}() returned a value of non-builtin type {str(reply['unserializable'])[:100]}")
         if reply.get("memory"):
             raise MemoryError(f"{name}() ran out of memory")
+        if reply.get("raised") == "StopIteration" and head.get("op") == "next":
+            raise _CandidateStop()
         kind = getattr(builtins, str(reply.get("raised")), None)
         if not (isinstance(kind, type) and issubclass(kind, Exception)) or issubclass(kind, AssertionError):
             kind = RuntimeError  # an AssertionError raised inside the candidate is not a test verdict
@@ -482,6 +528,8 @@ def compile_tests(job: dict):
     """[(filename, source, code)] for the test units, and the compiled prefix; SyntaxError propagates."""
     tests = job["tests"]
     units = [(f"<test {i}>", t) for i, t in enumerate(tests)] if isinstance(tests, list) else [("<tests>", tests)]
+    if job.get("setup"):  # trusted setup code (MBPP's test_setup_code): the tests see what it defines
+        units.insert(0, ("<setup>", job["setup"]))
     compiled = [(name, src, compile(src, name, "exec")) for name, src in units]
     entry = job.get("entry_point")
     if entry is not None:
@@ -501,16 +549,24 @@ def run_tests(job: dict, units, prefix, link: Link) -> dict:
     if "load_error" in hello:
         status = "memory" if hello.get("memory") else "crashed"
         return {"status": status, "failing_assertion": None, "detail": f"program raised {hello['load_error']}"[:500]}
-    names = hello.get("ready")
-    if type(names) is not list or not all(type(n) is str for n in names):
+    names, modules = hello.get("ready"), hello.get("modules") or {}
+    if type(names) is not list or not all(type(n) is str for n in names) or type(modules) is not dict:
         raise CandidateGone("malformed hello")
+    subjects = set(job.get("subjects") or ())
     for name in names:
         # Never shadow builtins or trusted names: a program defining `abs` or
-        # `sorted` must not rig `assert abs(candidate(x) - y) < 1e-6`.
-        if name == entry or (name not in namespace and not hasattr(builtins, name)):
+        # `sorted` must not rig `assert abs(candidate(x) - y) < 1e-6`; only the
+        # function under test may carry a builtin's name (MBPP's `sum`).
+        if name == entry or name in subjects or (name not in namespace and not hasattr(builtins, name)):
             namespace[name] = CandidateFunction(link, name)
+    for name, module in modules.items():
+        # The program's imports are visible to the tests, as in one plain namespace; only modules this
+        # process already holds are bound, so a name chosen by the program imports nothing here.
+        if type(name) is str and name not in namespace and not hasattr(builtins, name) and module in sys.modules:
+            namespace[name] = sys.modules[module]
     if entry is not None and entry not in names:
         return {"status": "failed", "failing_assertion": None, "detail": f"program does not define {entry!r}"}
+
     for name, src, code in units:
         try:
             exec(code, namespace)
@@ -558,7 +614,7 @@ class ForkServer:
         self.sock = ours
 
     def spawn(self, job: dict, uid: int | None) -> tuple[int, Link]:
-        spec = {k: job[k] for k in ("program", "timeout", "memory_mb")}
+        spec = {k: job.get(k) for k in ("program", "setup", "timeout", "memory_mb")}
         write_frame(self.sock.fileno(), {**spec, "uid": uid})
         _, fds, _, _ = socket.recv_fds(self.sock, 1, 2)
         if len(fds) != 2:

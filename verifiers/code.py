@@ -11,8 +11,25 @@ program and then only answers "call function `name` with these arguments"
 requests; the tester executes the test code, with every function the program
 defined replaced by a stub that makes that call. Arguments and return values
 cross the pipe as tagged JSON of exact builtin types (int, float, complex,
-str, bytes, list, tuple, set, frozenset, dict, None, bool) and are rebuilt on
-the other side. The verdict never comes from the candidate's exit status or
+str, bytes, list, tuple, set, frozenset, dict, None, bool), the standard
+containers MBPP's solutions return (Counter, OrderedDict, defaultdict with a
+builtin factory, deque, namedtuples) and builtin types themselves (``int``),
+and are rebuilt on the other side by type and content: the program's own
+methods never cross. Sets keep their iteration order (a rebuilt set that
+would iterate differently iterates, and prints, in the program's order).
+Any other object (a class instance, a generator, a closure) stays in the
+candidate and crosses as a *handle*: the tests may read and set its
+attributes, call it, iterate it, index it, take ``len``/``str``/``repr`` (each a
+round trip the candidate answers, like a call), and pass it back into the
+program's functions; but a handle is never compared by the program's
+``__eq__`` nor tested for truth by its ``__bool__`` (two handles compare by
+identity; comparing one with a plain value or ``bool()`` of it raises
+TypeError, so the test fails). Objects the tests build from their own classes
+cannot be passed into the program (TypeError). Setup code (``setup``, MBPP's
+``test_setup_code``) runs in both processes, after the program in the
+candidate and before the tests in the tester, so ``root = Node(1)`` in setup
+gives the tests a handle to the program's own ``Node``; the program's imported
+modules are visible to the tests when the tester has them loaded already. The verdict never comes from the candidate's exit status or
 output: the tester writes it, with a per-job nonce, on the launcher channel,
 which the candidate never holds, and the parent counts a pass only if that
 record arrives with the job's nonce and says every test ran and passed.
@@ -43,9 +60,13 @@ What the sandbox covers (each has an adversarial test in tests/test_verifiers_co
   and UTS namespaces, ``--die-with-parent``, a read-only view of /usr and the
   Python installation and virtualenv only (not the repository, /root, /home or
   /etc), a 64 MB tmpfs /tmp.
-- Fallbacks, chosen once per process with a warning when bwrap is missing or
-  fails (e.g. user namespaces disabled): ``unshare -n`` (no network, host
-  filesystem and pid space) and then plain processes (isolation="none").
+- Fails closed: isolation="auto" without a working bwrap raises
+  `SandboxUnavailable` (exit 2 from the CLI). Only with ``--allow-weak-sandbox``
+  (`allow_weak_sandbox`, environment variable ``TREESEARCH_ALLOW_WEAK_SANDBOX=1``)
+  does it fall back, once per process with a warning: ``unshare -n`` (no
+  network, host filesystem and pid space) and then plain processes
+  (isolation="none"). Passing isolation="unshare"/"none" explicitly is the
+  caller's own choice.
 
 What it does NOT cover: kernel exploits and side channels; in mode "none" the
 network and the host filesystem (read access wherever the candidate's uid may
@@ -59,9 +80,10 @@ only modules it may read: with Python installed under a private home directory
 (``/root/.pyenv``) that is just what the launcher preloaded
 (``_sandbox_server.py``: typing, math, re, collections, ...). Each call into
 the candidate is a pipe round trip (tens of microseconds), so tests that call
-it millions of times need a longer timeout. Programs whose functions take or
-return non-builtin objects (class instances, generators, callables) cannot be
-tested through the call pipe and fail. Without ``trusted_prefix``, helper
+it millions of times need a longer timeout. Tests that compare a program's
+class instance with a value through the class's own ``__eq__`` (``assert
+Pair(1, 2) == Pair(1, 2)``) fail by design, where a plain ``exec`` would trust
+that ``__eq__``. Without ``trusted_prefix``, helper
 functions the tests call (HumanEval's ``poly``) come from the candidate.
 """
 from __future__ import annotations
@@ -85,7 +107,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from verifiers._pool import WorkerPool
 
-__all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS"]
+__all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS",
+           "SandboxUnavailable", "allow_weak_sandbox", "weak_sandbox_allowed"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +120,7 @@ MAX_SOURCE_CHARS = 4_000_000
 OUTPUT_CHARS = 4096
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_server.py")
 _SERVER_IN_SANDBOX = "/opt/sandbox/server.py"
+_WIRE = os.path.join(os.path.dirname(_SERVER), "_sandbox_wire.py")  # loaded by the server from its own folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +195,7 @@ def _bwrap_command() -> list[str] | None:
         cmd += ["--ro-bind", root, root]
     cmd += [
         "--ro-bind", _SERVER, _SERVER_IN_SANDBOX,
+        "--ro-bind", _WIRE, os.path.join(os.path.dirname(_SERVER_IN_SANDBOX), "_sandbox_wire.py"),
         "--proc", "/proc",
         "--dev", "/dev",
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -409,10 +434,36 @@ def _resolve(isolation: str) -> str:
         return _AUTO[0]
 
 
+class SandboxUnavailable(PermissionError):
+    """isolation="auto" found no bubblewrap sandbox and weaker isolation was not allowed."""
+
+
+ALLOW_WEAK_ENV = "TREESEARCH_ALLOW_WEAK_SANDBOX"  # "1": isolation="auto" may fall back (inherited by workers)
+
+
+def allow_weak_sandbox(allowed: bool = True) -> None:
+    """Let isolation="auto" fall back to unshare / plain processes when bwrap cannot start.
+
+    The CLI's ``--allow-weak-sandbox`` calls this; it is an environment variable so that
+    search workers and training processes started from here inherit the choice.
+    """
+    if allowed:
+        os.environ[ALLOW_WEAK_ENV] = "1"
+    else:
+        os.environ.pop(ALLOW_WEAK_ENV, None)
+
+
+def weak_sandbox_allowed() -> bool:
+    return os.environ.get(ALLOW_WEAK_ENV, "") == "1"
+
+
 def _probe() -> str:
-    """The strongest isolation that starts here; warns when it is not bwrap."""
+    """The strongest isolation that starts here. Fails closed: without bwrap, SandboxUnavailable
+    unless weaker isolation was allowed (`allow_weak_sandbox`), then a warning and the fallback."""
     chosen, failures = "none", []
     for candidate in ("bwrap", "unshare"):
+        if candidate != "bwrap" and not weak_sandbox_allowed():
+            break
         try:  # start one launcher to prove the mode works, and keep it
             launcher = _Launcher(candidate)
         except (RuntimeError, OSError, EOFError, ValueError) as exc:
@@ -422,8 +473,14 @@ def _probe() -> str:
         chosen = candidate
         break
     if chosen != "bwrap":
+        why = "; ".join(failures) or "bwrap: not found"
+        if not weak_sandbox_allowed():
+            raise SandboxUnavailable(
+                f"refusing to run model code without the bubblewrap sandbox ({why}); install bubblewrap "
+                "(apt-get install bubblewrap) or pass --allow-weak-sandbox (README: Verifiers, isolation levels)"
+            )
         msg = (
-            f"verifiers.code: bubblewrap sandbox unavailable ({'; '.join(failures)}); "
+            f"verifiers.code: bubblewrap sandbox unavailable ({why}); "
             f"falling back to isolation={chosen!r}, which is weaker (see the module docstring)"
         )
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
@@ -479,6 +536,8 @@ def check(
     memory_mb: int = 512,
     entry_point: str | None = None,
     trusted_prefix: str = "",
+    setup: str = "",
+    subjects: Sequence[str] = (),
     isolation: str = "auto",
 ) -> CodeResult:
     """Run `program`, then `tests` against it, in the sandbox.
@@ -495,8 +554,15 @@ def check(
         HumanEval prompt), so helpers the tests use (``poly``) are not taken
         from the candidate; the program's own functions still replace any
         stub named `entry_point`.
-    isolation: "auto" (bwrap, else unshare, else none; a warning on fallback),
-        or one of ISOLATIONS to force it (RuntimeError if unavailable).
+    setup: trusted setup code (MBPP's ``test_setup_code``), run after the
+        program in the candidate (the program may use its imports) and before
+        the tests in the tester (the tests see what it defines), as a plain
+        ``exec`` of program + setup + tests would.
+    subjects: names of the program's functions under test that may carry a
+        builtin's name (MBPP's ``sum``); other builtins are never shadowed.
+    isolation: "auto" (bwrap; without it SandboxUnavailable, unless weaker
+        isolation was allowed: then unshare, else none, with a warning), or
+        one of ISOLATIONS to force it (RuntimeError if unavailable).
     Never raises on a bad program; thread-safe.
     """
     if not isinstance(program, str):
@@ -509,6 +575,10 @@ def check(
         return _invalid("tests must be a string or a list of strings")
     if len(program) + len(trusted_prefix) + sum(map(len, test_value if isinstance(test_value, list) else [test_value])) > MAX_SOURCE_CHARS:
         return _invalid("program or tests too large")
+    if not isinstance(setup, str):
+        return _invalid(f"setup must be a string, got {type(setup).__name__}")
+    if isinstance(subjects, str) or not all(isinstance(n, str) and n.isidentifier() for n in subjects):
+        return _invalid("subjects must be a list of identifiers")
     if entry_point is not None and not (isinstance(entry_point, str) and entry_point.isidentifier()):
         return _invalid(f"entry_point must be an identifier, got {entry_point!r}")
     if not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
@@ -521,6 +591,8 @@ def check(
         "tests": test_value,
         "entry_point": entry_point,
         "prefix": trusted_prefix,
+        "setup": setup,
+        "subjects": list(subjects),
         "timeout": float(timeout),
         "memory_mb": memory_mb,
     }

@@ -1,35 +1,46 @@
-"""Math final-answer verification: extract the answer, then judge equivalence.
+"""Math final-answer verification: find the stated answer, then judge equivalence.
 
     >>> check("1/2", "so the answer is $\\boxed{\\frac{1}{2}}$").correct
     True
 
-Extraction (`extract_answer`) is pure string work in this process: the last
-``\\boxed{...}`` (nested braces), else the last ``Answer:`` / ``####`` line,
-else "the answer is ...", else the last bold ``**...**`` holding a number or
-math, else the last number.
+Finding the answer. `verifiers.answers.final_answer` reads the published
+final-answer conventions (``\\boxed{}``, GSM8K's ``#### n``, PRM800K's
+``# Answer``, "Final Answer:", "The answer is: ...", ``Answer:`` lines) in this
+process, as pure string work. A completion with no marker is handed to
+math-verify's own extraction (``parse`` with its LaTeX and expression
+configs), but only when it *ends* in a number or closed math group
+(`verifiers.answers.ends_cleanly`): prose or code that merely contains a
+number states no answer, so there is no last-number fallback. A completion
+the caller marks ``finished=False`` (cut at a token or depth limit) is never
+judged: ``reason="unfinished"``.
 
-Judgement (`check`) runs in three tiers, cheapest first:
+Judgement runs in tiers, cheapest first:
 
 1. string equality after normalisation (units, ``\\text{}``, ``\\$``, ``\\dfrac``);
-2. plain numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, percentages,
-   thousands separators) compared exactly as rationals here, with a relative
-   tolerance ``REL_TOL`` for non-integers (math-verify rounds to 6 places, so
-   it calls 1e-7 and 2e-7 equal);
-3. everything else (LaTeX, intervals, sets, tuples, matrices, equations,
-   symbolic expressions) goes to math-verify + sympy in a pool of worker
-   processes (`verifiers/_math_worker.py`).
+2. plain numbers on both sides (integers, decimals, thousands separators
+   ``1,000`` / ``1 000`` / ``11,\\! 111``; ``a/b``,
+   ``\\frac{a}{b}``, percentages) compared exactly as rationals here, with a
+   relative tolerance ``REL_TOL`` for non-integers (math-verify rounds to 6
+   places, so it calls 1e-7 and 2e-7 equal);
+3. everything else goes to math-verify (``parse`` + ``verify``) in a pool of
+   worker processes (`verifiers/_math_worker.py`): LaTeX, intervals, sets,
+   tuples, matrices, equations, symbolic expressions, answers stated in a
+   sentence ("The largest $n$ is 34").
 
 Safety: model text is never given to ``eval``/``exec``/``sympify`` in this
-process. Workers use only math-verify's LaTeX parser (its plain-expression
-path calls sympy's ``parse_expr``), run with a 1 GiB address-space cap, and
-are killed and replaced when they miss the deadline, which the parent enforces
-so `check` works from any thread. Cheap pre-filters reject answers that are
-too long, too deeply nested, or power towers / factorials of astronomic size
-before they reach sympy.
+process, which never imports sympy. In the workers, math-verify's expression
+config hands sympy's ``parse_expr`` only strings of digits, operators and
+brackets (its regex admits no names), so no model-chosen Python runs; workers
+have a 1 GiB address-space cap and are killed and replaced when they miss the
+deadline, which the parent enforces so `check` works from any thread. Cheap
+pre-filters reject answers that are too long, too deeply nested, or power
+towers / factorials of astronomic size before they reach sympy.
 
 Reasons: ``exact``, ``numeric``, ``verified`` (correct); ``mismatch``,
-``unparsed``, ``gold_unparsed``, ``no_answer``, ``invalid``, ``timeout``,
-``memory``, ``error: ...`` (not correct). `check` never raises on model output.
+``unparsed``, ``gold_unparsed``, ``no_answer``, ``unfinished``, ``invalid``,
+``timeout``, ``memory``, ``error: ...`` (not correct). `unparsed_reason`
+tells which of them mean "no answer could be read" rather than "wrong"
+(summaries count those next to accuracy). `check` never raises on model output.
 """
 from __future__ import annotations
 
@@ -48,10 +59,18 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from verifiers._pool import WorkerPool
+from verifiers.answers import (
+    MAX_SPAN, Span, all_boxed, ends_cleanly, final_answer, looks_like_prose, strip_special_tokens,
+    strip_wrappers,
+)
 
 __all__ = [
     "MathResult",
+    "Rules",
     "extract_answer",
+    "same_answer",
+    "gold_problem",
+    "unparsed_reason",
     "normalize_answer",
     "check",
     "check_batch",
@@ -62,6 +81,7 @@ __all__ = [
 
 REL_TOL = 1e-6  # relative tolerance for non-integer numbers (also in _math_worker)
 MAX_ANSWER_CHARS = 10_000
+MAX_UNMARKED = 8000  # characters of an unmarked completion's end that math-verify's extraction reads
 MAX_NESTING = 50
 MAX_RESULT_DIGITS = 100_000  # power chains with more digits than this are rejected unparsed
 MAX_FACTORIAL_ARG = 10_000
@@ -90,92 +110,57 @@ class MathResult:
 
 # ---------------------------------------------------------------- extraction
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOXED_BARE = re.compile(r"\\boxed\s+([^\s$]+)")
-# Greedy captures, stripped afterwards: a lazy `(.+?)\s*$` is quadratic on long runs of spaces.
-_ANSWER_LINE = re.compile(r"^[ \t>*#_]*(?:final[ \t]+)?answer[ \t*_]*[:：][ \t*_]*(.+)$", re.IGNORECASE | re.MULTILINE)
-_HASHES = re.compile(r"^[ \t]*####[ \t]*(.+)$", re.MULTILINE)
-_ANSWER_IS = re.compile(r"answer\s+is\s*[:：]?\s*([^\n]{1,300})", re.IGNORECASE)
-_BOLD = re.compile(r"\*\*([^*\n]{1,300})\*\*")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?|-?\.\d+")
+UNPARSED_REASONS = ("no_answer", "unfinished", "unparsed", "gold_unparsed", "invalid")
 
 
-def _braced(text: str, start: int) -> str | None:
-    """Content of the brace group opening at text[start] == '{', or None if unbalanced."""
-    depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "{" and text[i - 1 : i] != "\\":
-            depth += 1
-        elif c == "}" and text[i - 1 : i] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i]
-    return None
+def unparsed_reason(reason: str) -> bool:
+    """Does `reason` say the answer (or gold) could not be read, rather than that it was wrong?"""
+    return reason in UNPARSED_REASONS or reason.startswith("invalid")
 
 
-def _strip_wrappers(ans: str) -> str:
-    ans = ans.strip()
-    for _ in range(3):
-        before = ans
-        for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-            if ans.startswith(left) and ans.endswith(right) and len(ans) >= len(left) + len(right):
-                ans = ans[len(left) : len(ans) - len(right)].strip()
-        ans = ans.rstrip(" .;,:").strip()
-        if ans.startswith("**") and ans.endswith("**") and len(ans) > 4:
-            ans = ans[2:-2].strip()
-        if ans == before:
-            break
-    return ans
+def _unmarked_tail(text: str) -> str:
+    """The end of an unmarked completion that math-verify reads (whole lines, at most MAX_UNMARKED chars)."""
+    text = strip_special_tokens(text)
+    if len(text) <= MAX_UNMARKED:
+        return text
+    tail = text[-MAX_UNMARKED:]
+    cut = tail.find("\n")
+    return tail[cut + 1 :] if 0 <= cut < len(tail) - 1 else tail
 
 
-def extract_answer(text: str) -> str | None:
-    """The final answer in a model completion, as text, or None.
+def _pred_payload(span: Span, normalized: str) -> str:
+    """What math-verify parses for a marked span.
 
-    Priority: last ``\\boxed{...}``/``\\fbox{...}``, last ``Answer: ...`` line,
-    last ``#### ...`` line, last "the answer is ...", last bold span holding a
-    digit or ``$``, last number. Surrounding ``$``, ``\\(...\\)`` and a trailing
-    period are removed. Pure string scanning: nothing is parsed or evaluated.
+    Several boxes ("\\boxed{1} and \\boxed{2}") and sentences ("Final Answer: The
+    largest $n$ is 34.") go as the marked passage, for math-verify's own rules;
+    bare math goes normalised, in ``$...$``.
+    """
+    if span.kind == "boxed" and len(all_boxed(span.context)) > 1:
+        return span.context
+    if span.kind != "boxed" and looks_like_prose(span.text):
+        return span.context or span.text
+    return normalized if "$" in normalized or "\\(" in normalized else f"${normalized}$"
+
+
+def extract_answer(text: str, *, timeout: float = 5.0) -> str | None:
+    """The final answer a completion states, as text, or None.
+
+    A marked answer (`verifiers.answers.final_answer`) is returned without its
+    ``$``/``**`` wrappers; an unmarked completion that ends in math is asked of
+    math-verify's extraction in a worker (the matched text). Nothing is
+    evaluated in this process.
     """
     if not isinstance(text, str) or not text.strip():
         return None
-    boxes = list(_BOXED.finditer(text))
-    for m in reversed(boxes[-4:]):  # bounded: each try may scan to the end of the text
-        inner = _braced(text, m.end() - 1)
-        if inner is not None and inner.strip():
-            return _strip_wrappers(inner)
-    bare = _BOXED_BARE.findall(text)
-    if bare:
-        return _strip_wrappers(bare[-1])
-    for pattern in (_ANSWER_LINE, _HASHES):
-        found = pattern.findall(text)
-        if found:
-            ans = found[-1]
-            if "$" in ans:  # "Answer: so $x = 3$." -> the math
-                maths = re.findall(r"\$([^$]+)\$", ans)
-                if maths:
-                    ans = maths[-1]
-            ans = _strip_wrappers(ans)
-            if ans:
-                return ans
-    found = _ANSWER_IS.findall(text)
-    if found:
-        ans = found[-1]
-        maths = re.findall(r"\$([^$]+)\$", ans)
-        if maths:
-            ans = maths[0]
-        else:
-            ans = re.split(r"\.(?:\s|$)", ans, maxsplit=1)[0]
-        ans = _strip_wrappers(ans)
-        if ans:
-            return ans
-    bold = [b for b in _BOLD.findall(text) if re.search(r"[\d$]", b)]
-    if bold:
-        return _strip_wrappers(bold[-1])
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1].replace(" ", "").rstrip(",")
-    return None
+    span = final_answer(text)
+    if span is not None:
+        return span.text
+    if not ends_cleanly(text) or _prefilter(_unmarked_tail(text)) is not None:
+        return None
+    ok, why, extracted = _ask_worker(None, _unmarked_tail(text), timeout, DEFAULT_RULES)
+    if why != "extracted" or not extracted:
+        return None
+    return strip_wrappers(extracted.strip().rstrip(" .").strip("*")) or None
 
 
 # ---------------------------------------------------------------- normalisation
@@ -203,6 +188,7 @@ def normalize_answer(ans: str) -> str:
     ``pi``/``inf``/``infinity`` to LaTeX, ``x = 5`` to ``5``.
     """
     s = ans.strip()
+    s = re.sub(r"(?<=\d),\\!\s?(?=\d{3})", "", s)  # 11,\\! 111: a thousands separator
     s = s.replace("\\!", "").replace("\\displaystyle", "").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"\\\$|\$|US\$|€|£", "", s)
@@ -229,7 +215,8 @@ def normalize_answer(ans: str) -> str:
 _PLAIN_NUMBER = re.compile(
     r"(?P<sign>[+-]?)\s*(?:"
     r"\\frac\{(?P<fn>\d{1,400})\}\{(?P<fd>\d{1,400})\}"
-    r"|(?P<n>\d{1,3}(?:,\d{3})+(?:\.\d{1,400})?|\d{1,4000}(?:\.\d{0,400})?|\.\d{1,400})"
+    r"|(?P<n>[1-9]\d{0,2}(?:(?P<sep>,| |\\[,;: ]|\{,\})\d{3})(?:(?P=sep)\d{3})*(?:\.\d{1,400})?"
+    r"|\d{1,4000}(?:\.\d{0,400})?|\.\d{1,400})"
     r"(?:\s*/\s*(?P<d>\d{1,400}))?"
     r")\s*(?P<pct>\\?%)?"
 )
@@ -251,7 +238,12 @@ def _plain_number(s: str) -> _Number | None:
         num, den = int(m["fn"]), int(m["fd"])
         integer = False
     else:
-        num_text = m["n"].replace(",", "")
+        num_text = m["n"]
+        if m["sep"] is not None:  # thousands separators: 1,000 / 1 000 / 11,\! 111
+            num_text = num_text.replace(m["sep"], "")
+        # (a decimal comma, 1000,99, is left to math-verify: "1,2" may be a list)
+        if num_text.endswith("."):
+            num_text = num_text[:-1]
         num = Fraction(num_text)
         den = int(m["d"]) if m["d"] is not None else 1
         integer = "." not in num_text and m["d"] is None
@@ -370,15 +362,16 @@ class _Worker:
             raise RuntimeError("math worker did not start")
         self.ready = True
 
-    def ask(self, gold: str, pred: str, timeout: float) -> tuple[bool, str] | None:
-        """(ok, why) from the worker, or None when it missed the deadline."""
-        self.proc.stdin.write((json.dumps({"g": gold, "p": pred}) + "\n").encode())
+    def ask(self, gold: str | None, pred: str, timeout: float, rules: "Rules") -> tuple[bool, str, str | None] | None:
+        """(ok, why, extracted) from the worker, or None when it missed the deadline."""
+        self.proc.stdin.write((json.dumps({"g": gold, "p": pred, "o": dataclasses.asdict(rules)}) + "\n").encode())
         self.proc.stdin.flush()
         line = self._readline(time.monotonic() + timeout)
         if line is None:
             return None
         reply = json.loads(line)
-        return bool(reply["ok"]), str(reply["why"])
+        extracted = reply.get("x")
+        return bool(reply["ok"]), str(reply["why"]), extracted if isinstance(extracted, str) else None
 
     def kill(self) -> None:
         try:
@@ -425,27 +418,29 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def _ask_worker(gold: str, pred: str, timeout: float) -> tuple[bool, str]:
+def _ask_worker(gold: str | None, pred: str, timeout: float, rules: "Rules") -> tuple[bool, str, str | None]:
+    """(ok, why, extracted) from a worker; gold None asks only for math-verify's extraction of `pred`."""
     worker = _POOL.acquire()
     healthy = False
     try:
         worker.wait_ready()  # start-up is not charged to this check's deadline
-        reply = worker.ask(gold, pred, timeout)
+        reply = worker.ask(gold, pred, timeout, rules)
         if reply is None:
-            return False, "timeout"
+            return False, "timeout", None
         healthy = True
         return reply
     except (EOFError, OSError, ValueError, RuntimeError):
-        return False, "error: worker died"  # e.g. killed by the memory cap
+        return False, "error: worker died", None  # e.g. killed by the memory cap
     finally:
         _POOL.release(worker, healthy)
 
 
 # ---------------------------------------------------------------- cache
 
-_CACHE: collections.OrderedDict[tuple[str, str], MathResult] = collections.OrderedDict()
+_CACHE: collections.OrderedDict[tuple, MathResult] = collections.OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_STATS = {"hits": 0, "misses": 0}
+_SAME: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()  # same_answer verdicts
 
 
 def cache_info() -> dict[str, int]:
@@ -457,6 +452,7 @@ def cache_info() -> dict[str, int]:
 def cache_clear() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _SAME.clear()
         _CACHE_STATS.update(hits=0, misses=0)
 
 
@@ -473,41 +469,114 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 # ---------------------------------------------------------------- judgement
 
 
-def _wrap(s: str) -> str:
-    return s if s.startswith("$") else f"${s}$"
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """How two answers are compared: math-verify's ``verify`` options.
+
+    float_rounding: decimal places floats are rounded to (6: math-verify's
+        default; then non-integers also need relative agreement REL_TOL).
+    strict: False lets variables differ (``f(x)`` matches ``f(y)``).
+    allow_set_relation_comp: an interval matches the inequality defining it.
+    """
+
+    float_rounding: int = 6
+    strict: bool = True
+    allow_set_relation_comp: bool = False
 
 
-def _judge(gold: str, pred: str, timeout: float) -> tuple[bool, str]:
-    """(correct, reason) for normalised gold and predicted answers."""
-    if gold == pred:
-        return True, "exact"
-    g_num, p_num = _plain_number(gold), _plain_number(pred)
-    if g_num is not None and p_num is not None:
-        return (True, "numeric") if _numbers_equal(g_num, p_num) else (False, "mismatch")
-    for s in (gold, pred):
-        why = _prefilter(s)
-        if why is not None:
-            return False, "invalid" if s is pred else "invalid: gold " + why
-    return _ask_worker(_wrap(gold), _wrap(pred), timeout)
+DEFAULT_RULES = Rules()
 
 
 def _gold_answer(gold: str) -> str:
-    if "\\boxed" in gold or "\\fbox" in gold:
-        return extract_answer(gold) or gold
-    return _strip_wrappers(gold)
+    """The gold answer text: a worked solution's one ``\\boxed{}``, else the text unwrapped.
+
+    A gold with several boxes ("\\boxed{1} and \\boxed{-2}") is kept whole: math-verify reads it as a set.
+    """
+    boxes = all_boxed(gold, limit=2) if ("\\boxed" in gold or "\\fbox" in gold) else []
+    if len(boxes) == 1:
+        return boxes[0]
+    return gold.strip() if boxes else strip_wrappers(gold)
 
 
-def check(gold: str | int | float, prediction: str, *, timeout: float = 5.0, use_cache: bool = True) -> MathResult:
+def _gold_payload(gold: str) -> str:
+    """What math-verify parses for the gold answer (bare LaTeX goes in ``$...$``, as MATH's answers are)."""
+    if "$" in gold or "\\(" in gold or "\\[" in gold:
+        return gold
+    return f"${gold}$"
+
+
+def _judge(gold: str, span: Span, timeout: float, rules: Rules) -> tuple[bool, str, str]:
+    """(correct, reason, extracted) for a gold answer and a marked answer span."""
+    if "\\boxed" in gold or "\\fbox" in gold:  # several boxes: math-verify reads them as a set
+        return (*_ask_worker(gold, _pred_payload(span, normalize_answer(span.text)), timeout, rules)[:2], span.text)
+    g_norm, p_norm = normalize_answer(gold), normalize_answer(span.text)
+    if g_norm == p_norm and g_norm:
+        return True, "exact", span.text
+    g_num, p_num = _plain_number(g_norm), _plain_number(p_norm)
+    if g_num is not None and p_num is not None and (rules == DEFAULT_RULES or (g_num.integer and p_num.integer)):
+        return (True, "numeric", span.text) if _numbers_equal(g_num, p_num) else (False, "mismatch", span.text)
+    for s, who in ((g_norm, "gold"), (p_norm, "pred")):
+        why = _prefilter(s)
+        if why is not None:
+            return False, "invalid" if who == "pred" else "invalid: gold " + why, span.text
+    ok, why, _ = _ask_worker(_gold_payload(g_norm), _pred_payload(span, p_norm), timeout, rules)
+    return ok, why, span.text
+
+
+def _judge_unmarked(gold: str, text: str, timeout: float, rules: Rules) -> tuple[bool, str, str | None]:
+    """(correct, reason, extracted) for a completion without a final-answer marker that ends in math."""
+    tail = _unmarked_tail(text)
+    g_norm = normalize_answer(gold)
+    p_num = _plain_number(normalize_answer(tail))
+    g_num = _plain_number(g_norm)
+    if g_num is not None and p_num is not None and rules == DEFAULT_RULES:  # the whole text is one number ("1 000")
+        ok = _numbers_equal(g_num, p_num)
+        return ok, "numeric" if ok else "mismatch", tail.strip()
+    why = _prefilter(g_norm)
+    if why is not None:
+        return False, "invalid: gold " + why, None
+    if _prefilter(tail) is not None:
+        return False, "invalid", None
+    return _ask_worker(_gold_payload(g_norm), tail, timeout, rules)
+
+
+def _verdict(gold: str, prediction: str, timeout: float, rules: Rules) -> MathResult:
+    span = final_answer(prediction)
+    if span is None and not ends_cleanly(prediction):
+        return MathResult(False, None, "no_answer")
+    if span is not None and len(span.text) >= MAX_SPAN:
+        return MathResult(False, span.text[:200], "invalid")
+    if span is not None:
+        correct, reason, extracted = _judge(gold, span, timeout, rules)
+    else:
+        correct, reason, extracted = _judge_unmarked(gold, prediction, timeout, rules)
+    if reason == "unparsed" and extracted is None:
+        reason = "no_answer"
+    return MathResult(correct, extracted, reason)
+
+
+def check(
+    gold: str | int | float,
+    prediction: str,
+    *,
+    timeout: float = 5.0,
+    use_cache: bool = True,
+    finished: bool = True,
+    rules: Rules = DEFAULT_RULES,
+) -> MathResult:
     """Is the final answer in `prediction` equivalent to `gold`?
 
-    gold: the reference answer ("3/4", "\\frac{3}{4}", "[1, 2)", ...); a
-        ``\\boxed{}`` inside it is extracted.
-    prediction: a model completion (any text); its final answer is found with
-        `extract_answer`.
+    gold: the reference answer ("3/4", "\\frac{3}{4}", "[1, 2)", ...); a worked
+        solution's last ``\\boxed{}`` is taken.
+    prediction: a model completion (any text); its answer is found as the
+        module docstring says.
     timeout: seconds the worker may spend on this pair; past it the worker is
         killed and the result is ``reason="timeout"``. Worker start-up is not
         counted.
     use_cache: look up / store the verdict in the LRU cache.
+    finished: False for a completion that was cut (token or depth limit): it
+        is never judged correct (``reason="unfinished"``).
+    rules: math-verify's comparison options (`Rules`).
     Never raises on model output; thread-safe.
     """
     t0 = time.perf_counter()
@@ -515,12 +584,10 @@ def check(gold: str | int | float, prediction: str, *, timeout: float = 5.0, use
         gold = str(gold)
     if not isinstance(gold, str) or not isinstance(prediction, str):
         return MathResult(False, None, "invalid", time.perf_counter() - t0)
-    extracted = extract_answer(prediction)
-    if extracted is None:
-        return MathResult(False, None, "no_answer", time.perf_counter() - t0)
-    if len(extracted) > MAX_ANSWER_CHARS:
-        return MathResult(False, extracted[:200], "invalid", time.perf_counter() - t0)
-    key = (gold, extracted)
+    if not finished:
+        return MathResult(False, None, "unfinished", time.perf_counter() - t0)
+    gold = _gold_answer(gold)
+    key = (gold, prediction if len(prediction) <= 4 * MAX_SPAN else prediction[-4 * MAX_SPAN :], rules)
     if use_cache:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
@@ -529,14 +596,48 @@ def check(gold: str | int | float, prediction: str, *, timeout: float = 5.0, use
                 _CACHE_STATS["hits"] += 1
                 return dataclasses.replace(hit, seconds=time.perf_counter() - t0, cached=True)
             _CACHE_STATS["misses"] += 1
-    correct, reason = _judge(normalize_answer(_gold_answer(gold)), normalize_answer(extracted), float(timeout))
-    result = MathResult(correct, extracted, reason, time.perf_counter() - t0)
-    if use_cache and reason != "timeout" and not reason.startswith("error"):
+    result = dataclasses.replace(_verdict(gold, prediction, float(timeout), rules), seconds=time.perf_counter() - t0)
+    if use_cache and result.reason != "timeout" and not result.reason.startswith("error"):
         with _CACHE_LOCK:
             _CACHE[key] = result
             if len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return result
+
+
+def gold_problem(gold: str, *, timeout: float = 5.0) -> str | None:
+    """Why math-verify cannot read `gold` as an answer (a dataset error), or None when it can."""
+    if not isinstance(gold, str) or not gold.strip():
+        return "is empty"
+    g = normalize_answer(_gold_answer(gold))
+    if _plain_number(g) is not None:
+        return None
+    why = _prefilter(g)
+    if why is not None:
+        return why
+    ok, reason, extracted = _ask_worker(None, _gold_payload(g), timeout, DEFAULT_RULES)
+    if reason == "extracted" and extracted:
+        return None
+    return "cannot be parsed as an answer" if reason in ("unparsed", "extracted") else f"cannot be read ({reason})"
+
+
+def same_answer(a: str, b: str, *, timeout: float = 5.0) -> bool:
+    """Are two extracted answers equivalent (for grouping votes)? Symmetric by construction."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    if a == b:
+        return True
+    key = (a, b) if a <= b else (b, a)
+    with _CACHE_LOCK:
+        hit = _SAME.get(key)
+    if hit is not None:
+        return hit
+    same = all(_judge(_gold_answer(x), Span(y, "answer_line"), timeout, DEFAULT_RULES)[0] for x, y in (key, key[::-1]))
+    with _CACHE_LOCK:
+        _SAME[key] = same
+        if len(_SAME) > CACHE_SIZE:
+            _SAME.popitem(last=False)
+    return same
 
 
 def check_batch(

@@ -112,18 +112,27 @@ def greedy(backend, trees: Sequence[Tree], config: GreedyConfig = GreedyConfig()
     return result
 
 
-def majority_vote(backend, trees: Sequence[Tree], config: BestOfNConfig = BestOfNConfig(), *, extract: Extract) -> SearchResult:
+def majority_vote(backend, trees: Sequence[Tree], config: BestOfNConfig = BestOfNConfig(), *, extract: Extract,
+                  same: Callable[[str, str], bool] | None = None) -> SearchResult:
     """Self-consistency: the plurality final answer among N samples (``extract(text)``; None abstains).
 
-    Each sample's value is its answer's vote share; `tree.meta["votes"]` holds the counts.
-    The selected node is the first sample giving the winning answer (ROOT's first child if none voted).
+    Answers are grouped by `same` (the task's equivalence: "1/2" and "0.5" are one vote for
+    math; string equality by default); a sample cut at the token limit does not vote.
+    Each sample's value is its answer group's vote share; `tree.meta["votes"]` holds the counts
+    by group (named by its first answer). The selected node is the first sample giving the
+    winning answer (ROOT's first child if none voted).
     """
+    from treesearch.search.expand import finished
+    from treesearch.voting import AnswerGroups
+
     trees = list(trees)
     with meter(backend) as m:
         kids = _sample_solutions(backend, trees, config)
         selected = []
         for t, ks in zip(trees, kids):
-            answers = [extract(t.text[c]) for c in ks]
+            groups = AnswerGroups(same)
+            answers = [groups.key(a) if a is not None else None
+                       for a in (extract(t.text[c]) if finished(t, c) else None for c in ks)]
             votes = collections.Counter(a for a in answers if a is not None)
             # Counter.most_common keeps first-seen order among equal counts
             winner = votes.most_common(1)[0][0] if votes else None

@@ -8,6 +8,12 @@ context exactly, so the backend's prefix cache serves the shared prefix.
 A child is terminal when its completion ended with EOS, when it reaches the
 depth or token limit, or when `is_final` finds a complete final answer in the
 path text (``is_final(text) -> bool``, e.g. a finished ``Answer: N`` line).
+
+A terminal that only hit the depth or token limit did not finish its solution:
+its ``finish_reason`` is set to ``"depth"`` or ``"max_tokens"`` (`CUT_REASONS`
+lists every reason that means "cut", including the search's own ``"budget"``
+and ``"repetition"``), and `finished` is False for it, so no verifier judges
+an answer from it.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from treesearch.tree import Tree
 
 FinalFn = Callable[[str], bool]
 
+CUT_REASONS = ("depth", "max_tokens", "length", "budget", "repetition")
 _ANSWER_DONE = re.compile(r"(?m)^\s*Answer:[^\S\n]*\S[^\n]*\n")
 
 
@@ -27,23 +34,26 @@ def answer_line_done(text: str) -> bool:
     return _ANSWER_DONE.search(text) is not None
 
 
-def ends_path(
-    tree: Tree,
-    parent: int,
-    c: Completion,
-    *,
-    max_depth: int,
-    max_tokens: int,
-    is_final: FinalFn | None,
-) -> bool:
-    """Would `c`, appended under `parent`, end the solution?"""
+def finished(tree: Tree, node: int) -> bool:
+    """Did the solution ending at `node` finish (EOS or a complete final answer), rather than being cut?"""
+    return bool(tree.terminal[node]) and tree.finish_reason[node] not in CUT_REASONS
+
+
+def end_reason(
+    tree: Tree, parent: int, c: Completion, *, max_depth: int, max_tokens: int, is_final: FinalFn | None
+) -> str | None:
+    """None if `c` under `parent` does not end the solution; else the finish reason the child records:
+    the backend's own when the solution finished (EOS, or "final" for a complete answer cut at the
+    step budget), "depth" / "max_tokens" when a limit cut it."""
     if c.finish_reason == "eos":
-        return True
+        return "eos"
+    if is_final and is_final(tree.text_of(parent) + c.text):
+        return "final" if c.finish_reason in CUT_REASONS else c.finish_reason
     if int(tree.depth[parent]) + 1 >= max_depth:
-        return True
+        return "depth"
     if tree.num_tokens(parent) + len(c.token_ids) >= max_tokens:
-        return True
-    return bool(is_final and is_final(tree.text_of(parent) + c.text))
+        return "max_tokens"
+    return None
 
 
 def attach(
@@ -76,9 +86,10 @@ def attach(
             made[key] = len(out)
             out.append((existing[key], 1, False))
             continue
-        terminal = ends_path(tree, node, c, max_depth=max_depth, max_tokens=max_tokens, is_final=is_final)
+        why = end_reason(tree, node, c, max_depth=max_depth, max_tokens=max_tokens, is_final=is_final)
         child = tree.add_child(
-            node, text=c.text, token_ids=c.token_ids, logprobs=c.logprobs, finish_reason=c.finish_reason, terminal=terminal
+            node, text=c.text, token_ids=c.token_ids, logprobs=c.logprobs,
+            finish_reason=c.finish_reason if why is None else why, terminal=why is not None,
         )
         made[key] = len(out)
         out.append((child, 1, True))

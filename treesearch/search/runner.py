@@ -133,7 +133,8 @@ def run_search(
         if algo == "majority":
             from verifiers.exact import extract_final_answer
 
-            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer))
+            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer),
+                                 same=getattr(task, "same_answer", None))
         return greedy(backend, trees, config)
 
     problems = list(problems)
@@ -150,7 +151,10 @@ def run_search(
 
 
 def _correct(task, problem, tree: Tree, node: int) -> bool:
-    return node != ROOT and float(task.score(problem, tree.text_of(node))) >= 0.5
+    """The solution ending at `node` finished (not cut at a limit) and verifies."""
+    from treesearch.search.expand import finished
+
+    return node != ROOT and finished(tree, node) and float(task.score(problem, tree.text_of(node))) >= 0.5
 
 
 def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, Any]:
@@ -162,10 +166,19 @@ def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, 
         ends = [c for c in range(1, t.num_nodes) if t.terminal[c]]
         covered.append(any(t.verdict[c] == CORRECT or _correct(task, p, t, c) for c in ends))
     cost = result.cost.as_dict()
+    from treesearch.search.expand import finished
+
+    cut = [s != ROOT and not finished(t, s) for t, s in zip(result.trees, result.selected)]
+    extract = getattr(task, "extract_answer", None)
+    reads = extract is not None and getattr(task, "verifier", None) != "code"
+    unparsed = sum(1 for t, s, x in zip(result.trees, result.selected, cut)
+                   if reads and (s == ROOT or x or extract(t.text_of(s)) is None))
     return {
         "n_problems": n,
         "accuracy": sum(correct) / n if n else 0.0,
         "solved": sum(correct),
+        "unparsed": unparsed,  # selected answers that could not be read (cut ones included)
+        "unfinished": sum(cut),  # selected paths cut at the depth or token limit
         "coverage": sum(covered) / n if n else 0.0,
         "mean_nodes": sum(t.num_nodes for t in result.trees) / n if n else 0.0,
         "tokens_per_problem": result.cost.computed_tokens / n if n else 0.0,

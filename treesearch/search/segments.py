@@ -217,6 +217,7 @@ def segment_rollouts(
 def _close(tree: Tree, st: _Root) -> None:
     for c, k in st.active:
         tree.terminal[c] = True
+        tree.finish_reason[c] = "budget"  # cut by the round or token budget: not a finished solution
         st.finished.append((c, k))
     st.active = []
 

@@ -45,8 +45,13 @@ ROLLOUTS = "rollouts"  # tree.meta key: {node id: [correct, sampled]} of recorde
 
 
 def judge(tree: Tree, node: int, score: Scorer) -> bool:
-    """Score the solution text ending at `node`, record `tree.verdict[node]`, return whether it is correct."""
-    ok = float(score(tree, tree.text_of(node))) >= 0.5
+    """Score the solution text ending at `node`, record `tree.verdict[node]`, return whether it is correct.
+
+    A solution cut at a depth or token limit (`treesearch.search.expand.finished` False) is wrong unread.
+    """
+    from treesearch.search.expand import finished
+
+    ok = finished(tree, node) and float(score(tree, tree.text_of(node))) >= 0.5
     tree.verdict[node] = CORRECT if ok else WRONG
     return ok
 

@@ -377,7 +377,7 @@ class Run:
         b = self._backend
         if b is not None and getattr(b, "model_dir", None) == resolve(policy):
             return b
-        if b is not None and self.cfg.backend == "vllm" and self.cfg.vllm.weight_update == "reload":
+        if b is not None and self._reloads():
             b.wake_up()
             t0 = time.perf_counter()
             b.reload_weights(policy)
@@ -388,6 +388,13 @@ class Run:
                                      seed=self.cfg.seed + k)
         return self._backend
 
+    def _reloads(self) -> bool:
+        if self.cfg.backend != "vllm":
+            return False
+        import torch
+
+        return self.cfg.vllm.reloads(torch.cuda.is_available())
+
     def release(self, keep: bool | None = None) -> None:
         """Free the inference engine's memory before training: a vLLM engine that will reload weights
         sleeps (GPU; vLLM has no sleep mode on CPU, where it keeps its memory), anything else is closed."""
@@ -397,7 +404,7 @@ class Run:
         if b is None:
             return
         if keep is None:
-            keep = self.cfg.backend == "vllm" and self.cfg.vllm.weight_update == "reload"
+            keep = self._reloads()
         if keep:
             b.sleep()
             return

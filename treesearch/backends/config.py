@@ -22,7 +22,7 @@ import dataclasses
 from treesearch.config import field
 
 BACKENDS = ("hf", "vllm")
-WEIGHT_UPDATES = ("recreate", "reload")
+WEIGHT_UPDATES = ("auto", "recreate", "reload")
 
 
 class BackendUnavailable(ValueError):
@@ -52,8 +52,10 @@ class VLLMConfig:
     distributed_executor_backend: str | None = field(None, "how a tensor-parallel engine starts its workers "
                                                            "(mp inside a Ray actor); null: vLLM's choice")
     cpu_threads_bind: str = field("auto", "CPU: VLLM_CPU_OMP_THREADS_BIND (auto, or core ids such as '0' or '0-1')")
-    weight_update: str = field("recreate", "between rounds of the loop: recreate (a new engine from the new "
-                                           "checkpoint) | reload (load the new weights into the running engine)")
+    weight_update: str = field("auto", "between rounds of the loop: recreate (close the engine before training, "
+                                       "start one on the new checkpoint) | reload (the engine sleeps through training "
+                                       "and loads the new weights in place) | auto: reload on GPU, recreate on CPU "
+                                       "(no sleep mode there, so only closing it frees its memory for training)")
     verbose: bool = field(False, "show vLLM's own INFO logs and warnings")
 
     def __post_init__(self):
@@ -67,6 +69,10 @@ class VLLMConfig:
             raise ValueError(f"vllm.tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if self.weight_update not in WEIGHT_UPDATES:
             raise ValueError(f"vllm.weight_update must be one of {', '.join(WEIGHT_UPDATES)}, got {self.weight_update!r}")
+
+    def reloads(self, on_gpu: bool) -> bool:
+        """Whether the loop keeps this engine across rounds and reloads weights into it."""
+        return self.weight_update == "reload" or (self.weight_update == "auto" and on_gpu)
 
     def resolve(self, on_gpu: bool) -> "VLLMConfig":
         """The settings with every null replaced by the platform's choice (see the module docstring)."""

@@ -72,7 +72,11 @@ def test_single_process_context_and_norm():
     dict(batch_size=8, grad_accum=1, rpo_alpha=0.5, learning_rate=5e-4),
     # 2 micro-batches of 4 per step (gradients all-reduced once per step), a LoRA adapter
     dict(batch_size=4, grad_accum=2, lora=True, lora_r=4, learning_rate=2e-3),
-], ids=["full-rpo", "lora-accum"])
+    # FSDP2: weights, gradients and AdamW state sharded over the 2 ranks, gradient checkpointing,
+    # 2 micro-batches per step (gradients reduce-scattered after each), RPO's per-token term
+    dict(batch_size=4, grad_accum=2, rpo_alpha=0.5, learning_rate=5e-4, sharding="fsdp",
+         gradient_checkpointing=True),
+], ids=["full-rpo", "lora-accum", "fsdp-ckpt-accum"])
 def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path, setting):
     from treesearch.policy import load_policy
 
@@ -82,12 +86,14 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path, setting)
     pairs_path.write_text("".join(json.dumps(p) + "\n" for p in make_pairs(tok, 9)))
     cfg = StepDPOConfig(epochs=1, warmup_ratio=0.0, save_steps=1, progress=False, device="cpu", **setting)
 
-    one = train_step_dpo(model, pairs_path, cfg, tmp_path / "one", tokenizer=tok)
+    one = train_step_dpo(model, pairs_path, cfg, tmp_path / "one", tokenizer=tok)  # one process: no sharding
     info = launch("embedded", pairs_path, cfg, tmp_path / "two", nproc=2, env={"OMP_NUM_THREADS": "1"}, timeout=300)
 
     assert one.steps == info["steps"] == 2
     log = (tmp_path / "two" / "launch.log").read_text()
     assert '"world_size": 2' in log  # rank 0's summary: both processes trained
+    held = info["metrics"]["train/params_on_rank0"] / one.metrics["train/params_on_rank0"]
+    assert held == pytest.approx(0.5, abs=0.01) if setting.get("sharding") == "fsdp" else held == 1.0
     from transformers import AutoModelForCausalLM
 
     two = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "model").state_dict()

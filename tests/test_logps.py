@@ -118,3 +118,23 @@ def test_position_logps_equal_full_logits(policy):
         sums, counts = sequence_logps(model, batch)
     assert counts.tolist() == [2, 1, 2, 0]
     assert torch.allclose(sums, torch.stack([full[:2].sum(), full[2], full[3:].sum(), torch.tensor(0.0)]), atol=1e-5)
+
+
+def test_hf_backend_scores_long_continuations_through_the_chunked_head(policy, monkeypatch):
+    """With a logits budget too small for a whole continuation, HFBackend.logprobs runs it through
+    the decoder and the chunked head: the same numbers as the cached full-logits path."""
+    import treesearch.train.logps as lp_mod
+    from treesearch.backends.hf import HFBackend
+
+    model, tok = policy
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (5, 9, 14)]
+    conts = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (3, 30, 12)]
+    want = HFBackend.from_model(model, tok).logprobs(prompts, conts)
+    monkeypatch.setattr(lp_mod, "CHUNK_ELEMENTS", 362 * 8)  # 8 logit rows: the 30- and 12-token ones overflow it
+    backend = HFBackend.from_model(model, tok)
+    got = backend.logprobs(prompts, conts)
+    assert [len(x) for x in got] == [3, 30, 12]
+    for a, b in zip(got, want):
+        assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+    assert backend.stats.scored_tokens >= sum(len(c) for c in conts)

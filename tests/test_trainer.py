@@ -219,14 +219,17 @@ def _same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, lora):
+@pytest.mark.parametrize("variant", ["fp32", "lora", "bf16-master"])
+def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, variant):
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     model, tok = fresh(policy)
     pairs = arithmetic_pairs(tok, 12)
+    lora = variant == "lora"
+    precision = dict(dtype="bfloat16", gradient_checkpointing=True) if variant == "bf16-master" else {}
     cfg = StepDPOConfig(learning_rate=5e-3, epochs=2, batch_size=4, save_steps=2, keep_checkpoints=3, lora=lora,
-                        lora_r=4, **FAST)
+                        lora_r=4, **precision, **FAST)
     full = train_step_dpo(model, pairs, cfg, tmp_path / "a", tokenizer=tok)
     assert full.steps == 6 and sorted(p.name for p in (tmp_path / "a").glob("checkpoint-*")) == [
         "checkpoint-2", "checkpoint-4"]
@@ -236,8 +239,21 @@ def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, lora):
     ids = torch.tensor([[1, 20, 21, 13]])
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, full.model(ids).logits, atol=1e-5)
-        assert not torch.allclose(loaded(ids).logits, policy[0](ids).logits, atol=1e-4)  # training did move it
+        assert not torch.allclose(loaded(ids).logits.float(), policy[0](ids).logits, atol=1e-4)  # training moved it
     AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "checkpoint-4")
+    ckpt = tmp_path / "a" / "checkpoint-4"
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    if lora:  # the adapter alone: a few kB, not the merged model
+        assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+        assert all("lora_" in k for k in load_file(str(ckpt / "adapter_model.safetensors")))
+    else:  # the model in its training dtype; the fp32 master weights only in the resumable state
+        dtypes = {v.dtype for v in load_file(str(ckpt / "model.safetensors")).values()}
+        assert dtypes == ({torch.bfloat16} if precision else {torch.float32})
+        assert ("master" in state) == bool(precision)
+        if precision:
+            assert all(m.dtype == torch.float32 for m in state["master"])
+            assert {v.dtype for v in load_file(str(full.model_dir / "model.safetensors")).values()} == {torch.bfloat16}
+    assert "optimizer" in state and not (full.model_dir / "trainer_state.pt").exists()  # final: no optimizer
 
     # what a kill between steps 4 and 6 leaves: checkpoint-4, the reference cache, metrics up to
     # step 5, and a half-written temporary directory

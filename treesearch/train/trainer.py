@@ -298,7 +298,12 @@ def _load_model(policy, device: str, dtype: str):
         from treesearch.policy import load_policy
 
         return load_policy(policy, device=device, dtype=dtype)[0]
-    return policy.to(device=device, dtype=getattr(torch, dtype))
+    policy.to(device)
+    want = getattr(torch, dtype)
+    for p in policy.parameters():  # parameters only: buffers such as rotary frequencies stay fp32, as from_pretrained
+        if p.is_floating_point() and p.dtype != want:
+            p.data = p.data.to(want)
+    return policy
 
 
 def _micro_batch_shape(tp: TokenizedPairs, schedule, dist, packed: bool) -> tuple[int, int]:

@@ -333,6 +333,22 @@ def test_lora_trains_adapter_against_disabled_base_and_merges(policy, tmp_path):
     assert first["rewards/margin"] == pytest.approx(0.0, abs=1e-4)  # adapter starts as identity = reference
 
 
+def test_lora_without_merge_exports_the_adapter_alone(policy, tmp_path):
+    from peft import PeftModel
+
+    model, tok = fresh(policy)
+    pairs = arithmetic_pairs(tok, 8)
+    cfg = StepDPOConfig(learning_rate=1e-2, epochs=1, batch_size=4, lora=True, lora_r=4, lora_merge=False, **FAST)
+    result = train_step_dpo(model, pairs, cfg, tmp_path / "lora", tokenizer=tok)
+    files = {p.name for p in result.model_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= files and "model.safetensors" not in files
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(policy[0]), result.model_dir).eval()
+    ids = torch.tensor([[1, 20, 21, 13]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, result.model(ids).logits, atol=1e-6)
+        assert not torch.allclose(reloaded(ids).logits, policy[0](ids).logits, atol=1e-4)  # the adapter moved it
+
+
 # ----------------------------------------------------------------- objectives wired through the trainer
 
 

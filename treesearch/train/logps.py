@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from treesearch.train.losses import sum_by_row, token_logps
+
 # Logit elements per chunk: 2^25 fp32 = 128 MiB (221 rows at V = 151,669). The memory estimate
 # (`treesearch.train.memory`) counts the same number, times the 3 buffers a chunk's backward holds.
 CHUNK_ELEMENTS = 2 ** 25
@@ -104,8 +106,7 @@ def selected_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Te
 def plain_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
     """The same as `selected_logps` through the full [N, V] logits (the definition it is tested against)."""
-    z = F.linear(hidden, weight, bias).float()  # bf16 log-softmax loses ~2 digits; step sums need them
-    return z.gather(-1, targets[:, None].long())[:, 0] - torch.logsumexp(z, dim=-1)
+    return token_logps(F.linear(hidden, weight, bias), targets.long())
 
 
 # ---------------------------------------------------------------- causal LMs
@@ -133,8 +134,7 @@ def position_logps(model, inputs: dict, rows: torch.Tensor, cols: torch.Tensor, 
     (input_ids, attention_mask, ...): [M] float32. Only the selected positions reach the LM head, in chunks."""
     parts = head_of(model)
     if parts is None:  # a model that post-processes its logits: the full forward, then the positions
-        z = model(**inputs, use_cache=False).logits[rows, cols].float()
-        return z.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(z, dim=-1)
+        return token_logps(model(**inputs, use_cache=False).logits[rows, cols], targets)
     decoder, head = parts
     hidden = decoder(**inputs, use_cache=False).last_hidden_state
     return selected_logps(hidden[rows, cols], head.weight, targets, getattr(head, "bias", None))
@@ -152,8 +152,7 @@ def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     if "position_ids" in batch:
         inputs["position_ids"] = batch["position_ids"]
     lp = position_logps(model, inputs, batch["score_rows"], batch["score_cols"], batch["score_targets"])
-    sums = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, seq, lp)
-    return sums, torch.bincount(seq, minlength=n)
+    return sum_by_row(lp, seq, n), torch.bincount(seq, minlength=n)
 
 
 def causal_lm_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

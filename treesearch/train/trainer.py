@@ -311,6 +311,7 @@ def _micro_batch_shape(tp: TokenizedPairs, schedule, dist, packed: bool) -> tupl
     from treesearch.train.dist import shard
 
     best = (1, 1)
+    lengths = tp.lengths()
     for _, group in schedule:
         for idx in group:
             mine, _ = shard(idx, dist.rank, dist.world_size)
@@ -318,7 +319,7 @@ def _micro_batch_shape(tp: TokenizedPairs, schedule, dist, packed: bool) -> tupl
                 rows, width = len(mine), max(len(tp.prompt_ids[i]) + len(tp.chosen_ids[i]) + len(tp.rejected_ids[i])
                                              for i in mine)
             else:
-                rows, width = 2 * len(mine), int(max(tp.lengths()[mine]))
+                rows, width = 2 * len(mine), int(lengths[mine].max())
             if rows * width > best[0] * best[1]:
                 best = (rows, width)
     return best

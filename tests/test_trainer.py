@@ -242,7 +242,9 @@ def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, variant)
         assert not torch.allclose(loaded(ids).logits.float(), policy[0](ids).logits, atol=1e-4)  # training moved it
     AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "checkpoint-4")
     ckpt = tmp_path / "a" / "checkpoint-4"
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    state = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    # only the newest checkpoint keeps the optimizer state; the older one is a model snapshot
+    assert not (tmp_path / "a" / "checkpoint-2" / "optimizer.pt").exists()
     if lora:  # the adapter alone: a few kB, not the merged model
         assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
         assert all("lora_" in k for k in load_file(str(ckpt / "adapter_model.safetensors")))
@@ -253,7 +255,8 @@ def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, variant)
         if precision:
             assert all(m.dtype == torch.float32 for m in state["master"])
             assert {v.dtype for v in load_file(str(full.model_dir / "model.safetensors")).values()} == {torch.bfloat16}
-    assert "optimizer" in state and not (full.model_dir / "trainer_state.pt").exists()  # final: no optimizer
+    assert "optimizer" in state  # the final model holds no resumable state
+    assert not (full.model_dir / "trainer_state.pt").exists() and not (full.model_dir / "optimizer.pt").exists()
 
     # what a kill between steps 4 and 6 leaves: checkpoint-4, the reference cache, metrics up to
     # step 5, and a half-written temporary directory

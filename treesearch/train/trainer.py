@@ -17,8 +17,9 @@ What it does, in order:
    the hidden states at the scored positions through a chunked LM head (`logps`), so no
    [tokens, vocabulary] logits tensor ever exists;
 4. logs ``out_dir/metrics.jsonl`` and a tqdm bar; saves resumable checkpoints (``checkpoint-N``:
-   the model in its training dtype, or the LoRA adapter alone, + tokenizer + the state resuming
-   needs: optimizer, scheduler, RNG, fp32 master weights) and the final model (``model``: no
+   the model in its training dtype, or the LoRA adapter alone, + tokenizer + ``trainer_state.pt``
+   (step, scheduler, RNG) + ``optimizer.pt`` (AdamW state, fp32 master weights), which only the
+   newest checkpoint keeps, as only it is resumed from) and the final model (``model``: no
    optimizer state; under LoRA merged, or the adapter alone with ``lora_merge: false``), each
    written to a temporary directory and renamed into place.
 
@@ -59,6 +60,7 @@ REF_CACHE = "ref_logps.pt"
 METRICS = "metrics.jsonl"
 FINAL = "model"
 STATE = "trainer_state.pt"
+OPTIM = "optimizer.pt"  # optimizer state and fp32 master weights: only the newest checkpoint keeps it
 DONE = "train_result.json"
 
 
@@ -259,13 +261,24 @@ def _atomic_dir(dst: Path, write) -> None:
         os.replace(tmp, dst)
 
 
-def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+def _checkpoints(out: Path, *, resumable: bool = True) -> list[tuple[int, Path]]:
+    """(step, dir) of the checkpoints under `out`, oldest first; resumable: only those with optimizer state."""
     found = []
     for p in out.glob("checkpoint-*"):
         tail = p.name.removeprefix("checkpoint-")
-        if tail.isdigit() and (p / STATE).is_file():
+        if tail.isdigit() and (p / STATE).is_file() and (not resumable or (p / OPTIM).is_file()):
             found.append((int(tail), p))
     return sorted(found)
+
+
+def _prune_checkpoints(out: Path, keep: int) -> None:
+    """Keep the `keep` newest checkpoints; all but the newest become model snapshots (their optimizer
+    state, as large as the model twice over, is deleted: resuming only ever reads the newest)."""
+    ckpts = _checkpoints(out, resumable=False)
+    for _, old in ckpts[:-keep]:
+        shutil.rmtree(old)
+    for _, old in ckpts[-keep:-1]:
+        (old / OPTIM).unlink(missing_ok=True)
 
 
 def _policy_meta(policy, tokenizer):
@@ -366,12 +379,13 @@ def _save(model, tokenizer, dst: Path, dist, *, dtype, extra: dict[str, Any] | N
         return
     weights = dist_mod.full_state_dict(model) if sharded else None  # a collective under FSDP
     state = dict(extra) if extra is not None else None
+    optim = None
     if state is not None:
-        state["optimizer"] = dist_mod.full_optimizer_state(model, opt)
+        optim = {"optimizer": dist_mod.full_optimizer_state(model, opt)}
         if master is not None:
-            state["master"] = master.state_dict()
+            optim["master"] = master.state_dict()
         elif sharded and weights and next(iter(weights.values())).dtype != dtype:
-            state["master_full"] = weights  # fp32 shards computing in bf16: resuming needs the fp32 values
+            optim["master_full"] = weights  # fp32 shards computing in bf16: resuming needs the fp32 values
     if not dist.is_main:
         return
     if weights is not None:
@@ -381,6 +395,7 @@ def _save(model, tokenizer, dst: Path, dist, *, dtype, extra: dict[str, Any] | N
         _write_model(model, tokenizer, tmp, weights)  # a PeftModel writes adapter_model.safetensors only
         if state is not None:
             torch.save(state, tmp / STATE)
+            torch.save(optim, tmp / OPTIM)
 
     _atomic_dir(dst, write)
 
@@ -438,6 +453,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     resume = None
     if ckpts:
         resume = torch.load(ckpts[-1][1] / STATE, map_location="cpu", weights_only=False)
+        resume.update(torch.load(ckpts[-1][1] / OPTIM, map_location="cpu", weights_only=False))
         if resume.get("run_id") != run_id:
             raise ValueError(f"{ckpts[-1][1]}: checkpoint of other pairs or config; use a fresh out_dir")
     if not isinstance(policy, (str, Path)) and lora_mod.is_peft(policy):
@@ -572,8 +588,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                 _save(model, tok, out / f"checkpoint-{done_steps}", dist, dtype=save_dtype, extra=state, opt=opt,
                       master=master)
                 if dist.is_main:
-                    for _, old in _checkpoints(out)[: -config.keep_checkpoints]:
-                        shutil.rmtree(old)
+                    _prune_checkpoints(out, config.keep_checkpoints)
     bar.close()
     seconds = time.perf_counter() - t0
 

@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -50,6 +49,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from treesearch.train import checkpoints as ckpt
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
 from treesearch.train.logps import causal_lm, sequence_logps
@@ -59,8 +59,6 @@ from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoc
 REF_CACHE = "ref_logps.pt"
 METRICS = "metrics.jsonl"
 FINAL = "model"
-STATE = "trainer_state.pt"
-OPTIM = "optimizer.pt"  # optimizer state and fp32 master weights: only the newest checkpoint keeps it
 DONE = "train_result.json"
 
 
@@ -245,42 +243,6 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
-def _atomic_dir(dst: Path, write) -> None:
-    """Call write(tmp_dir), then move tmp_dir to `dst` (replacing it), so readers never see half a directory."""
-    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if dst.exists():
-        old = dst.parent / f".old-{dst.name}-{os.getpid()}"
-        os.replace(dst, old)
-        os.replace(tmp, dst)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, dst)
-
-
-def _checkpoints(out: Path, *, resumable: bool = True) -> list[tuple[int, Path]]:
-    """(step, dir) of the checkpoints under `out`, oldest first; resumable: only those with optimizer state."""
-    found = []
-    for p in out.glob("checkpoint-*"):
-        tail = p.name.removeprefix("checkpoint-")
-        if tail.isdigit() and (p / STATE).is_file() and (not resumable or (p / OPTIM).is_file()):
-            found.append((int(tail), p))
-    return sorted(found)
-
-
-def _prune_checkpoints(out: Path, keep: int) -> None:
-    """Keep the `keep` newest checkpoints; all but the newest become model snapshots (their optimizer
-    state, as large as the model twice over, is deleted: resuming only ever reads the newest)."""
-    ckpts = _checkpoints(out, resumable=False)
-    for _, old in ckpts[:-keep]:
-        shutil.rmtree(old)
-    for _, old in ckpts[-keep:-1]:
-        (old / OPTIM).unlink(missing_ok=True)
-
-
 def _policy_meta(policy, tokenizer):
     """(tokenizer, transformers config, name) without loading any weights."""
     if isinstance(policy, (str, Path)):
@@ -349,74 +311,6 @@ def _warn_memory(hf_config, config: StepDPOConfig, tp, schedule, dist, device) -
         print(f"train_step_dpo: {line}", file=sys.stderr, flush=True)
 
 
-def _write_model(export, tokenizer, tmp: Path, state_dict=None) -> None:
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "writing shards" bar per checkpoint is noise
-    try:
-        export.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    tokenizer.save_pretrained(tmp)
-
-
-def _save(model, tokenizer, dst: Path, dist, *, dtype, extra: dict[str, Any] | None = None, opt=None,
-          master=None) -> None:
-    """Write a checkpoint (`extra` given: + resumable state) or the final model to `dst`, atomically.
-
-    The model goes in its training dtype: a LoRA model as its adapter alone, an FSDP model as the
-    full weights gathered from the ranks (every rank must call; rank 0 writes). Resumable state:
-    the optimizer, scheduler and RNG (`extra`), the fp32 master weights when the model is bf16.
-    """
-    import torch
-
-    from treesearch.train import dist as dist_mod
-
-    sharded = dist_mod.is_sharded(model)
-    if not (sharded or dist.is_main):
-        return
-    weights = dist_mod.full_state_dict(model) if sharded else None  # a collective under FSDP
-    state = dict(extra) if extra is not None else None
-    optim = None
-    if state is not None:
-        optim = {"optimizer": dist_mod.full_optimizer_state(model, opt)}
-        if master is not None:
-            optim["master"] = master.state_dict()
-        elif sharded and weights and next(iter(weights.values())).dtype != dtype:
-            optim["master_full"] = weights  # fp32 shards computing in bf16: resuming needs the fp32 values
-    if not dist.is_main:
-        return
-    if weights is not None:
-        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
-
-    def write(tmp: Path) -> None:
-        _write_model(model, tokenizer, tmp, weights)  # a PeftModel writes adapter_model.safetensors only
-        if state is not None:
-            torch.save(state, tmp / STATE)
-            torch.save(optim, tmp / OPTIM)
-
-    _atomic_dir(dst, write)
-
-
-def _load_weights(model, state: dict, where: Path) -> None:
-    """Full fine-tuning resume: copy a state dict (a checkpoint's weights) into `model`."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
-    missing = [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]
-    assert not missing and not unexpected, f"{where}: weights do not match the model ({missing[:3]}, {unexpected[:3]})"
-
-
-def _checkpoint_weights(ckpt: Path) -> dict:
-    from safetensors.torch import load_file
-
-    state = {}
-    for f in sorted(ckpt.glob("*.safetensors")):
-        state.update(load_file(str(f)))
-    return state
-
-
 def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: StepDPOConfig | None = None,
                    out_dir: str | Path = "dpo_out", *, reference=None, tokenizer=None) -> TrainResult:
     """Train `policy` with Step-DPO on `pairs`; write checkpoints and the final model under `out_dir`.
@@ -449,11 +343,11 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
             raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
         dist_mod.teardown(dist)
         return _finished(out, info, tok, device)
-    ckpts = _checkpoints(out)
+    ckpts = ckpt.list_checkpoints(out)
     resume = None
     if ckpts:
-        resume = torch.load(ckpts[-1][1] / STATE, map_location="cpu", weights_only=False)
-        resume.update(torch.load(ckpts[-1][1] / OPTIM, map_location="cpu", weights_only=False))
+        resume = torch.load(ckpts[-1][1] / ckpt.STATE, map_location="cpu", weights_only=False)
+        resume.update(torch.load(ckpts[-1][1] / ckpt.OPTIM, map_location="cpu", weights_only=False))
         if resume.get("run_id") != run_id:
             raise ValueError(f"{ckpts[-1][1]}: checkpoint of other pairs or config; use a fresh out_dir")
     if not isinstance(policy, (str, Path)) and lora_mod.is_peft(policy):
@@ -483,7 +377,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         if config.lora:
             lora_mod.load_adapter_state(model, resume["adapter"])
         else:
-            _load_weights(model, resume.get("master_full") or _checkpoint_weights(ckpts[-1][1]), ckpts[-1][1])
+            ckpt.load_weights(model, resume.get("master_full") or ckpt.checkpoint_weights(ckpts[-1][1]), ckpts[-1][1])
     use_bf16 = config.bf16 and str(device).startswith("cuda") and not bf16_weights
     packed = config.pack_prompt and packing_supported(model)
 
@@ -585,10 +479,10 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                          "config": config.to_dict()}
                 if config.lora:
                     state["adapter"] = lora_mod.adapter_state(model)
-                _save(model, tok, out / f"checkpoint-{done_steps}", dist, dtype=save_dtype, extra=state, opt=opt,
+                ckpt.save(model, tok, out / f"checkpoint-{done_steps}", dist, dtype=save_dtype, extra=state, opt=opt,
                       master=master)
                 if dist.is_main:
-                    _prune_checkpoints(out, config.keep_checkpoints)
+                    ckpt.prune(out, config.keep_checkpoints)
     bar.close()
     seconds = time.perf_counter() - t0
 
@@ -602,7 +496,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
             "config": config.to_dict(), "metrics": summary}
     # the caller's model now holds the result (merged, unless the adapter alone is exported)
     final = model.merge_and_unload() if config.lora and config.lora_merge else model
-    _save(final, tok, out / FINAL, dist, dtype=save_dtype)
+    ckpt.save(final, tok, out / FINAL, dist, dtype=save_dtype)
     if dist.is_main:
         (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
         os.replace(out / FINAL / (DONE + ".tmp"), done)

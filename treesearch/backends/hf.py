@@ -408,7 +408,8 @@ class HFBackend(TextMixin):
         Rows go through the prefix-cached prefill in groups whose [rows, tokens, V] logits stay within
         `logps.CHUNK_ELEMENTS` fp32 values; a continuation too long for that alone runs through the
         decoder uncached, its hidden states projected in chunks (`logps.selected_logps`), so no call
-        holds a 2,048-token × 151k-vocabulary logits tensor.
+        holds a 2,048-token × 151k-vocabulary logits tensor (a model that rescales its logits after
+        the head, `logps.head_of` None, takes the full-logits path for it instead).
         """
         from treesearch.train.logps import CHUNK_ELEMENTS, head_of, selected_logps
 

@@ -72,7 +72,11 @@ def test_single_process_context_and_norm():
     dict(batch_size=8, grad_accum=1, rpo_alpha=0.5, learning_rate=5e-4),
     # 2 micro-batches of 4 per step (gradients all-reduced once per step), a LoRA adapter
     dict(batch_size=4, grad_accum=2, lora=True, lora_r=4, learning_rate=2e-3),
-], ids=["full-rpo", "lora-accum"])
+    # FSDP2: weights, gradients and AdamW state sharded over the 2 ranks, gradient checkpointing,
+    # 2 micro-batches per step (gradients reduce-scattered after each), RPO's per-token term
+    dict(batch_size=4, grad_accum=2, rpo_alpha=0.5, learning_rate=5e-4, sharding="fsdp",
+         gradient_checkpointing=True),
+], ids=["full-rpo", "lora-accum", "fsdp-ckpt-accum"])
 def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path, setting):
     from treesearch.policy import load_policy
 
@@ -82,12 +86,14 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path, setting)
     pairs_path.write_text("".join(json.dumps(p) + "\n" for p in make_pairs(tok, 9)))
     cfg = StepDPOConfig(epochs=1, warmup_ratio=0.0, save_steps=1, progress=False, device="cpu", **setting)
 
-    one = train_step_dpo(model, pairs_path, cfg, tmp_path / "one", tokenizer=tok)
+    one = train_step_dpo(model, pairs_path, cfg, tmp_path / "one", tokenizer=tok)  # one process: no sharding
     info = launch("embedded", pairs_path, cfg, tmp_path / "two", nproc=2, env={"OMP_NUM_THREADS": "1"}, timeout=300)
 
     assert one.steps == info["steps"] == 2
     log = (tmp_path / "two" / "launch.log").read_text()
     assert '"world_size": 2' in log  # rank 0's summary: both processes trained
+    held = info["metrics"]["train/params_on_rank0"] / one.metrics["train/params_on_rank0"]
+    assert held == pytest.approx(0.5, abs=0.01) if setting.get("sharding") == "fsdp" else held == 1.0
     from transformers import AutoModelForCausalLM
 
     two = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "model").state_dict()
@@ -146,3 +152,37 @@ def test_launch_reports_bad_input_clearly(tmp_path):
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(RuntimeError, match=r"torchrun exited with 1: \S*PolicyError: .*broken: cannot load"):
         launch(str(broken), ok, StepDPOConfig(device="cpu", progress=False), tmp_path / "out", nproc=2, timeout=120)
+
+
+def test_fsdp_bf16_master_run_resumes_to_the_same_weights(tmp_path):
+    """FSDP2 with bf16 compute over fp32 shards (the master weights): a run resumed from its step-1
+    checkpoint (bf16 model file + fp32 values and AdamW state in optimizer.pt) ends where the
+    uninterrupted run ends."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from treesearch.policy import load_policy
+
+    _, tok = load_policy("embedded", device="cpu", dtype="float32")
+    pairs_path = tmp_path / "pairs.jsonl"
+    pairs_path.write_text("".join(json.dumps(p) + "\n" for p in make_pairs(tok, 8)))
+    cfg = StepDPOConfig(epochs=1, batch_size=4, warmup_ratio=0.0, save_steps=1, progress=False, device="cpu",
+                        learning_rate=1e-3, sharding="fsdp", dtype="bfloat16", master_weights=True)
+    env = {"OMP_NUM_THREADS": "1"}
+    launch("embedded", pairs_path, cfg, tmp_path / "a", nproc=2, env=env, timeout=300)
+    ckpt = tmp_path / "a" / "checkpoint-1"
+    assert {v.dtype for v in load_file(str(ckpt / "model.safetensors")).values()} == {torch.bfloat16}
+    assert all(v.dtype == torch.float32 for v in torch.load(ckpt / "optimizer.pt")["master_full"].values())
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copytree(ckpt, b / "checkpoint-1")
+    shutil.copy(tmp_path / "a" / "ref_logps.pt", b / "ref_logps.pt")
+    launch("embedded", pairs_path, cfg, b, nproc=2, env=env, timeout=300)
+    assert [json.loads(x)["step"] for x in (b / "metrics.jsonl").read_text().splitlines()] == [2]  # resumed at 1
+    wa = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    wb = load_file(str(b / "model" / "model.safetensors"))
+    before = load_file(str(ckpt / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], before[k]) for k in wa)  # step 2 did change the weights

@@ -221,14 +221,17 @@ def _same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, lora):
+@pytest.mark.parametrize("variant", ["fp32", "lora", "bf16-master"])
+def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, variant):
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     model, tok = fresh(policy)
     pairs = arithmetic_pairs(tok, 12)
+    lora = variant == "lora"
+    precision = dict(dtype="bfloat16", gradient_checkpointing=True) if variant == "bf16-master" else {}
     cfg = StepDPOConfig(learning_rate=5e-3, epochs=2, batch_size=4, save_steps=2, keep_checkpoints=3, lora=lora,
-                        lora_r=4, **FAST)
+                        lora_r=4, **precision, **FAST)
     full = train_step_dpo(model, pairs, cfg, tmp_path / "a", tokenizer=tok)
     assert full.steps == 6 and sorted(p.name for p in (tmp_path / "a").glob("checkpoint-*")) == [
         "checkpoint-2", "checkpoint-4"]
@@ -238,8 +241,24 @@ def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, lora):
     ids = torch.tensor([[1, 20, 21, 13]])
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, full.model(ids).logits, atol=1e-5)
-        assert not torch.allclose(loaded(ids).logits, policy[0](ids).logits, atol=1e-4)  # training did move it
+        assert not torch.allclose(loaded(ids).logits.float(), policy[0](ids).logits, atol=1e-4)  # training moved it
     AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "checkpoint-4")
+    ckpt = tmp_path / "a" / "checkpoint-4"
+    state = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    # only the newest checkpoint keeps the optimizer state; the older one is a model snapshot
+    assert not (tmp_path / "a" / "checkpoint-2" / "optimizer.pt").exists()
+    if lora:  # the adapter alone: a few kB, not the merged model
+        assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+        assert all("lora_" in k for k in load_file(str(ckpt / "adapter_model.safetensors")))
+    else:  # the model in its training dtype; the fp32 master weights only in the resumable state
+        dtypes = {v.dtype for v in load_file(str(ckpt / "model.safetensors")).values()}
+        assert dtypes == ({torch.bfloat16} if precision else {torch.float32})
+        assert ("master" in state) == bool(precision)
+        if precision:
+            assert all(m.dtype == torch.float32 for m in state["master"])
+            assert {v.dtype for v in load_file(str(full.model_dir / "model.safetensors")).values()} == {torch.bfloat16}
+    assert "optimizer" in state  # the final model holds no resumable state
+    assert not (full.model_dir / "trainer_state.pt").exists() and not (full.model_dir / "optimizer.pt").exists()
 
     # what a kill between steps 4 and 6 leaves: checkpoint-4, the reference cache, metrics up to
     # step 5, and a half-written temporary directory
@@ -317,6 +336,22 @@ def test_lora_trains_adapter_against_disabled_base_and_merges(policy, tmp_path):
     assert h.mean() > 0.1, "the merged adapter prefers chosen steps relative to the untouched base"
     first = json.loads((tmp_path / "lora" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["rewards/margin"] == pytest.approx(0.0, abs=1e-4)  # adapter starts as identity = reference
+
+
+def test_lora_without_merge_exports_the_adapter_alone(policy, tmp_path):
+    from peft import PeftModel
+
+    model, tok = fresh(policy)
+    pairs = arithmetic_pairs(tok, 8)
+    cfg = StepDPOConfig(learning_rate=1e-2, epochs=1, batch_size=4, lora=True, lora_r=4, lora_merge=False, **FAST)
+    result = train_step_dpo(model, pairs, cfg, tmp_path / "lora", tokenizer=tok)
+    files = {p.name for p in result.model_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= files and "model.safetensors" not in files
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(policy[0]), result.model_dir).eval()
+    ids = torch.tensor([[1, 20, 21, 13]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, result.model(ids).logits, atol=1e-6)
+        assert not torch.allclose(reloaded(ids).logits, policy[0](ids).logits, atol=1e-4)  # the adapter moved it
 
 
 # ----------------------------------------------------------------- objectives wired through the trainer

@@ -36,6 +36,7 @@ def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *
     from tqdm import tqdm
 
     from treesearch.policy import load_policy
+    from treesearch.train.logps import causal_lm_loss
 
     out = Path(out_dir)
     final = out / "model"
@@ -65,7 +66,8 @@ def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *
                 ids[i, : len(seq)] = torch.tensor(seq)
                 labels[i, len(p) : len(seq)] = torch.tensor(c)
                 mask[i, : len(seq)] = 1
-            loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).loss
+            # the mean NLL of the solution tokens; only those positions reach the LM head, in chunks
+            loss = causal_lm_loss(model, ids.to(dev), mask.to(dev), labels.to(dev))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -396,23 +396,53 @@ class HFBackend(TextMixin):
     # -- scoring ------------------------------------------------------------------------------
     @torch.no_grad()
     def logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[Prompt]) -> list[list[float]]:
+        """log p of each continuation token given the prompt and the tokens before it.
+
+        Rows go through the prefix-cached prefill in groups whose [rows, tokens, V] logits stay within
+        `logps.CHUNK_ELEMENTS` fp32 values; a continuation too long for that alone runs through the
+        decoder uncached, its hidden states projected in chunks (`logps.selected_logps`), so no call
+        holds a 2,048-token × 151k-vocabulary logits tensor (a model that rescales its logits after
+        the head, `logps.head_of` None, takes the full-logits path for it instead).
+        """
+        from treesearch.train.logps import CHUNK_ELEMENTS, head_of, selected_logps
+
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        out: list[list[float]] = []
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        ps = [self._ids(p) for p in prompts]
+        cs = [self._ids(c) for c in continuations]
+        out: list[list[float] | None] = [None] * len(ps)
+        groups: list[list[int]] = []
+        for i in sorted(range(len(ps)), key=lambda i: len(cs[i])):
+            keep = len(cs[i]) + 1
+            g = groups[-1] if groups else None
+            if g is not None and len(g) < self.max_batch and (len(g) + 1) * keep * vocab <= CHUNK_ELEMENTS:
+                g.append(i)
+            else:
+                groups.append([i])
         with timed(self.stats):
-            for start in range(0, len(prompts), self.max_batch):
-                ps = [self._ids(p) for p in prompts[start : start + self.max_batch]]
-                cs = [self._ids(c) for c in continuations[start : start + self.max_batch]]
-                seqs = [p + c for p, c in zip(ps, cs)]
+            for g in groups:
+                seqs = [ps[i] + cs[i] for i in g]
                 before = self.stats.prefill_tokens
-                _, attn, logits = self._prefill(seqs, [len(c) + 1 for c in cs])
+                if len(g) == 1 and (len(cs[g[0]]) + 1) * vocab > CHUNK_ELEMENTS and head_of(self.model):
+                    decoder, head = head_of(self.model)  # one long continuation: uncached, chunked head
+                    ids = torch.tensor([seqs[0]], device=self.device)
+                    hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state[0]
+                    n_p, c = len(ps[g[0]]), cs[g[0]]
+                    lp = selected_logps(hidden[n_p - 1:n_p - 1 + len(c)], head.weight,
+                                        torch.tensor(c, device=self.device), getattr(head, "bias", None))
+                    out[g[0]] = lp.tolist()
+                    self.stats.scored_tokens += len(seqs[0])
+                    continue
+                _, attn, logits = self._prefill(seqs, [len(cs[i]) + 1 for i in g])
                 # scoring work is reported as scored_tokens, not prefill
                 scored = self.stats.prefill_tokens - before
                 self.stats.prefill_tokens = before
                 self.stats.scored_tokens += scored
                 logp = torch.log_softmax(logits, dim=-1)
                 window = logits.shape[1]
-                for i, c in enumerate(cs):
+                for row, i in enumerate(g):
+                    c = cs[i]
                     cols = torch.arange(window - len(c) - 1, window - 1)
-                    out.append(logp[i, cols, torch.tensor(c)].tolist())
+                    out[i] = logp[row, cols, torch.tensor(c)].tolist()
         return out

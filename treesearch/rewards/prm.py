@@ -200,10 +200,16 @@ class PRMScorer:
         return ids, ends
 
     # -- scoring ------------------------------------------------------------------------------
-    def _forward(self, rows: list[list[int]]):
-        """Logits of right-padded `rows`, in chunks: [per row] tensors ([len, V or L] for token heads, [L] pooled)."""
+    def _forward(self, rows: list[list[int]], ends: list[list[int]] | None = None):
+        """Scores of right-padded `rows`, in chunks of batch_size, one tensor per row: the pooled logits
+        [L] (sequence head), or, at the positions `ends[i]` of row i, the label logits [len(ends[i]), L]
+        (token head) or the (good, bad) logits [len(ends[i]), 2] (reward_token head). The reward-token
+        head projects only those positions onto the two label rows of the LM head, never the vocabulary."""
         import torch
 
+        from treesearch.train.logps import head_of
+
+        parts = head_of(self.model) if self.head == "reward_token" else None
         out = []
         with torch.no_grad():
             for start in range(0, len(rows), self.config.batch_size):
@@ -214,18 +220,33 @@ class PRMScorer:
                 for i, r in enumerate(chunk):
                     ids[i, : len(r)] = torch.tensor(r)
                     mask[i, : len(r)] = 1
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-                for i, r in enumerate(chunk):
-                    out.append(logits[i] if self.head == "sequence_classification" else logits[i, : len(r)])
+                inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                if self.head == "sequence_classification":
+                    logits = self.model(**inputs).logits.float()
+                    out.extend(logits[i] for i in range(len(chunk)))
+                    continue
+                at = [torch.tensor(ends[start + i], dtype=torch.long) for i in range(len(chunk))]
+                if parts is not None:
+                    decoder, lm_head = parts
+                    hidden = decoder(**inputs, use_cache=False).last_hidden_state
+                    labels = torch.tensor(self.label_ids, device=self.device)
+                    w = lm_head.weight[labels]
+                    b = lm_head.bias[labels] if getattr(lm_head, "bias", None) is not None else None
+                    out.extend(torch.nn.functional.linear(hidden[i, e], w, b).float() for i, e in enumerate(at))
+                    continue
+                logits = self.model(**inputs).logits
+                for i, e in enumerate(at):
+                    lg = logits[i, e].float()
+                    out.append(lg[:, list(self.label_ids)] if self.head == "reward_token" else lg)
         return out
 
     def _prob(self, logits) -> float:
-        """P(step is correct) from one position's logits (label logits, or the vocabulary for reward_token)."""
+        """P(step is correct) from one position's scores: the (good, bad) logits for reward_token, else
+        the classification head's label logits."""
         import torch
 
         if self.head == "reward_token":
-            pair = logits[list(self.label_ids)]
-            return float(torch.softmax(pair, dim=-1)[0])
+            return float(torch.softmax(logits, dim=-1)[0])
         if logits.shape[-1] == 1:
             return float(torch.sigmoid(logits[0]))
         return float(torch.softmax(logits, dim=-1)[self.config.positive_label])
@@ -252,11 +273,11 @@ class PRMScorer:
                 out[j].append(self._prob(lg))
             return out
         live = [j for j, (ids, _) in enumerate(encoded) if ids]
-        logits = self._forward([encoded[j][0] for j in live]) if live else []
+        scores = self._forward([encoded[j][0] for j in live], [encoded[j][1] for j in live]) if live else []
         self.tokens_read += sum(len(encoded[j][0]) for j in live)
         out = [[] for _ in encoded]
-        for j, lg in zip(live, logits):
-            out[j] = [self._prob(lg[e]) for e in encoded[j][1]]
+        for j, lg in zip(live, scores):
+            out[j] = [self._prob(row) for row in lg]
         return out
 
     def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:

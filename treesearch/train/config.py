@@ -57,7 +57,10 @@ class StepDPOConfig:
     )
     ref_batch_size: int = _f(32, "Pairs per forward pass of the one-off reference log-probability pass.")
     # --- LoRA (PEFT)
-    lora: bool = _f(False, "Train a LoRA adapter instead of all weights; checkpoints hold the merged model.")
+    lora: bool = _f(False, "Train a LoRA adapter instead of all weights (the reference is the base with the adapter "
+                    "disabled); checkpoints hold the adapter only.")
+    lora_merge: bool = _f(True, "LoRA: the final model is the base with the adapter merged in (loads anywhere); "
+                          "false = the final directory holds the adapter only (adapter_model.safetensors).")
     lora_r: int = _f(8, "LoRA rank.")
     lora_alpha: int = _f(16, "LoRA scaling α (the update is scaled by α/r).")
     lora_dropout: float = _f(0.0, "Dropout on the LoRA input.")
@@ -67,7 +70,17 @@ class StepDPOConfig:
     )
     # --- runtime
     device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")
-    bf16: bool = _f(True, "bf16 autocast on CUDA (weights and optimizer stay fp32); CPU always runs fp32.")
+    bf16: bool = _f(True, "bf16 autocast on CUDA when dtype is float32 (weights and optimizer stay fp32); CPU runs "
+                    "fp32 unless dtype is bfloat16.")
+    dtype: str = _f("float32", "Dtype of the weights held for training: float32, or bfloat16 (half the weight and "
+                    "gradient memory; see master_weights).")
+    master_weights: bool = _f(True, "dtype bfloat16: keep an fp32 master copy of the trained weights and fp32 AdamW "
+                              "state, so small updates are not lost to bf16 rounding; false = weights, gradients and "
+                              "optimizer state all bf16 (8 instead of 16 bytes per trained parameter).")
+    gradient_checkpointing: bool = _f(False, "Recompute each decoder layer in the backward pass instead of storing "
+                                      "its activations (about a third more compute, activations / layers).")
+    sharding: str = _f("ddp", "Under torchrun: 'ddp' replicates weights, gradients and optimizer state on every "
+                       "rank; 'fsdp' shards them across ranks (torch FSDP2 fully_shard, per decoder layer).")
     logging_steps: int = _f(1, "Write a metrics line every this many optimizer steps.")
     save_steps: int = _f(100, "Save a resumable checkpoint every this many optimizer steps; 0 = only the final model.")
     keep_checkpoints: int = _f(1, "How many intermediate checkpoints to keep (oldest removed first).")
@@ -87,6 +100,10 @@ class StepDPOConfig:
         _check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "must be >= 1")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         _check(len(self.adam_betas) == 2, "adam_betas", self.adam_betas, "must be two numbers")
+        _check(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype, "must be float32 or bfloat16")
+        _check(self.sharding in ("ddp", "fsdp"), "sharding", self.sharding, "must be ddp or fsdp")
+        _check(not (self.lora and self.sharding == "fsdp"), "sharding", self.sharding,
+               "fsdp shards full fine-tuning; a LoRA run trains a few MB and keeps its base replicated (use ddp)")
         _check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "device", self.device,
                "must be auto, cpu or cuda[:N]")
 

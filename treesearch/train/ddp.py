@@ -1,4 +1,4 @@
-"""Data-parallel Step-DPO: what `train_step_dpo` needs under torchrun (DDP), and a launcher.
+"""Data-parallel Step-DPO under torchrun: the launcher and the contract with one process.
 
     torchrun --standalone --nnodes 1 --nproc_per_node 4 -m treesearch.train.ddp \\
         --policy embedded --pairs round_0/pairs.jsonl --config train.yaml --out round_0/train
@@ -6,7 +6,9 @@
 
 `train_step_dpo` itself notices torchrun (``WORLD_SIZE`` > 1 in the environment),
 joins the process group (NCCL on CUDA, gloo on CPU) and trains with
-`DistributedDataParallel`. The contract with a single-process run:
+`DistributedDataParallel` (``sharding: ddp``) or FSDP2 (``sharding: fsdp``); the runtime
+pieces are in `treesearch.train.dist` (re-exported here). The contract with a
+single-process run, for either sharding:
 
 * **Global batches.** ``batch_size`` and ``grad_accum`` mean the same as in one
   process: a micro-batch is ``batch_size`` pairs *in all*, and every rank takes a
@@ -19,7 +21,9 @@ joins the process group (NCCL on CUDA, gloo on CPU) and trains with
   smaller than the world) runs one pair with weight 0, because every DDP rank
   must take part in every backward. So the updated weights and the logged
   statistics (all-reduced over ranks) match a one-process run with the same
-  config up to float summation order (~1e-7; tests/test_ddp.py).
+  config up to float summation order (~1e-7; tests/test_ddp.py). Under FSDP the
+  ranks gather the full weights for every checkpoint (a collective) and rank 0
+  writes them; the optimizer state is gathered the same way.
 * **Reference log-probs.** The reference pass is split by batch: rank r runs
   batches r, r+W, r+2W, ... of the single-process pass (the same batches, so the
   same numbers) and the results are summed over ranks; every rank then holds all
@@ -37,144 +41,17 @@ Nothing here imports torch at module import.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
+from treesearch.train.dist import DistContext, setup, shard, teardown, wrap
 
-
-@dataclasses.dataclass(frozen=True)
-class DistContext:
-    """This process's place in a data-parallel job. world_size 1 = a plain single-process run.
-
-    owned: this context created the process group (and `teardown` destroys it).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: str = "cpu"
-    owned: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def all_sum(self, tensor):
-        """In-place sum over ranks of a tensor on this rank's device; returns it."""
-        if self.active:
-            import torch.distributed as dist
-
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor
-
-    def all_true(self, flag: bool) -> bool:
-        """True when `flag` is true on every rank."""
-        if not self.active:
-            return flag
-        import torch
-
-        t = torch.tensor([1 if flag else 0], device=self.device)
-        import torch.distributed as dist
-
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return bool(t.item())
-
-
-def setup(device: str = "auto") -> DistContext:
-    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
-
-    Without WORLD_SIZE > 1 this is a single-process run on `device` ('auto' = CUDA when present).
-    Under torchrun each rank gets ``cuda:LOCAL_RANK`` (NCCL) or the CPU (gloo).
-    """
-    import torch
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext(device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local)
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if dist.get_world_size() != world or dist.get_rank() != rank:
-        raise RuntimeError(f"process group (rank {dist.get_rank()} of {dist.get_world_size()}) does not match "
-                           f"RANK={rank} WORLD_SIZE={world}")
-    return DistContext(rank=rank, world_size=world, local_rank=local,
-                       device=f"cuda:{local}" if use_cuda else "cpu", owned=owned)
-
-
-def teardown(ctx: DistContext) -> None:
-    """Destroy the process group if `ctx` created it."""
-    if ctx.owned:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
-    """This rank's contiguous slice of a global micro-batch, and its weight (0 = a stand-in).
-
-    Slices are disjoint, in order, and cover `idx` (sizes differ by at most one). An empty slice
-    becomes the micro-batch's first pair with weight 0, so the rank still runs forward and backward.
-    """
-    idx = np.asarray(idx)
-    mine = np.array_split(idx, world)[rank]
-    if len(mine) == 0:
-        assert len(idx) > 0, "a micro-batch has at least one pair"
-        return idx[:1], 0.0
-    return mine, 1.0
-
-
-def wrap(model, ctx: DistContext):
-    """(forward, sync) for the training loop.
-
-    forward(batch) -> (logp_sum [2B], n_tokens [2B]) as `trainer.sequence_logps`; under DDP it runs
-    through `DistributedDataParallel`, whose forward must see every step for gradients to be
-    averaged. sync(last) is a context manager: gradients are all-reduced only on a group's last
-    micro-batch (``no_sync`` before it).
-    """
-    from treesearch.train.trainer import sequence_logps
-
-    if not ctx.active:
-        return (lambda batch: sequence_logps(model, batch)), (lambda last: nullcontext())
-    import torch
-    from torch.nn.parallel import DistributedDataParallel
-
-    class StepLogps(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, batch: dict):
-            return sequence_logps(self.inner, batch)
-
-    ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
-    # buffers (rotary tables) are identical on every rank; broadcasting them each step is waste
-    ddp = DistributedDataParallel(StepLogps(model), device_ids=ids, broadcast_buffers=False)
-    return (lambda batch: ddp(batch)), (lambda last: nullcontext() if last else ddp.no_sync())
+__all__ = ["DistContext", "setup", "shard", "teardown", "wrap", "launch", "main"]
 
 
 # ---------------------------------------------------------------- launching

@@ -1,12 +1,14 @@
-"""LoRA through PEFT: wrap, save the adapter state, and export a merged full model.
+"""LoRA through PEFT: wrap, and the adapter state that checkpoints hold.
 
 PEFT (``peft>=0.13``) is imported lazily so full fine-tuning works without it.
 The reference model of a LoRA run is the base with the adapter disabled
 (``with model.disable_adapter():``), so no second copy of the weights is held.
+Checkpoints save the adapter alone (``PeftModel.save_pretrained``: adapter_model.safetensors
+and adapter_config.json, a few MB) plus `adapter_state` for resuming; the final model is
+merged in place (``merge_and_unload``, no copy) unless ``lora_merge`` is false.
+PEFT keeps the adapter weights fp32 on a bf16 base (``autocast_adapter_dtype``).
 """
 from __future__ import annotations
-
-import copy
 
 from treesearch.train.config import StepDPOConfig
 
@@ -48,8 +50,3 @@ def load_adapter_state(model, state: dict) -> None:
     result = _peft().set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", [])
     assert not unexpected, f"adapter state has keys the model lacks: {unexpected[:3]}"
-
-
-def merged_copy(model):
-    """A plain transformers model with the adapter folded into the weights; `model` is left as is."""
-    return copy.deepcopy(model).merge_and_unload()

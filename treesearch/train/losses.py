@@ -14,7 +14,8 @@ policy's summed log-probabilities of the chosen (w) and rejected (l) step tokens
 
 `preference_loss` is the one the trainer calls; it combines smoothing and the
 advantage offset, and reduces to each named loss when the other weights are 0.
-The token-level helpers turn logits at step positions into those sums.
+The token-level helpers turn logits at step positions into those sums (the trainer gets the
+same values without full logits from `treesearch.train.logps.selected_logps`).
 """
 from __future__ import annotations
 

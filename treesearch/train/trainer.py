@@ -13,16 +13,27 @@ What it does, in order:
    `reference` when given, else the base with the LoRA adapter disabled, else the policy itself
    before its first update (identical to a frozen copy, without holding a second copy);
 3. trains with AdamW, linear warmup then linear decay, gradient accumulation, clipping, bf16
-   autocast on CUDA, seeded length-grouped batches;
-4. logs ``out_dir/metrics.jsonl`` and a tqdm bar; saves resumable checkpoints
-   (``checkpoint-N``: HF model + tokenizer + optimizer/scheduler/RNG state) and the final model
-   (``model``), each written to a temporary directory and renamed into place.
+   autocast on CUDA or bf16 weights (``dtype``; fp32 master weights by default, `precision`),
+   optional gradient checkpointing, seeded length-grouped batches; log-probabilities come from
+   the hidden states at the scored positions through a chunked LM head (`logps`), so no
+   [tokens, vocabulary] logits tensor ever exists;
+4. logs ``out_dir/metrics.jsonl`` and a tqdm bar; saves resumable checkpoints (``checkpoint-N``:
+   the model in its training dtype, or the LoRA adapter alone, + tokenizer + ``trainer_state.pt``
+   (step, scheduler, RNG) + ``optimizer.pt`` (AdamW state, fp32 master weights), which only the
+   newest checkpoint keeps, as only it is resumed from) and the final model (``model``: no
+   optimizer state; under LoRA merged, or the adapter alone with ``lora_merge: false``), each
+   written to a temporary directory and renamed into place.
+
+Before any weights load, the run's memory is estimated from the model's config and the real
+micro-batch shapes (`memory.check`); a run that would not fit prints one warning line with the
+estimate and the options that would.
 
 A rerun with the same pairs and config continues from the last checkpoint (or returns the
 finished model); a different run in the same ``out_dir`` is refused.
 
-Under torchrun (``WORLD_SIZE`` > 1) the same call trains data-parallel with DDP: every rank takes
-a slice of each global micro-batch and rank 0 writes the files; see `treesearch.train.ddp`.
+Under torchrun (``WORLD_SIZE`` > 1) the same call trains data-parallel (DDP, or FSDP2 with
+``sharding: fsdp``): every rank takes a slice of each global micro-batch and rank 0 writes the
+files; see `treesearch.train.dist` and `treesearch.train.ddp`.
 """
 from __future__ import annotations
 
@@ -31,7 +42,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -39,16 +50,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from treesearch.train import checkpoints as ckpt
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
 from treesearch.backends import text as token_text
+from treesearch.train.logps import causal_lm, sequence_logps
 from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, loss_norm,
                                    tokenize_pairs)
 
 REF_CACHE = "ref_logps.pt"
 METRICS = "metrics.jsonl"
 FINAL = "model"
-STATE = "trainer_state.pt"
 DONE = "train_result.json"
 
 
@@ -56,7 +68,8 @@ DONE = "train_result.json"
 class TrainResult:
     """What a training call produced.
 
-    model: the trained transformers model (LoRA merged in), eval mode, on the training device.
+    model: the trained transformers model (LoRA merged in), eval mode, on the training device;
+        None under FSDP, whose ranks hold shards only (load `model_dir`).
     model_dir: the final Hugging Face checkpoint (loads with AutoModelForCausalLM).
     steps: optimizer steps of the whole run; resumed_from: the step this call started at.
     reference_batches: forward passes of the reference pass in this call (0 when cached).
@@ -79,44 +92,9 @@ class TrainResult:
 # ---------------------------------------------------------------- log-probabilities
 
 
-def _causal_lm(model):
-    """The transformers CausalLM inside a PEFT wrapper (LoRA layers stay injected)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _fast_head_ok(lm) -> bool:
-    cfg = lm.config
-    # Models that rescale logits after the head need the full forward.
-    return (getattr(cfg, "final_logit_softcapping", None) is None and getattr(cfg, "logit_scale", None) is None
-            and lm.get_output_embeddings() is not None)
-
-
-def sequence_logps(model, batch: dict) -> tuple[Any, Any]:
-    """Summed log-probabilities of each output sequence's step tokens, and their counts.
-
-    batch: `data.collate` output (packed or not). Returns (logp_sum [2B] float32, n_tokens [2B] long).
-    Only the scored positions reach the LM head, so prompt and padding cost no vocabulary projection.
-    """
-    import torch
-
-    n = batch["n_seqs"]
-    rows, cols, seq = batch["score_rows"], batch["score_cols"], batch["score_seq"]
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
-    if "position_ids" in batch:
-        inputs["position_ids"] = batch["position_ids"]
-    lm = _causal_lm(model)
-    if _fast_head_ok(lm):
-        hidden = lm.get_decoder()(**inputs).last_hidden_state
-        logits = lm.get_output_embeddings()(hidden[rows, cols])
-    else:
-        logits = model(**inputs).logits[rows, cols]
-    lp = losses.token_logps(logits, batch["score_targets"])
-    return losses.sum_by_row(lp, seq, n), torch.bincount(seq, minlength=n)
-
-
 def packing_supported(model) -> bool:
     """Packed pairs need an attention kernel that takes an arbitrary 4D mask."""
-    return getattr(_causal_lm(model).config, "_attn_implementation", None) in ("sdpa", "eager")
+    return getattr(causal_lm(model).config, "_attn_implementation", None) in ("sdpa", "eager")
 
 
 def _to(batch: dict, device) -> dict:
@@ -203,7 +181,7 @@ def _cached_reference(cache: Path, run_id: str, *, fresh_run: bool, model, refer
     """
     import torch
 
-    from treesearch.train.ddp import DistContext
+    from treesearch.train.dist import DistContext
 
     dist = dist or DistContext(device=str(device))
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
@@ -238,7 +216,8 @@ def _cached_reference(cache: Path, run_id: str, *, fresh_run: bool, model, refer
 
 def _run_id(pairs: list[Pair], config: StepDPOConfig, policy_name: str) -> str:
     # Knobs that do not change the result may differ between a run and its resumption.
-    free = {"progress", "device", "pack_prompt", "ref_batch_size", "logging_steps", "save_steps", "keep_checkpoints"}
+    free = {"progress", "device", "pack_prompt", "ref_batch_size", "logging_steps", "save_steps", "keep_checkpoints",
+            "gradient_checkpointing", "lora_merge"}
     cfg = {k: v for k, v in config.to_dict().items() if k not in free}
     blob = json.dumps([fingerprint(pairs), cfg, policy_name], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -266,80 +245,79 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
-def _atomic_dir(dst: Path, write) -> None:
-    """Call write(tmp_dir), then move tmp_dir to `dst` (replacing it), so readers never see half a directory."""
-    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if dst.exists():
-        old = dst.parent / f".old-{dst.name}-{os.getpid()}"
-        os.replace(dst, old)
-        os.replace(tmp, dst)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, dst)
+def _policy_meta(policy, tokenizer):
+    """(tokenizer, transformers config, name) without loading any weights."""
+    if isinstance(policy, (str, Path)):
+        from transformers import AutoConfig, AutoTokenizer
+
+        from treesearch.policy import PolicyError, resolve
+
+        where = resolve(policy)
+        try:
+            tok = AutoTokenizer.from_pretrained(where)
+            hf_config = AutoConfig.from_pretrained(where)
+        except (OSError, ValueError, KeyError) as e:  # corrupt or missing files, as `load_policy` reports them
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PolicyError(f"{where}: cannot load checkpoint: {first}") from e
+        return tok, hf_config, str(policy)
+    if tokenizer is None:
+        raise ValueError("train_step_dpo: pass tokenizer= when the policy is a model object")
+    return tokenizer, causal_lm(policy).config, type(policy).__name__
 
 
-def _checkpoints(out: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in out.glob("checkpoint-*"):
-        tail = p.name.removeprefix("checkpoint-")
-        if tail.isdigit() and (p / STATE).is_file():
-            found.append((int(tail), p))
-    return sorted(found)
+def _generation_config(policy):
+    """Where the policy's generation_config (its EOS list) lives: its checkpoint directory, or the model."""
+    if isinstance(policy, (str, Path)):
+        from treesearch.policy import resolve
+
+        return resolve(policy)
+    return getattr(causal_lm(policy), "generation_config", None)
 
 
-def _load_policy(policy, tokenizer, device: str):
-    """(model, tokenizer, name). Paths load in fp32 (master weights; bf16 only via autocast)."""
+def _load_model(policy, device: str, dtype: str):
+    """The policy's weights in `dtype` on `device` (a model object is converted in place)."""
+    import torch
+
     if isinstance(policy, (str, Path)):
         from treesearch.policy import load_policy
 
-        model, tok = load_policy(policy, device=device, dtype="float32")
-        return model, tok, str(policy)
-    if tokenizer is None:
-        raise ValueError("train_step_dpo: pass tokenizer= when the policy is a model object")
-    return policy.to(device), tokenizer, type(policy).__name__
+        return load_policy(policy, device=device, dtype=dtype)[0]
+    policy.to(device)
+    want = getattr(torch, dtype)
+    for p in policy.parameters():  # parameters only: buffers such as rotary frequencies stay fp32, as from_pretrained
+        if p.is_floating_point() and p.dtype != want:
+            p.data = p.data.to(want)
+    return policy
 
 
-def _save_model(model, tokenizer, dst: Path, *, lora: bool, extra: dict[str, Any]) -> None:
-    import torch
+def _micro_batch_shape(tp: TokenizedPairs, schedule, dist, packed: bool) -> tuple[int, int]:
+    """(rows, padded width) of the largest micro-batch one rank runs: what activations scale with."""
+    from treesearch.train.dist import shard
 
-    from treesearch.train.lora import adapter_state, merged_copy
-
-    from transformers.utils import logging as hf_logging
-
-    def write(tmp: Path) -> None:
-        export = merged_copy(model) if lora else model
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # a "writing shards" bar per checkpoint is noise
-        try:
-            export.save_pretrained(tmp)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        tokenizer.save_pretrained(tmp)
-        if extra:
-            state = dict(extra)
-            if lora:
-                state["adapter"] = adapter_state(model)
-            torch.save(state, tmp / STATE)
-
-    _atomic_dir(dst, write)
+    best = (1, 1)
+    lengths = tp.lengths()
+    for _, group in schedule:
+        for idx in group:
+            mine, _ = shard(idx, dist.rank, dist.world_size)
+            if packed:
+                rows, width = len(mine), max(len(tp.prompt_ids[i]) + len(tp.chosen_ids[i]) + len(tp.rejected_ids[i])
+                                             for i in mine)
+            else:
+                rows, width = 2 * len(mine), int(lengths[mine].max())
+            if rows * width > best[0] * best[1]:
+                best = (rows, width)
+    return best
 
 
-def _load_weights(model, ckpt: Path) -> None:
-    """Full fine-tuning resume: copy the checkpoint's safetensors weights into `model`."""
-    from safetensors.torch import load_file
+def _warn_memory(hf_config, config: StepDPOConfig, tp, schedule, dist, device) -> None:
+    from treesearch.train import memory
 
-    state = {}
-    for f in sorted(ckpt.glob("*.safetensors")):
-        state.update(load_file(str(f)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
-    missing = [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]
-    assert not missing and not unexpected, f"{ckpt}: weights do not match the model ({missing[:3]}, {unexpected[:3]})"
+    rows, width = _micro_batch_shape(tp, schedule, dist, config.pack_prompt)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    line = memory.check(memory.ModelShape.from_hf_config(hf_config), config, world=dist.world_size, rows=rows,
+                        width=width, packed=config.pack_prompt, device=str(device), local_world=local)
+    if line and dist.is_main:
+        print(f"train_step_dpo: {line}", file=sys.stderr, flush=True)
 
 
 def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: StepDPOConfig | None = None,
@@ -354,16 +332,17 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     import torch
     from tqdm.auto import tqdm
 
-    from treesearch.train import ddp
+    from treesearch.train import dist as dist_mod
+    from treesearch.train import lora as lora_mod
+    from treesearch.train.precision import MasterWeights
 
     config = config or StepDPOConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = as_pairs(pairs)
-    dist = ddp.setup(config.device)  # one process unless started by torchrun (WORLD_SIZE > 1)
+    dist = dist_mod.setup(config.device)  # one process unless started by torchrun (WORLD_SIZE > 1)
     device = dist.device
-    torch.manual_seed(config.seed)  # LoRA initialisation
-    model, tok, policy_name = _load_policy(policy, tokenizer, device)
+    tok, hf_config, policy_name = _policy_meta(policy, tokenizer)
     run_id = _run_id(pairs, config, policy_name)
 
     done = out / FINAL / DONE
@@ -371,21 +350,17 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
         info = json.loads(done.read_text())
         if info.get("run_id") != run_id:
             raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
-        ddp.teardown(dist)
+        dist_mod.teardown(dist)
         return _finished(out, info, tok, device)
-    ckpts = _checkpoints(out)
+    ckpts = ckpt.list_checkpoints(out)
     resume = None
     if ckpts:
-        resume = torch.load(ckpts[-1][1] / STATE, map_location="cpu", weights_only=False)
+        resume = torch.load(ckpts[-1][1] / ckpt.STATE, map_location="cpu", weights_only=False)
+        resume.update(torch.load(ckpts[-1][1] / ckpt.OPTIM, map_location="cpu", weights_only=False))
         if resume.get("run_id") != run_id:
             raise ValueError(f"{ckpts[-1][1]}: checkpoint of other pairs or config; use a fresh out_dir")
-
-    from treesearch.train import lora as lora_mod
-
-    if lora_mod.is_peft(model):
+    if not isinstance(policy, (str, Path)) and lora_mod.is_peft(policy):
         raise ValueError("train_step_dpo: pass a plain (merged) model; LoRA is added when config.lora is true")
-    if config.lora:
-        model = lora_mod.apply_lora(model, config)
     if config.apo_alpha > 0:
         _require(pairs, ("chosen_value", "rejected_value"), "apo_alpha > 0")
     if config.label_smoothing_from_visits:
@@ -394,10 +369,26 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
     pad_id = token_text.pad_id(tok)
     # positions past the model's trained range would silently extrapolate
-    max_length = min(config.max_length, getattr(_causal_lm(model).config, "max_position_embeddings", None) or 10**9)
-    ends = token_text.end_token_ids(tok, getattr(_causal_lm(model), "generation_config", None))
+    max_length = min(config.max_length, getattr(hf_config, "max_position_embeddings", None) or 10**9)
+    ends = token_text.end_token_ids(tok, _generation_config(policy))
     tp = tokenize_pairs(pairs, tok, max_length=max_length, end_ids=ends)
-    use_bf16 = config.bf16 and str(device).startswith("cuda")
+    schedule = _schedule(tp, config)
+    _warn_memory(hf_config, config, tp, schedule, dist, device)  # before any weights load
+
+    bf16_weights = config.dtype == "bfloat16"
+    fsdp = dist.active and config.sharding == "fsdp"
+    # FSDP with master weights: the shards are the fp32 master, the layers compute in bf16
+    fsdp_mixed = fsdp and bf16_weights and config.master_weights
+    torch.manual_seed(config.seed)  # LoRA initialisation
+    model = _load_model(policy, device, "float32" if fsdp_mixed else config.dtype)
+    if config.lora:
+        model = lora_mod.apply_lora(model, config)
+    if resume is not None:  # weights before sharding: every rank loads them whole, then keeps its shard
+        if config.lora:
+            lora_mod.load_adapter_state(model, resume["adapter"])
+        else:
+            ckpt.load_weights(model, resume.get("master_full") or ckpt.checkpoint_weights(ckpts[-1][1]), ckpts[-1][1])
+    use_bf16 = config.bf16 and str(device).startswith("cuda") and not bf16_weights
     packed = config.pack_prompt and packing_supported(model)
 
     def autocast():
@@ -410,30 +401,33 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     epsilon = (losses.visit_label_smoothing(torch.from_numpy(tp.chosen_visits), torch.from_numpy(tp.rejected_visits))
                if config.label_smoothing_from_visits else None)
 
-    # optimizer and schedule
-    params = [p for p in model.parameters() if p.requires_grad]
+    if config.gradient_checkpointing:  # non-reentrant: works with LoRA's frozen inputs and with FSDP
+        causal_lm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    forward, sync, model = dist_mod.wrap(model, dist, sharding=config.sharding, mixed_bf16=fsdp_mixed)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    master = MasterWeights(trained) if bf16_weights and config.master_weights and not config.lora and not fsdp \
+        else None
+    params = master.params if master is not None else trained
     opt = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas,
                             weight_decay=config.weight_decay)
-    schedule = _schedule(tp, config)
     total = len(schedule)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
     start = 0
     if resume is not None:
         start = resume["step"]
-        if config.lora:
-            lora_mod.load_adapter_state(model, resume["adapter"])
-        else:
-            _load_weights(model, ckpts[-1][1])
-        opt.load_state_dict(resume["optimizer"])
+        if master is not None:
+            master.load_state_dict(resume["master"])
+        dist_mod.load_optimizer_state(model, opt, resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         torch.set_rng_state(resume["rng"])
         if resume.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        del resume  # the full optimizer state of a sharded run is large
     if dist.is_main:
         _truncate_metrics(out / METRICS, start)
+    save_dtype = torch.bfloat16 if bf16_weights else torch.float32
 
-    model.train()
-    forward, sync = ddp.wrap(model, dist)  # DDP-wrapped under torchrun, plain `sequence_logps` otherwise
     window: list[list[float]] = []
     all_losses: list[float] = []
     last: dict[str, float] = {}
@@ -446,10 +440,10 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
             norm = loss_norm(tp, np.concatenate(group))
             step_stats = []
             for j, idx in enumerate(group):
-                # under DDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
-                mine, weight = ddp.shard(idx, dist.rank, dist.world_size)
+                # under DDP/FSDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
+                mine, weight = dist_mod.shard(idx, dist.rank, dist.world_size)
                 batch = _to(collate(tp, mine, pad_id, packed=packed), device)
-                with sync(j == len(group) - 1):  # all-reduce gradients once per optimizer step
+                with sync(j == len(group) - 1):  # DDP all-reduces gradients once per optimizer step
                     with autocast():
                         logp, ntok = forward(batch)
                     loss, stats = step_dpo_objective(
@@ -457,7 +451,7 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                         epsilon=epsilon[mine].to(device) if epsilon is not None else None,
                         value_gap=value_gap[mine].to(device),
                         norm=norm)
-                    if dist.active:  # shard losses add up to the step's; DDP averages over ranks
+                    if dist.active:  # shard losses add up to the step's; DDP and FSDP average over ranks
                         loss = loss * (weight * dist.world_size)
                         stats = stats * weight
                     loss.backward()
@@ -466,12 +460,16 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
             row = dist.all_sum(torch.stack(step_stats).sum(0)).tolist()
             window.append(row)
             all_losses.append(row[0])
-            grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+            if master is not None:
+                master.pull_grads()
+            grad_norm = (dist_mod.grad_norm_value(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
                          if config.max_grad_norm > 0 else float("nan"))
             lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            if master is not None:
+                master.push()
             done_steps = step + 1
             bar.update(1)
             if done_steps % config.logging_steps == 0 or done_steps == total:
@@ -484,34 +482,41 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                 window = []
                 bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['rewards/accuracy']:.2f}",
                                 margin=f"{last['rewards/margin']:.3f}")
-            if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total and dist.is_main:
-                state = {"run_id": run_id, "step": done_steps, "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+            if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total:
+                state = {"run_id": run_id, "step": done_steps, "scheduler": sched.state_dict(),
+                         "rng": torch.get_rng_state(),
                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                          "config": config.to_dict()}
-                _save_model(model, tok, out / f"checkpoint-{done_steps}", lora=config.lora, extra=state)
-                for _, old in _checkpoints(out)[: -config.keep_checkpoints]:
-                    shutil.rmtree(old)
+                if config.lora:
+                    state["adapter"] = lora_mod.adapter_state(model)
+                ckpt.save(model, tok, out / f"checkpoint-{done_steps}", dist, dtype=save_dtype, extra=state, opt=opt,
+                      master=master)
+                if dist.is_main:
+                    ckpt.prune(out, config.keep_checkpoints)
     bar.close()
     seconds = time.perf_counter() - t0
 
     # 4. final model
-    summary = dict(last, **{"data/dropped_pairs": tp.dropped})
+    # what this rank held of the weights: all of them, or its 1/W under FSDP
+    local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
+    summary = dict(last, **{"data/dropped_pairs": tp.dropped, "train/params_on_rank0": local})
     if all_losses:
         summary["train/loss_mean"] = float(np.mean(all_losses))
     info = {"run_id": run_id, "steps": total, "pairs": len(pairs), "epochs": config.epochs,
             "config": config.to_dict(), "metrics": summary}
-    final = model.merge_and_unload() if config.lora else model  # the caller's model now holds the result
+    # the caller's model now holds the result (merged, unless the adapter alone is exported)
+    final = model.merge_and_unload() if config.lora and config.lora_merge else model
+    ckpt.save(final, tok, out / FINAL, dist, dtype=save_dtype)
     if dist.is_main:
-        _save_model(final, tok, out / FINAL, lora=False, extra={})
         (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
         os.replace(out / FINAL / (DONE + ".tmp"), done)
     dist.barrier()  # no rank returns before the final model exists
-    ddp.teardown(dist)
+    dist_mod.teardown(dist)
     trained_pairs = sum(len(b) for _, g in schedule[start:] for b in g)
-    return TrainResult(model=final.eval(), tokenizer=tok, out_dir=out, model_dir=out / FINAL, steps=total,
-                       resumed_from=start, pairs=len(pairs), reference_batches=ref_batches, seconds=seconds,
-                       pairs_per_second=trained_pairs / seconds if seconds > 0 else math.inf, metrics=summary)
+    return TrainResult(model=None if fsdp else final.eval(), tokenizer=tok, out_dir=out, model_dir=out / FINAL,
+                       steps=total, resumed_from=start, pairs=len(pairs), reference_batches=ref_batches,
+                       seconds=seconds, pairs_per_second=trained_pairs / seconds if seconds > 0 else math.inf,
+                       metrics=summary)
 
 
 def _require(pairs: list[Pair], fields: tuple[str, str], why: str) -> None:

@@ -52,7 +52,7 @@ def fixture(request):
 def gsm8k(tmp_path_factory):
     path = tmp_path_factory.mktemp("gsm8k") / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in GSM8K))
-    task = get_task(f"gsm8k:{path}")
+    task = get_task(f"gsm8k:test={path}")
     return task, task.problems("test", len(GSM8K))
 
 
@@ -128,11 +128,10 @@ def _label(trees):
 
 
 def _expected_ids(backend, tree, node, kind):
-    """What training must see: the sampled step ids; a whole trajectory that no end token ended
-    gets EOS (trained to stop after its answer, as RFT is)."""
+    """What training must see: the sampled ids, a step's or a whole trajectory's (which ends in an
+    end token only when the policy stopped there: one cut at a depth or token limit gets no EOS)."""
     if kind == "trajectory":
-        ids = tree.context_ids(node)[len(tree.prompt_ids):]
-        return ids + ([] if ids[-1] in backend.eos_token_ids else [backend.tokenizer.eos_token_id])
+        return tree.context_ids(node)[len(tree.prompt_ids):]
     return list(tree.token_ids[node])
 
 
@@ -191,7 +190,9 @@ def test_one_step_dpo_and_one_rft_step_train_on_the_sampled_ids(fixture, gsm8k, 
                                decode=lambda ids: backend.tokenizer.decode(list(ids))):
             records.append(r)
             expected.append([r["prompt_ids"]] + [_expected_ids(backend, tree, n, r["kind"]) for n in r["node_ids"][1:]])
-    records, expected = records[::3][:6], expected[::3][:6]
+    keep = [i for kind in ("sibling", "first_error", "trajectory")
+            for i in [j for j, r in enumerate(records) if r["kind"] == kind][:2]]  # two of each kind
+    records, expected = [records[i] for i in keep], [expected[i] for i in keep]
     assert len(records) == 6 and "trajectory" in {r["kind"] for r in records}
     seen = {}
 

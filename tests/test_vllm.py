@@ -113,8 +113,12 @@ def test_weight_reload_serves_the_new_checkpoint_and_close_frees_the_engine(tmp_
         model.save_pretrained(changed)
         model.load_state_dict(state)
     tok.save_pretrained(changed)
+    def engines():
+        return {c.pid: c for c in psutil.Process().children(recursive=True) if c.name().startswith("VLLM")}
+
+    others = engines()  # the session's shared engine, when this worker has started it
     backend = make_backend("vllm", "embedded", vllm=VLLMConfig(enforce_eager=True, kv_cache_gib=0.25), seed=0)
-    children = [c for c in psutil.Process().children(recursive=True) if c.name().startswith("VLLM")]
+    children = [c for pid, c in engines().items() if pid not in others]
     assert children and sum(c.memory_info().rss for c in children) > 200 * 2**20
     prompts = [backend.encode_prompt(p.prompt) for p in arithmetic.problems("test", 8, seed=2, n_ops=3)]
     cont = [list(o[0].token_ids) for o in backend.generate(prompts, SamplingParams(temperature=0.0, max_tokens=32))]

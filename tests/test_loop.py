@@ -166,3 +166,21 @@ def test_the_loop_refuses_to_evaluate_on_searched_problems(tmp_path):
     run.refuse_searched(task, held_out)  # a hash split: disjoint, accepted
     with pytest.raises(ValueError, match=r"held-out problems are also searched/trained on"):
         run.refuse_searched(task, task.problems("train", 2))
+
+
+def test_a_run_written_before_new_config_fields_still_resumes(tmp_path):
+    """A snapshot without fields added since (backend, vllm, value, prm) counts them at their defaults;
+    a snapshot that differs in a setting is still refused."""
+    from treesearch.config import to_dict
+    from treesearch.loop import Run
+
+    cfg = load_loop_config(CONFIG)
+    old = json.loads(json.dumps(to_dict(cfg)))
+    for key in ("backend", "vllm", "value", "prm"):
+        old.pop(key, None)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    Run(tmp_path, cfg)  # accepted
+    old["rounds"] = 7
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="different config"):
+        Run(tmp_path, cfg)

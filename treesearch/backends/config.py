@@ -105,6 +105,8 @@ class VLLMConfig:
             kw["kv_cache_memory_bytes"] = int(r.kv_cache_gib * 2**30)
         elif on_gpu:
             kw["gpu_memory_utilization"] = r.gpu_memory_utilization
+        if on_gpu and self.reloads(on_gpu):
+            kw["enable_sleep_mode"] = True  # the loop frees the GPU for training between rounds
         return kw
 
 

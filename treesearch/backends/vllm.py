@@ -128,8 +128,6 @@ class VLLMBackend(TextMixin):
             _check_cpu_head_size(where)
         try:
             llm = vllm.LLM(model=where, seed=seed, disable_log_stats=True, use_tqdm_on_load=config.verbose, **kwargs)
-        except BackendUnavailable:
-            raise
         except Exception as e:  # the engine's own validation: name the setting
             raise BackendUnavailable(f"vLLM refused {where}: {_first_line(e)}") from None
         return cls(llm, model_dir=where, config=config, template=template, system=system)
@@ -145,10 +143,11 @@ class VLLMBackend(TextMixin):
         self.model_dir = self.name = where
 
     def sleep(self) -> None:
-        """Free the engine's GPU memory for training (vLLM sleep mode, level 1); a no-op on CPU,
-        where vLLM has no sleep mode: close the engine instead."""
+        """Free the engine's GPU memory for training: vLLM sleep mode level 2, which drops weights and
+        KV cache (the next round reloads weights anyway). A no-op on CPU, where vLLM has no sleep
+        mode: close the engine instead."""
         if _on_gpu():
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
 
     def wake_up(self) -> None:
         if _on_gpu():

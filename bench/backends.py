@@ -50,27 +50,27 @@ class BlockLedger:
         self.requested = 0
         self.cached = 0
 
-    def _hashes(self, ids: list[int], upto: int) -> list[int]:
+    def _hashes(self, ids: list[int]) -> list[int]:
+        """Chained hashes of the whole blocks of `ids` (block k's hash names all of ids[: (k+1)·block])."""
         out, h = [], 0
-        for start in range(0, upto - upto % self.block, self.block):
+        for start in range(0, len(ids) - len(ids) % self.block, self.block):
             h = hash((h, tuple(ids[start : start + self.block])))
             out.append(h)
         return out
 
     def call(self, requests: list[list[int]], outputs) -> None:
         for ids, out in zip(requests, outputs):
+            blocks = self._hashes(ids)
+            usable = (len(ids) - 1) // self.block  # whole blocks within the first L-1 tokens
             hits = 0
-            for h in self._hashes(ids, len(ids) - 1):
-                if h not in self.known:
-                    break
+            while hits < usable and blocks[hits] in self.known:
                 hits += 1
             self.reusable += hits * self.block
             self.requested += len(ids)
             self.cached += int(out.num_cached_tokens or 0)
-            self.known.update(self._hashes(ids, len(ids)))
+            self.known.update(blocks)
         for ids, out in zip(requests, outputs):  # generated tokens' KV exists after the call
-            full = ids + list(out.outputs[0].token_ids)[:-1]
-            self.known.update(self._hashes(full, len(full)))
+            self.known.update(self._hashes(ids + list(out.outputs[0].token_ids)[:-1]))
 
 
 def record(backend, ledger: BlockLedger) -> None:

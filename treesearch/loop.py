@@ -398,8 +398,6 @@ class Run:
     def release(self, keep: bool | None = None) -> None:
         """Free the inference engine's memory before training: a vLLM engine that will reload weights
         sleeps (GPU; vLLM has no sleep mode on CPU, where it keeps its memory), anything else is closed."""
-        from treesearch.backends.config import close_backend
-
         b = self._backend
         if b is None:
             return
@@ -409,7 +407,7 @@ class Run:
             b.sleep()
             return
         self._backend = None
-        close_backend(b)
+        b.close()
         import gc
 
         gc.collect()

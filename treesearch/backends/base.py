@@ -170,6 +170,9 @@ class TextMixin:
         """The text `token_ids` add after any context: special tokens hidden, no space clean-up."""
         return self.token_text.decode(token_ids)
 
+    def close(self) -> None:
+        """Release what the backend holds beyond Python objects (a vLLM engine's processes); nothing for HF."""
+
     def _ids(self, prompt: Prompt) -> list[int]:
         ids = self.tokenize(prompt) if isinstance(prompt, str) else list(map(int, prompt))
         if not ids:

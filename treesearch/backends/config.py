@@ -128,9 +128,3 @@ def make_backend(kind: str, model: str, *, device: str = "auto", dtype: str = "a
         return VLLMBackend.from_config(model, vllm, seed=seed, **hf_options)
     raise ValueError(f"unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
 
-
-def close_backend(backend) -> None:
-    """Release what a backend holds (a vLLM engine's processes and memory); HF needs nothing."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()

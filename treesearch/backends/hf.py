@@ -409,6 +409,7 @@ class HFBackend(TextMixin):
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         vocab = self.model.get_output_embeddings().weight.shape[0]
+        split = head_of(self.model)  # (decoder, lm head), or None for a model that rescales its logits
         ps = [self._ids(p) for p in prompts]
         cs = [self._ids(c) for c in continuations]
         out: list[list[float] | None] = [None] * len(ps)
@@ -424,8 +425,8 @@ class HFBackend(TextMixin):
             for g in groups:
                 seqs = [ps[i] + cs[i] for i in g]
                 before = self.stats.prefill_tokens
-                if len(g) == 1 and (len(cs[g[0]]) + 1) * vocab > CHUNK_ELEMENTS and head_of(self.model):
-                    decoder, head = head_of(self.model)  # one long continuation: uncached, chunked head
+                if len(g) == 1 and (len(cs[g[0]]) + 1) * vocab > CHUNK_ELEMENTS and split is not None:
+                    decoder, head = split  # one long continuation: uncached, chunked head
                     ids = torch.tensor([seqs[0]], device=self.device)
                     hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state[0]
                     n_p, c = len(ps[g[0]]), cs[g[0]]

@@ -23,39 +23,33 @@ def add_backend_args(p, *, device: bool = True, default: str | None = "hf") -> N
         p.add_argument("--device", default="auto", help="hf backend: auto | cpu | cuda")
 
 
-def vllm_config(sets: list[str], base: VLLMConfig = VLLMConfig(), *, verbose: bool = False,
-                where: str = "vllm") -> VLLMConfig:
-    """`base` with ``key=value`` strings laid over it, values read as YAML and typed by the field."""
+def _parse_sets(sets: list[str], where: str = "--vllm") -> dict:
+    """``key=value`` strings -> {key: value}, values read as YAML (typed later by the config)."""
     import yaml
 
-    from treesearch.config import from_dict
-
-    data = dataclasses.asdict(base)
+    out = {}
     for pair in sets:
         key, eq, raw = pair.partition("=")
         if not eq:
             raise ValueError(f"{where} {pair!r}: expected KEY=VALUE")
-        data[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    return out
+
+
+def vllm_config(sets: list[str], base: VLLMConfig = VLLMConfig(), *, verbose: bool = False) -> VLLMConfig:
+    """`base` with ``key=value`` strings laid over it, typed by the field (unknown keys are errors)."""
+    from treesearch.config import from_dict
+
+    data = {**dataclasses.asdict(base), **_parse_sets(sets)}
     if verbose:
         data["verbose"] = True
-    return from_dict(VLLMConfig, data, where)
+    return from_dict(VLLMConfig, data, "vllm")
 
 
 def loop_overrides(args) -> dict:
     """Overrides of a loop config's ``backend`` and ``vllm`` from --backend / --vllm / --verbose."""
-    import yaml
-
-    out: dict = {}
-    if args.backend:
-        out["backend"] = args.backend
-    sets = {}
-    for pair in args.vllm_sets:
-        key, eq, raw = pair.partition("=")
-        if not eq:
-            raise ValueError(f"--vllm {pair!r}: expected KEY=VALUE")
-        sets[key.strip().replace("-", "_")] = yaml.safe_load(raw)
-    if args.verbose:
-        sets["verbose"] = True
+    out: dict = {"backend": args.backend} if args.backend else {}
+    sets = _parse_sets(args.vllm_sets) | ({"verbose": True} if args.verbose else {})
     if sets:
         out["vllm"] = sets
     return out

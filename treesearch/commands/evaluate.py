@@ -39,7 +39,6 @@ def load_problems(args):
 
 
 def run(args) -> int:
-    from treesearch.backends.config import close_backend
     from treesearch.evaluate import EvalConfig, evaluate, evaluate_search, markdown_table, write_run
 
     strategy, k = args.strategy, args.k
@@ -58,7 +57,7 @@ def run(args) -> int:
         else:
             records, summary = evaluate(backend, task, problems, cfg)
     finally:
-        close_backend(backend)
+        backend.close()
     summary.update({"model": args.model, "task": args.task, "split": args.split, "backend": args.backend})
     if args.out:
         write_run(args.out, records, summary)

@@ -114,8 +114,6 @@ def run(args) -> int:
             **({"address": args.ray_address} if args.executor == "ray" and args.ray_address else {}),
         )
     else:
-        from treesearch.backends.config import close_backend
-
         backend = backend_from_args(args)
         try:
             result = run_search(
@@ -123,7 +121,7 @@ def run(args) -> int:
                 batch_size=args.batch_size, progress=progress,
             )
         finally:
-            close_backend(backend)
+            backend.close()
     info = {
         "algo": args.algo,
         "task": args.task,

@@ -22,7 +22,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from treesearch.backends.config import close_backend
     from treesearch.commands.evaluate import load_problems
     from treesearch.sweep import run_sweep
 
@@ -38,7 +37,7 @@ def run(args) -> int:
     try:
         run_sweep(backend, task, problems, strategies, budgets, args.out, seed=args.seed, max_tokens=args.max_tokens)
     finally:
-        close_backend(backend)
+        backend.close()
     print(open(f"{args.out}/sweep.md").read())
     print(f"plot: {args.out}/sweep.png")
     return 0

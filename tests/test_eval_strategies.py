@@ -119,3 +119,18 @@ def test_cut_terminals_never_vote_nor_score():
     assert visit_vote(t, extract) == kids[0]  # the cut paths' 10 visits do not count
     always = lambda tree, text: 1.0
     assert judge(t, kids[0], always) and not judge(t, kids[1], always) and not judge(t, kids[2], always)
+
+
+def test_weighted_plurality_sums_scores_per_equivalent_answer():
+    from treesearch.voting import plurality, weighted_plurality
+
+    same = lambda a, b: float(a) == float(b)
+    answers = ["2", "1", "1.0", None, "2"]
+    # "2" has two votes (plurality) but "1" carries more PRM mass (0.5 + 0.4 > 0.2 + 0.1)
+    assert plurality(answers, same)[0] == "2"
+    assert weighted_plurality(answers, [0.2, 0.5, 0.4, 0.99, 0.1], same) == ("1", 1)
+    # the member index is the group's highest-weighted sample, not its first
+    assert weighted_plurality(answers, [0.1, 0.4, 0.5, 0.0, 0.1], same) == ("1", 2)
+    assert weighted_plurality([None, None], [1.0, 1.0]) == (None, -1)
+    with pytest.raises(ValueError, match="2 answers but 1 weights"):
+        weighted_plurality(["1", "2"], [1.0])

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 Same = Callable[[str, str], bool]
 
-__all__ = ["Same", "AnswerGroups", "plurality", "string_equal"]
+__all__ = ["Same", "AnswerGroups", "plurality", "string_equal", "weighted_plurality"]
 
 
 def string_equal(a: str, b: str) -> bool:
@@ -61,3 +61,25 @@ def plurality(answers: Sequence[str | None], same: Same | None = None) -> tuple[
     best = max(counts.values())
     index = next(i for i, k in enumerate(keys) if k is not None and counts[k] == best)
     return keys[index], index
+
+
+def weighted_plurality(answers: Sequence[str | None], weights: Sequence[float],
+                       same: Same | None = None) -> tuple[str | None, int]:
+    """Weighted best-of-N (search-and-learn): the answer group whose members' weights (e.g. PRM
+    scores) sum highest; (its key, index of its highest-weighted member). None answers do not vote;
+    ties go to the group seen first. With all weights 1 this is `plurality` (bar the member index).
+    (None, -1) when nobody answered."""
+    if len(answers) != len(weights):
+        raise ValueError(f"weighted_plurality: {len(answers)} answers but {len(weights)} weights")
+    groups = AnswerGroups(same)
+    keys = [groups.key(a) if a is not None else None for a in answers]
+    totals: dict[str, float] = {}
+    for k, w in zip(keys, weights):
+        if k is not None:
+            totals[k] = totals.get(k, 0.0) + float(w)
+    if not totals:
+        return None, -1
+    best = max(totals.values())
+    winner = next(k for k in totals if totals[k] == best)  # dicts keep first-seen order
+    index = max((i for i, k in enumerate(keys) if k == winner), key=lambda i: (float(weights[i]), -i))
+    return winner, index

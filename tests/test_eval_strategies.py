@@ -1,4 +1,4 @@
-"""Evaluation strategies on the embedded default, the test-time MCTS signal, and the sweep."""
+"""Evaluation strategies on the embedded default and the test-time MCTS signal (the sweep: test_sweep.py)."""
 import json
 
 import pytest
@@ -60,24 +60,6 @@ def test_visit_vote_weights_answers_by_visits():
     extract = lambda s: s.split(": ")[1]
     assert t.text_of(visit_vote(t, extract)) == "Answer: 2"  # 4 visits beat 3
     assert visit_vote(Tree(problem_id="q", prompt="Q", prompt_ids=[1]), extract) == ROOT
-
-
-def test_sweep_writes_rows_plot_and_resumes(policy, problems, tmp_path):
-    from tasks import get_task
-    from treesearch.backends.hf import HFBackend
-    from treesearch.sweep import run_sweep
-
-    backend = HFBackend.from_model(*policy)
-    task = get_task("arithmetic")
-    rows = run_sweep(backend, task, problems, ["greedy", "maj", "mcts"], [2], tmp_path, log=lambda *_: None)
-    assert [(r["strategy"], r["budget"]) for r in rows] == [("greedy", 1), ("maj", 2), ("mcts", 2)]
-    assert (tmp_path / "sweep.png").stat().st_size > 1000
-    calls = backend.stats.calls
-    again = run_sweep(backend, task, problems, ["greedy", "maj", "mcts"], [2], tmp_path, log=lambda *_: None)
-    assert backend.stats.calls == calls and again == rows  # resumed: nothing recomputed
-    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
-    with pytest.raises(ValueError, match="unknown strategy"):
-        run_sweep(backend, task, problems, ["telepathy"], [2], tmp_path)
 
 
 def test_votes_group_equivalent_math_answers():

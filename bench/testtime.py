@@ -1,0 +1,176 @@
+"""Benchmark test-time strategies at equal compute on the embedded policy (issue 18's targets).
+
+1. A PRM for the PRM-guided strategies: ``--prm PATH``, or trained here (cached in
+   ``OUT/prm``): an MCTS search with Monte Carlo rollout values over ``--prm-problems``
+   *training* problems, then `train_prm` on its trees (the PRM never sees a test problem).
+2. Temperature, tuned for every strategy alike (maj@k included) on ``--dev`` held-out
+   3-operation problems that are not scored below: each strategy at budget ``--tune-budget``,
+   seed 0, at every temperature of ``--temperatures``; the most accurate wins.
+3. The frontier on ``--problems`` held-out 3-operation problems (default 500): every strategy
+   at every budget (default 4, 16, 64) and seed (default 0, 1, 2), the selectors over
+   independent samples subsampled from one run at the largest budget (`treesearch.sweep`).
+
+    .venv/bin/python bench/testtime.py [--problems 500] [--seeds 0,1,2] [--budgets 4,16,64] [--out runs/bench_testtime]
+
+Headline (the last line, one JSON object):
+
+* ``best_strategy``: the most accurate strategy at budget ``--headline-budget`` (16), greedy excluded;
+* ``best_vs_greedy_points``: its accuracy minus greedy's, in points (target >= 10);
+* ``best_vs_maj_points``: its accuracy minus maj@k's at equal tokens computed (maj@k read off the
+  sample tables at the k whose tokens are closest, required within 10%; target >= 5);
+* ``segments_coverage_ratio``: segments' coverage (some trajectory verifies) at the headline budget
+  over independent sampling's at equal tokens computed, same temperature (target >= 1.0);
+* ``table``: every frontier point (strategy, budget, temperature, seeds, accuracy, ci95, seed_sd,
+  coverage, tokens_per_problem), and ``temperatures``: the tuned temperature of each strategy.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+STRATEGIES = "greedy,maj,best-of-n,best-of-n-prm,weighted-bon,beam,dvts,mcts,segments"
+
+
+def build_prm(backend, task, out: Path, problems: int, simulations: int) -> Path:
+    """Train a PRM on MCTS trees (rollout values) of training problems; cached in out/prm."""
+    from treesearch.rewards.prm_train import MODEL_DIR, PRMTrainConfig, train_prm
+    from treesearch.search import MCTSConfig, run_search
+
+    model = out / "prm" / MODEL_DIR
+    if not (model / "config.json").is_file():
+        train = task.problems("train", problems, seed=7)
+        res = run_search("mcts", backend, task, train, MCTSConfig(simulations=simulations, max_tokens=128),
+                         value="rollout", batch_size=64)
+        info = train_prm(res.trees, PRMTrainConfig(base="embedded"), out / "prm")
+        print(f"prm: {len(res.trees)} training trees, {res.cost.computed_tokens} tokens; "
+              f"val {json.dumps({k: v for k, v in info.items() if k.startswith('val')})}", flush=True)
+    return model
+
+
+def tune(backend, task, dev, strategies, temperatures, budget, base, out: Path) -> dict[str, float]:
+    """Each strategy's most accurate temperature on the dev problems (seed 0, one budget)."""
+    from treesearch.sweep import frontier, run_sweep
+
+    acc: dict[str, dict[float, float]] = {}
+    for t in temperatures:
+        cfg = dataclasses.replace(base, strategies=tuple(s for s in strategies if s != "greedy"), budgets=(budget,),
+                                  seeds=(0,), temperature=t, temperatures=())
+        rows = run_sweep(backend, task, dev, cfg, out / f"T{t:g}", log=lambda *_: None)
+        for p in frontier(rows):
+            acc.setdefault(p["strategy"], {})[t] = p["accuracy"]
+    for s, by_t in acc.items():
+        print(f"tune {s:>13}: " + "  ".join(f"T={t:g} {a:.3f}" for t, a in by_t.items()), flush=True)
+    return {s: max(by_t, key=lambda t: (by_t[t], -t)) for s, by_t in acc.items()}
+
+
+def matched(tables_by_seed, strategy: str, tokens: float, *, draws: int, field: str, n: int):
+    """(value of `field` pooled over seeds, tokens, k) of a SAMPLED strategy at the k whose tokens are
+    closest to `tokens`."""
+    import numpy as np
+
+    from treesearch.sweep import curve
+
+    best = None
+    for k in range(1, n + 1):
+        res = [curve(tabs, strategy, k, draws=draws, seed=seed) for seed, tabs in tables_by_seed.items()]
+        tok = float(np.mean([r["tokens_per_problem"] for r in res]))
+        if best is None or abs(tok - tokens) < abs(best[1] - tokens):
+            best = (float(np.mean([r[field] for r in res])), tok, k)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--problems", type=int, default=500)
+    ap.add_argument("--dev", type=int, default=200)
+    ap.add_argument("--n-ops", type=int, default=3)
+    ap.add_argument("--strategies", default=STRATEGIES)
+    ap.add_argument("--budgets", default="4,16,64")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--temperatures", default="0.5,0.7,1.0", help="the grid every strategy is tuned over")
+    ap.add_argument("--tune-budget", type=int, default=16)
+    ap.add_argument("--headline-budget", type=int, default=16)
+    ap.add_argument("--draws", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--prm", default="", help="a PRM checkpoint; default: train one on training problems (cached)")
+    ap.add_argument("--prm-problems", type=int, default=1024)
+    ap.add_argument("--prm-simulations", type=int, default=16)
+    ap.add_argument("--prm-aggregate", default="last", choices=("last", "min", "prod"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="runs/bench_testtime")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+    from treesearch.sweep import SweepConfig, _tables, frontier, frontier_table, plot_sweep, run_sweep
+
+    t0 = time.time()
+    out = Path(args.out)
+    task = get_task("arithmetic")
+    everything = task.problems("test", args.problems + args.dev, seed=0, n_ops=args.n_ops)
+    problems, dev = everything[: args.problems], everything[args.problems :]
+    backend = HFBackend.from_pretrained("embedded", device="cpu")
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    prm = args.prm or str(build_prm(backend, task, out, args.prm_problems, args.prm_simulations))
+    base = SweepConfig(strategies=strategies, budgets=budgets, seeds=seeds, max_tokens=args.max_tokens, prm=prm,
+                       prm_aggregate=args.prm_aggregate, draws=args.draws)
+    temps = tune(backend, task, dev, strategies, [float(t) for t in args.temperatures.split(",")], args.tune_budget,
+                 base, out / "tune")
+    cfg = dataclasses.replace(base, temperatures=tuple(temps.items()))
+    rows = run_sweep(backend, task, problems, cfg, out / "sweep")
+    points = frontier(rows)
+    plot_sweep(points, out / "sweep" / "sweep.png",
+               title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
+
+    hb = args.headline_budget
+    at = {p["strategy"]: p for p in points if p["budget"] == hb}
+    greedy = next(p for p in points if p["strategy"] == "greedy")
+    best = max((s for s in at if s != "greedy"), key=lambda s: at[s]["accuracy"])
+    head = {"best_strategy": best, "best_accuracy": round(at[best]["accuracy"], 4),
+            "greedy_accuracy": round(greedy["accuracy"], 4),
+            "best_vs_greedy_points": round(100 * (at[best]["accuracy"] - greedy["accuracy"]), 2)}
+
+    top = max(budgets)
+
+    def tables(t: float):
+        return {s: _tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
+
+    # maj@k at the best strategy's tokens: the sample tables answer any k
+    maj_acc, maj_tok, maj_k = matched(tables(cfg.temperature_of("maj")), "maj", at[best]["tokens_per_problem"],
+                                      draws=args.draws, field="accuracy", n=top)
+    within = abs(maj_tok / at[best]["tokens_per_problem"] - 1) <= 0.10
+    head.update({"best_vs_maj_points": round(100 * (at[best]["accuracy"] - maj_acc), 2) if within else None,
+                 "maj_matched": {"k": maj_k, "accuracy": round(maj_acc, 4), "tokens_per_problem": round(maj_tok, 1),
+                                 "best_tokens_per_problem": round(at[best]["tokens_per_problem"], 1),
+                                 "within_10pct": within}})
+    if "segments" in at:
+        seg = at["segments"]
+        ind_cov, ind_tok, ind_k = matched(tables(cfg.temperature_of("segments")), "maj", seg["tokens_per_problem"],
+                                          draws=args.draws, field="coverage", n=top)
+        head.update({"segments_coverage_ratio": round(seg["coverage"] / ind_cov, 4) if ind_cov else None,
+                     "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind_cov, 4),
+                     "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind_tok, 1)], "independent_k": ind_k})
+    print(frontier_table(points))
+    print(f"wall {time.time() - t0:.0f} s; plot {out / 'sweep' / 'sweep.png'}", flush=True)
+    table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in points]
+    print(json.dumps({**head, "temperatures": temps, "problems": len(problems), "seeds": list(seeds),
+                      "budgets": list(budgets), "prm": prm, "table": table}))
+
+
+if __name__ == "__main__":
+    main()

@@ -179,3 +179,19 @@ def test_eval_cli_prm_strategies(tmp_path, trained_prm, capsys):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert s["coverage"] == sum(r["covered"] for r in records) / 3
     assert "prm_tokens_per_problem" in (out / "summary.md").read_text()
+
+
+def test_prm_reads_a_best_of_n_solution_step_by_step(policy, trained_prm, problems, arithmetic):
+    from treesearch.search import best_of_n
+
+    backend = HFBackend.from_model(*policy)
+    prm = load_value_prm(trained_prm, aggregate="min", signed=False, step_delimiter=arithmetic.step_delimiter)
+    res = best_of_n(backend, make_trees(backend, problems[:2]), BestOfNConfig(n=4, max_tokens=96), scorer=prm)
+    rows = [(t, c) for t in res.trees for c in t.children[ROOT]]
+    lines = [t.text[c].splitlines(keepends=True) for t, c in rows]
+    assert max(len(x) for x in lines) > 2  # whole solutions: several task steps in one node
+    steps = prm.score_steps([t.prompt for t, _ in rows], lines)
+    assert [t.value[c] for t, c in rows] == pytest.approx([min(s) for s in steps], rel=1e-5)
+    # a prefix-cached PRM computes the whole sample anew: all its steps (and the question once)
+    prm([t for t, _ in rows], [c for _, c in rows])
+    assert prm.last_tokens[1] == len(prm.encode(rows[1][0].prompt, lines[1])[0]) - len(prm.prompt_ids(rows[1][0].prompt))

@@ -10,7 +10,7 @@ the gold answer. With a process reward model (``prm``: a checkpoint
 aggregated by ``prm_aggregate``, last / min / prod) best-of-n, beam and
 segments rank by its scores, ``weighted-bon`` sums them per equivalent answer,
 ``dvts`` keeps the best step per subtree (both need a PRM), and MCTS takes it
-as the value of new nodes (2p − 1) and the reward of finished terminals, and
+as the value of new nodes (as 2p − 1) and the reward of finished terminals, and
 answers by ``prm_select`` among its finished terminals (PRM-weighted vote, or
 the best-scored). Without a PRM, best-of-n, beam and segments select by the
 policy's mean log-probability, and MCTS rewards a finished solution by
@@ -232,13 +232,13 @@ def search_defaults(cfg: EvalConfig) -> dict:
 
 
 def load_prm(cfg: EvalConfig, task):
-    """The PRM `cfg` names, reading steps at the task's delimiter; signed (2p − 1) for MCTS's ±1
-    scale, else p in [0, 1]. None when `cfg.prm` is empty."""
+    """The PRM `cfg` names, reading steps at the task's delimiter, scores p in [0, 1] aggregated by
+    ``cfg.prm_aggregate`` (one scorer serves every strategy). None when `cfg.prm` is empty."""
     if not cfg.prm:
         return None
     from treesearch.rewards.prm_train import load_value_prm
 
-    return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=cfg.strategy == "mcts",
+    return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=False,
                           step_delimiter=getattr(task, "step_delimiter", None))
 
 
@@ -289,6 +289,7 @@ def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
     from treesearch.search.expand import answer_line_done
     from treesearch.search.guided import dvts, weighted_best_of_n
     from treesearch.search.result import SearchResult
+    from treesearch.search.values import Signed
     from verifiers.exact import extract_final_answer
 
     extract = getattr(task, "extract_answer", None) or extract_final_answer
@@ -307,7 +308,8 @@ def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
     if s == "segments":
         return segment_rollouts(backend, trees, scfg, scorer=scorer, is_final=is_final)
     if prm is not None:
-        res = mcts(backend, trees, scfg, value_fn=prm, reward_fn=prm, is_final=is_final)
+        signed = Signed(prm)  # 2p − 1: the ±1 scale of MCTS's outcome rewards
+        res = mcts(backend, trees, scfg, value_fn=signed, reward_fn=signed, is_final=is_final)
         return SearchResult(res.trees, [prm_answer(t, cfg.prm_select, extract, same) for t in res.trees], res.cost)
     score = task_scorer(task, problems) if cfg.oracle else plurality_scorer(extract, same)
     res = mcts(backend, trees, scfg, score=score, is_final=is_final)

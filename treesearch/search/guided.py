@@ -113,41 +113,18 @@ def dvts(backend, trees: Sequence[Tree], config: DVTSConfig = DVTSConfig(), *, s
     ``tree.meta["dvts"]``: ``solutions`` [N / M] the node each subtree ended on, ``samples`` [steps]
     steps sampled per step (M per live subtree)."""
     cfg = config
-    m = cfg.beam_width
     trees = list(trees)
-    params = SamplingParams(n=m, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.step_max_tokens,
-                            stop=(cfg.step_delimiter,), include_stop_str_in_output=True, seed=cfg.seed)
-    kw = dict(max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=cfg.dedup)
     at: list[list[int | None]] = [[ROOT] * cfg.subtrees for _ in trees]  # each subtree's live node; None once ended
     ended: list[list[int]] = [[ROOT] * cfg.subtrees for _ in trees]
     samples: list[list[int]] = [[] for _ in trees]
     with meter(backend) as meter_:
         while any(a is not None for row in at for a in row):
-            meets: dict[tuple[int, int], list[int]] = {}  # (tree, live node) -> the subtrees there
             for i, row in enumerate(at):
-                for s, node in enumerate(row):
-                    if node is not None:
-                        meets.setdefault((i, node), []).append(s)
-            keys = list(meets)
-            outs = sample_counts(backend, [trees[i] for i, _ in keys], [n for _, n in keys],
-                                 [m * len(meets[k]) for k in keys], params)
-            cands: dict[tuple[int, int], list[int]] = {}  # (tree, subtree) -> its candidate nodes
-            fresh: list[tuple[int, int]] = []
-            for (i, node), comps in zip(keys, outs):
-                for j, s in enumerate(meets[(i, node)]):
-                    got = attach(trees[i], node, comps[j * m:(j + 1) * m], **kw)
-                    cands[(i, s)] = [c for c, _, _ in got]
-                    fresh.extend((i, c) for c, _, is_new in got if is_new)
-            values = scorer([trees[i] for i, _ in fresh], [c for _, c in fresh]) if fresh else []
-            for (i, c), v in zip(fresh, values):
-                backup(trees[i], c, float(v))
-            for i, row in enumerate(at):
-                live = sum(node is not None for node in row)
-                if live:
-                    samples[i].append(m * live)
-            for (i, s), nodes in cands.items():
+                if any(a is not None for a in row):
+                    samples[i].append(cfg.beam_width * sum(a is not None for a in row))
+            for (i, s), nodes in _extend(backend, trees, at, cfg, scorer, is_final).items():
                 t = trees[i]
-                best = max(nodes, key=lambda c: (float(t.value[c]), -c))
+                best = max(nodes, key=lambda c: (float(t.value[c]), -c))  # the verifier keeps the best step
                 if t.terminal[best]:
                     at[i][s], ended[i][s] = None, best
                 else:
@@ -158,6 +135,35 @@ def dvts(backend, trees: Sequence[Tree], config: DVTSConfig = DVTSConfig(), *, s
         t.meta["dvts"] = {"solutions": [int(c) for c in sol], "samples": per_step}
     _record(trees, selected, "dvts", cfg)
     return SearchResult(trees, selected, meter_.cost)
+
+
+def _extend(backend, trees: list[Tree], at: list[list[int | None]], cfg: DVTSConfig, scorer: ValueFn,
+            is_final: FinalFn | None) -> dict[tuple[int, int], list[int]]:
+    """One step of every live subtree: M samples each (k·M from a node k subtrees share, dealt M apiece),
+    attached under its node, the new children scored in one `scorer` call and backed up.
+    Returns {(tree index, subtree): its candidate child nodes}."""
+    m = cfg.beam_width
+    meets: dict[tuple[int, int], list[int]] = {}  # (tree, live node) -> the subtrees there
+    for i, row in enumerate(at):
+        for s, node in enumerate(row):
+            if node is not None:
+                meets.setdefault((i, node), []).append(s)
+    keys = list(meets)
+    params = SamplingParams(n=m, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.step_max_tokens,
+                            stop=(cfg.step_delimiter,), include_stop_str_in_output=True, seed=cfg.seed)
+    outs = sample_counts(backend, [trees[i] for i, _ in keys], [n for _, n in keys], [m * len(meets[k]) for k in keys], params)
+    kw = dict(max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=cfg.dedup)
+    cands: dict[tuple[int, int], list[int]] = {}
+    fresh: list[tuple[int, int]] = []
+    for (i, node), comps in zip(keys, outs):
+        for j, s in enumerate(meets[(i, node)]):
+            got = attach(trees[i], node, comps[j * m:(j + 1) * m], **kw)
+            cands[(i, s)] = [c for c, _, _ in got]
+            fresh.extend((i, c) for c, _, is_new in got if is_new)
+    values = scorer([trees[i] for i, _ in fresh], [c for _, c in fresh]) if fresh else []
+    for (i, c), v in zip(fresh, values):
+        backup(trees[i], c, float(v))
+    return cands
 
 
 __all__ = ["DVTSConfig", "SELECTS", "choose", "dvts", "weighted_best_of_n"]

@@ -56,3 +56,23 @@ def real_tokenizers():
     from treesearch.testing_models import TOKENIZERS, load_tokenizer
 
     return {name: load_tokenizer(name) for name in TOKENIZERS}
+
+
+@pytest.fixture(scope="session")
+def trained_prm(policy, tmp_path_factory):
+    """A real PRM checkpoint (`train_prm`, one epoch) trained on MCTS trees the embedded policy searched on
+    32 training problems; returns its ``model/`` directory (what `treesearch eval --prm` takes)."""
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+    from treesearch.rewards.prm_train import PRMTrainConfig, train_prm
+    from treesearch.search import MCTSConfig
+    from treesearch.search.runner import run_search
+
+    task = get_task("arithmetic")
+    problems = task.problems("train", 32, seed=11)
+    search = MCTSConfig(simulations=6, width=2, max_tokens=96, revisit_terminals=False, end_cut_steps=True,
+                        value_prior=2.0, rollouts=1)
+    trees = run_search("mcts", HFBackend.from_model(*policy), task, problems, search, value="counts", batch_size=32).trees
+    out = tmp_path_factory.mktemp("prm")
+    train_prm(trees, PRMTrainConfig(epochs=1, holdout=0.0), out)
+    return out / "model"

@@ -2,14 +2,28 @@
 
 Sampling strategies: ``greedy`` (one temperature-0 sample) and ``sample`` /
 ``maj@k`` (k samples; reports majority-vote accuracy maj@k and unbiased pass@k
-for every k up to the sample count). Search strategies (``best-of-n``, ``beam``,
-``mcts``, ``segments``) run `treesearch.search` and grade the selected answer.
-At test time no search sees the gold answer: best-of-n, beam and segments
-select by the policy's mean log-probability, and MCTS rewards a finished
-solution by agreement with the plurality answer of the tree's finished
-solutions so far (self-consistency as the outcome signal) and answers with the
-visit-weighted vote. ``oracle=True`` gives MCTS the verifier instead (the
-training-time setting; then accuracy is coverage, not a test score).
+for every k up to the sample count). Search strategies (``best-of-n``,
+``weighted-bon``, ``beam``, ``dvts``, ``mcts``, ``segments``) run
+`treesearch.search` and grade the selected answer. At test time no search sees
+the gold answer. With a process reward model (``prm``: a checkpoint
+`PRMScorer` loads, e.g. ``treesearch train-prm``'s ``model/``; step scores
+aggregated by ``prm_aggregate``, last / min / prod) best-of-n, beam and
+segments rank by its scores, ``weighted-bon`` sums them per equivalent answer,
+``dvts`` keeps the best step per subtree (both need a PRM), and MCTS takes it
+as the value of new nodes (as 2p − 1) and the reward of finished terminals, and
+answers by ``prm_select`` among its finished terminals (PRM-weighted vote, or
+the best-scored). Without a PRM, best-of-n, beam and segments select by the
+policy's mean log-probability, and MCTS rewards a finished solution by
+agreement with the plurality answer of the tree's finished solutions so far
+(self-consistency as the outcome signal) and answers with the visit-weighted
+vote. ``oracle=True`` gives MCTS the verifier instead (the training-time
+setting; then accuracy is coverage, not a test score). Sampling temperature,
+seed and token budget go to every strategy alike (`search_defaults`).
+
+Search summaries report ``coverage`` (problems whose tree holds some finished
+solution that verifies; per record ``covered``), ``tokens_per_problem`` (the
+policy's tokens computed, prefill + decode) and, apart from it,
+``prm_tokens_per_problem`` (tokens the PRM read, ``PRMScorer.tokens_read``).
 
 Votes group answers by the task's verifier (``task.same_answer``, see
 `treesearch.voting`): "1/2", "0.5" and "\\frac{1}{2}" are one vote for a math
@@ -39,8 +53,9 @@ from treesearch.io import atomic_write_text, write_jsonl
 
 
 SAMPLING = ("greedy", "sample")
-SEARCHES = ("best-of-n", "beam", "mcts", "segments")
+SEARCHES = ("best-of-n", "weighted-bon", "beam", "dvts", "mcts", "segments")
 STRATEGIES = SAMPLING + SEARCHES
+NEEDS_PRM = ("weighted-bon", "dvts")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +68,26 @@ class EvalConfig:
     seed: int = 0
     batch_problems: int = dataclasses.field(default=64, metadata={"help": "problems per backend call"})
     oracle: bool = dataclasses.field(default=False, metadata={"help": "mcts: reward terminals with the verifier (training-time search)"})
+    prm: str = dataclasses.field(default="", metadata={"help": "PRM checkpoint guiding the search strategies (a `treesearch train-prm` model/ dir or any checkpoint PRMScorer loads); empty = none"})
+    prm_aggregate: str = dataclasses.field(default="last", metadata={"help": "a solution's PRM score from its step scores: last | min | prod"})
+    prm_select: str = dataclasses.field(default="vote", metadata={"help": "dvts and mcts with a PRM: answer by the PRM-weighted vote (vote) or the best-scored solution (score)"})
 
     def __post_init__(self):
+        from treesearch.rewards.prm import AGGREGATES
+        from treesearch.search.guided import SELECTS
+
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.strategy in NEEDS_PRM and not self.prm:
+            raise ValueError(f"strategy {self.strategy!r} needs a process reward model: pass --prm PATH (a checkpoint directory)")
+        if self.prm_aggregate not in AGGREGATES:
+            raise ValueError(f"prm_aggregate must be one of {', '.join(AGGREGATES)}, got {self.prm_aggregate!r}")
+        if self.prm_select not in SELECTS:
+            raise ValueError(f"prm_select must be one of {', '.join(SELECTS)}, got {self.prm_select!r}")
+        if self.oracle and self.prm:
+            raise ValueError("oracle and prm exclude each other: the oracle rewards MCTS with the verifier")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -188,74 +217,133 @@ def visit_vote(tree, extract, same=None) -> int:
 
 
 def search_defaults(cfg: EvalConfig) -> dict:
-    """Each search strategy's config, seeded and budgeted from the eval config."""
-    from treesearch.search import BeamConfig, BestOfNConfig, MCTSConfig, SegmentConfig
+    """Each search strategy's config, seeded, budgeted and tempered alike from the eval config
+    (temperature, top_p, seed, max_tokens for every one; k is best-of-n's and dvts's N)."""
+    from treesearch.search import BeamConfig, BestOfNConfig, DVTSConfig, MCTSConfig, SegmentConfig
 
-    return {"best-of-n": BestOfNConfig(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed),
-            "beam": BeamConfig(seed=cfg.seed, max_tokens=cfg.max_tokens),
-            "mcts": MCTSConfig(seed=cfg.seed, max_tokens=cfg.max_tokens),
-            "segments": SegmentConfig(seed=cfg.seed, max_tokens=cfg.max_tokens)}
+    common = dict(temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_tokens=cfg.max_tokens)
+    bon = BestOfNConfig(n=cfg.k, **common)
+    width = max(d for d in range(1, 5) if cfg.k % d == 0)  # M = 4 (search-and-learn's), or what divides k
+    return {"best-of-n": bon, "weighted-bon": bon,
+            "beam": BeamConfig(**common),
+            "dvts": DVTSConfig(n=cfg.k, beam_width=width, select=cfg.prm_select, **common),
+            "mcts": MCTSConfig(**common),
+            "segments": SegmentConfig(**common)}
 
 
-def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool = True, search_config=None):
-    """Run a search strategy and grade each tree's selected answer with the task's verifier."""
-    from treesearch.search import (
-        beam_search, best_of_n, make_trees, mcts, mean_logprob, segment_rollouts, task_scorer,
-    )
-    from treesearch.search.expand import answer_line_done
-    from treesearch.search.expand import finished
+def load_prm(cfg: EvalConfig, task):
+    """The PRM `cfg` names, reading steps at the task's delimiter, scores p in [0, 1] aggregated by
+    ``cfg.prm_aggregate`` (one scorer serves every strategy). None when `cfg.prm` is empty."""
+    if not cfg.prm:
+        return None
+    from treesearch.rewards.prm_train import load_value_prm
+
+    return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=False,
+                          step_delimiter=getattr(task, "step_delimiter", None))
+
+
+def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool = True, search_config=None, prm=None):
+    """Run a search strategy and grade each tree's selected answer with the task's verifier.
+
+    `prm`: an already loaded PRM scorer (else `load_prm(cfg, task)` loads ``cfg.prm``)."""
+    from tqdm import tqdm
+
+    from treesearch.search import make_trees
     from treesearch.search.result import Cost, SearchResult
+
+    scfg = search_config if search_config is not None else search_defaults(cfg)[cfg.strategy]
+    delimiter = getattr(task, "step_delimiter", None)
+    if delimiter and getattr(scfg, "step_delimiter", delimiter) != delimiter:
+        scfg = dataclasses.replace(scfg, step_delimiter=delimiter)  # steps end where the task's steps end
+    if cfg.strategy in NEEDS_PRM and prm is None and not cfg.prm:
+        raise ValueError(f"strategy {cfg.strategy!r} needs a process reward model (EvalConfig.prm)")
+    prm = prm if prm is not None else load_prm(cfg, task)
+    prm_before = prm.tokens_read if prm is not None else 0
+    template = getattr(task, "prompt_template", None)
+    total = SearchResult([], [], Cost())
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(problems), cfg.batch_problems):
+        chunk = problems[start : start + cfg.batch_problems]
+        total = total + _search(backend, task, chunk, make_trees(backend, chunk, template=template), cfg, scfg, prm)
+        bar.update(len(chunk))
+    bar.close()
+    records = [_search_record(task, p, tree, node) for p, tree, node in zip(problems, total.trees, total.selected)]
+    n = len(records)
+    summary = {"strategy": cfg.strategy, "problems": n, "config": dataclasses.asdict(cfg),
+               "search_config": dataclasses.asdict(scfg),
+               "accuracy": sum(r["correct"][0] for r in records) / n,
+               "coverage": sum(r["covered"] for r in records) / n,
+               "unparsed": sum(r["unparsed"] for r in records),
+               "unfinished": sum(r["unfinished"] for r in records),
+               "tokens_per_problem": total.cost.computed_tokens / n,
+               "prm_tokens_per_problem": ((prm.tokens_read - prm_before) / n) if prm is not None else 0.0,
+               "cost": total.cost.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 3)}
+    return records, summary
+
+
+def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
+    """One batch of `cfg.strategy` over `trees` (one per problem); no gold answer is consulted
+    unless ``cfg.oracle``."""
+    from treesearch.search import beam_search, best_of_n, mcts, mean_logprob, segment_rollouts, task_scorer
+    from treesearch.search.expand import answer_line_done
+    from treesearch.search.guided import dvts, weighted_best_of_n
+    from treesearch.search.result import SearchResult
+    from treesearch.search.values import Signed
     from verifiers.exact import extract_final_answer
 
     extract = getattr(task, "extract_answer", None) or extract_final_answer
     same = getattr(task, "same_answer", None)
     is_final = getattr(task, "is_final", answer_line_done)
-    scfg = search_config if search_config is not None else search_defaults(cfg)[cfg.strategy]
-    delimiter = getattr(task, "step_delimiter", None)
-    if delimiter and getattr(scfg, "step_delimiter", delimiter) != delimiter:
-        scfg = dataclasses.replace(scfg, step_delimiter=delimiter)  # steps end where the task's steps end
-    template = getattr(task, "prompt_template", None)
-    total = SearchResult([], [], Cost())
-    t0 = time.perf_counter()
-    from tqdm import tqdm
+    scorer = prm if prm is not None else mean_logprob
+    s = cfg.strategy
+    if s == "best-of-n":
+        return best_of_n(backend, trees, scfg, scorer=scorer)
+    if s == "weighted-bon":
+        return weighted_best_of_n(backend, trees, scfg, scorer=prm, extract=extract, same=same)
+    if s == "beam":
+        return beam_search(backend, trees, scfg, scorer=scorer, is_final=is_final)
+    if s == "dvts":
+        return dvts(backend, trees, scfg, scorer=prm, extract=extract, same=same, is_final=is_final)
+    if s == "segments":
+        return segment_rollouts(backend, trees, scfg, scorer=scorer, is_final=is_final)
+    if prm is not None:
+        signed = Signed(prm)  # 2p − 1: the ±1 scale of MCTS's outcome rewards
+        res = mcts(backend, trees, scfg, value_fn=signed, reward_fn=signed, is_final=is_final)
+        return SearchResult(res.trees, [prm_answer(t, cfg.prm_select, extract, same) for t in res.trees], res.cost)
+    score = task_scorer(task, problems) if cfg.oracle else plurality_scorer(extract, same)
+    res = mcts(backend, trees, scfg, score=score, is_final=is_final)
+    if cfg.oracle:
+        return res
+    return SearchResult(res.trees, [visit_vote(t, extract, same) for t in res.trees], res.cost)
 
-    bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(problems), cfg.batch_problems):
-        chunk = problems[start : start + cfg.batch_problems]
-        trees = make_trees(backend, chunk, template=template)
-        if cfg.strategy == "best-of-n":
-            res = best_of_n(backend, trees, scfg, scorer=mean_logprob)
-        elif cfg.strategy == "beam":
-            res = beam_search(backend, trees, scfg, scorer=mean_logprob, is_final=is_final)
-        elif cfg.strategy == "segments":
-            res = segment_rollouts(backend, trees, scfg, scorer=mean_logprob, is_final=is_final)
-        else:
-            score = task_scorer(task, chunk) if cfg.oracle else plurality_scorer(extract, same)
-            res = mcts(backend, trees, scfg, score=score, is_final=is_final)
-            if not cfg.oracle:
-                res = SearchResult(res.trees, [visit_vote(t, extract, same) for t in res.trees], res.cost)
-        total = total + res
-        bar.update(len(chunk))
-    bar.close()
-    records = []
-    reads = _reads_answers(task)
-    for p, tree, node in zip(problems, total.trees, total.selected):
-        text = tree.text_of(node)
-        done = bool(node) and finished(tree, node)
-        ok = done and bool(task.score(p, text))
-        pred = extract(text) if done else None
-        records.append({"id": p.id, "answer": p.answer, "predictions": [pred], "correct": [ok],
-                        "unparsed": int(reads and pred is None), "unfinished": int(bool(node) and not done),
-                        "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text})
-    n = len(records)
-    summary = {"strategy": cfg.strategy, "problems": n, "config": dataclasses.asdict(cfg),
-               "search_config": dataclasses.asdict(scfg),
-               "accuracy": sum(r["correct"][0] for r in records) / n,
-               "unparsed": sum(r["unparsed"] for r in records),
-               "unfinished": sum(r["unfinished"] for r in records),
-               "tokens_per_problem": total.cost.computed_tokens / n,
-               "cost": total.cost.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 3)}
-    return records, summary
+
+def prm_answer(tree, select: str, extract, same=None) -> int:
+    """Test-time MCTS with a PRM: the answer among the tree's terminals, each weighted by its PRM
+    score p = (reward + 1) / 2 (the reward is the signed PRM value 2p − 1; `guided.choose`)."""
+    from treesearch.search.guided import choose
+
+    ends = [n for n in range(1, tree.num_nodes) if tree.terminal[n]]
+    return choose(tree, ends, [(float(tree.reward[n]) + 1.0) / 2.0 for n in ends], select=select,
+                  extract=extract, same=same)
+
+
+def _search_record(task, problem, tree, node) -> dict:
+    """One problem's record: the selected answer graded by the verifier, and whether any finished
+    solution in the tree verifies (``covered``; each distinct text graded once)."""
+    from treesearch.search.expand import finished
+    from verifiers.exact import extract_final_answer
+
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
+    text = tree.text_of(node)
+    done = bool(node) and finished(tree, node)
+    ok = done and bool(task.score(problem, text))
+    pred = extract(text) if done else None
+    ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)}
+    covered = ok or any(bool(task.score(problem, t)) for t in ends if t != text)
+    return {"id": problem.id, "answer": problem.answer, "predictions": [pred], "correct": [ok], "covered": bool(covered),
+            "unparsed": int(_reads_answers(task) and pred is None), "unfinished": int(bool(node) and not done),
+            "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text}
 
 
 def summarize(records: list[dict], cfg: EvalConfig) -> dict:

@@ -13,8 +13,15 @@ def register(sub) -> None:
     p.add_argument("--n-problems", type=int, default=200)
     p.add_argument("--n-ops", type=int, default=None, help="arithmetic only: fix the number of operations")
     p.add_argument("--strategy", default="greedy",
-                   help="greedy | sample | maj@K | best-of-n | beam | mcts | segments (search settings: --set KEY=VALUE)")
-    p.add_argument("--k", type=int, default=16, help="samples per problem for sample / best-of-n")
+                   help="greedy | sample | maj@K | best-of-n | weighted-bon | beam | dvts | mcts | segments "
+                        "(search settings: --set KEY=VALUE; weighted-bon and dvts need --prm)")
+    p.add_argument("--k", type=int, default=16, help="samples per problem for sample / best-of-n / weighted-bon; N of dvts")
+    p.add_argument("--prm", default="", metavar="DIR",
+                   help="process reward model guiding the search (a `treesearch train-prm` OUT/model, or any PRM checkpoint)")
+    p.add_argument("--prm-aggregate", default="last", choices=["last", "min", "prod"],
+                   help="a solution's PRM score from its step scores")
+    p.add_argument("--prm-select", default="vote", choices=["vote", "score"],
+                   help="dvts / mcts with --prm: answer by the PRM-weighted vote or the best-scored solution")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="search strategy setting (fields of its config, see `treesearch search --help`)")
     p.add_argument("--oracle", action="store_true", help="mcts: reward terminals with the verifier (not a test score)")
@@ -39,21 +46,24 @@ def load_problems(args):
 
 
 def run(args) -> int:
-    from treesearch.evaluate import EvalConfig, evaluate, evaluate_search, markdown_table, write_run
+    from treesearch.evaluate import EvalConfig, evaluate, evaluate_search, load_prm, markdown_table, write_run
 
     strategy, k = args.strategy, args.k
     if strategy.startswith("maj@"):
         strategy, k = "sample", _int(strategy[4:], "--strategy maj@K")
     cfg = EvalConfig(
         strategy=strategy, k=k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-        oracle=args.oracle,
+        oracle=args.oracle, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_select=args.prm_select,
     )
     task, problems = load_problems(args)
     search_config = _search_config(cfg, args.overrides)  # bad settings fail before an engine starts
+    if cfg.prm and search_config is None:
+        raise ValueError(f"--prm guides the search strategies, not {cfg.strategy!r}")
+    prm = load_prm(cfg, task)  # a bad checkpoint fails before an engine starts too
     backend = backend_from_args(args)
     try:
         if search_config is not None:
-            records, summary = evaluate_search(backend, task, problems, cfg, search_config=search_config)
+            records, summary = evaluate_search(backend, task, problems, cfg, search_config=search_config, prm=prm)
         else:
             records, summary = evaluate(backend, task, problems, cfg)
     finally:

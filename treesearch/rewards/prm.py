@@ -28,7 +28,10 @@ counted: ``tokens_read`` adds up every row it ran, and after each call
 ``last_tokens`` holds per node the PRM tokens of its last step (what a
 prefix-cached PRM computes anew; plus the question the first time a problem is
 seen), which a
-search under a token budget adds to its sampled tokens.
+search under a token budget adds to its sampled tokens. A node whose text holds
+several steps (a best-of-N sample is a whole solution) is split after each
+``step_delimiter`` (`steps_of`), so the PRM scores every step whatever the tree's
+shape, and last / min / prod aggregate over the task's steps.
 `treesearch.rewards.prm_train` trains such a PRM on the trees' own labels.
 """
 from __future__ import annotations
@@ -280,20 +283,33 @@ class PRMScorer:
             out[j] = [self._prob(row) for row in lg]
         return out
 
+    def steps_of(self, text: str) -> list[str]:
+        """A node's text as the PRM's steps: split after every `step_delimiter` (a node holding a whole
+        solution, as best-of-N samples do, is read step by step; a step node is one step)."""
+        d = self.config.step_delimiter
+        if not d or d not in text.removesuffix(d):
+            return [text]
+        parts = text.split(d)
+        return [p + d for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
     def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
-        steps = [[tree.text[n] for n in tree.path(node)[1:]] for tree, node in zip(trees, nodes)]
+        steps, own = [], []  # own[i]: how many of row i's steps belong to node i itself
+        for tree, node in zip(trees, nodes):
+            pieces = [self.steps_of(tree.text[n]) for n in tree.path(node)[1:]]
+            steps.append([p for ps in pieces for p in ps])
+            own.append(len(pieces[-1]) if pieces else 0)
         scores = self.score_steps([t.prompt for t in trees], steps)
         self.last_step_scores = scores
-        # what a prefix-cached PRM computes anew: the node's last step, and a question the first time
+        # what a prefix-cached PRM computes anew: the node's own steps, and a question the first time
         self.last_tokens = []
-        for tree, (_, e) in zip(trees, self._last_encoded):
-            if len(e) > 1:
-                self.last_tokens.append(e[-1] - e[-2])
+        for tree, (_, e), k in zip(trees, self._last_encoded, own):
+            if len(e) > k:
+                self.last_tokens.append(e[-1] - e[-1 - k])
             elif e:
                 question = len(self.prompt_ids(tree.prompt))
                 first = tree.problem_id not in self._questions_read
                 self._questions_read.add(tree.problem_id)
-                self.last_tokens.append(e[0] + 1 - (0 if first else question))
+                self.last_tokens.append(e[-1] + 1 - (0 if first else question))
             else:
                 self.last_tokens.append(0)
         values = [aggregate(s, self.config.aggregate) if s else 0.5 for s in scores]

@@ -283,16 +283,22 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     return info
 
 
-def load_value_prm(path: str | Path, *, device: str = "cpu", aggregate: str = "last", signed: bool = True):
+def load_value_prm(path: str | Path, *, device: str = "cpu", aggregate: str = "last", signed: bool = True,
+                   step_delimiter: str | None = None):
     """A trained PRM as a search ValueFn: V = 2·p − 1 of the node's last step (its P(correct | prefix)),
-    read with the encoding it was trained with (``prm_config.json`` when present)."""
+    read with the encoding it was trained with (``prm_config.json`` when present; any other Hugging
+    Face PRM checkpoint with `PRMConfig`'s defaults). `aggregate` (last / min / prod) and `signed`
+    (2p − 1, else p in [0, 1]) say what a node's value is; `step_delimiter`, when given, is the
+    task's step delimiter, stripped from each tree step before the PRM's tag."""
     from treesearch.rewards.prm import PRMConfig, PRMScorer
 
     p = Path(path)
     known = {f.name for f in dataclasses.fields(PRMConfig)}
     saved = json.loads((p / "prm_config.json").read_text()) if (p / "prm_config.json").is_file() else {}
-    cfg = PRMConfig(**{k: v for k, v in saved.items() if k in known})
-    return PRMScorer.from_pretrained(p, dataclasses.replace(cfg, aggregate=aggregate, signed=signed), device=device)
+    cfg = dataclasses.replace(PRMConfig(**{k: v for k, v in saved.items() if k in known}), aggregate=aggregate, signed=signed)
+    if step_delimiter is not None:
+        cfg = dataclasses.replace(cfg, step_delimiter=step_delimiter)
+    return PRMScorer.from_pretrained(p, cfg, device=device)
 
 
 def correct_steps_auc(scorer, trees: Sequence[Tree], check_step) -> tuple[float, int]:

@@ -20,6 +20,7 @@ from treesearch.search.baselines import (
     majority_vote,
 )
 from treesearch.search.expand import answer_line_done, expand
+from treesearch.search.guided import DVTSConfig, choose, dvts, weighted_best_of_n
 from treesearch.search.mcts import MCTSConfig, mcts
 from treesearch.search.result import Cost, SearchResult, meter
 from treesearch.search.runner import make_trees, read_trees, run_search, summarize, task_scorer, write_run
@@ -49,6 +50,7 @@ __all__ = [
     "BeamConfig",
     "BestOfNConfig",
     "Cost",
+    "DVTSConfig",
     "GreedyConfig",
     "MCTSConfig",
     "OutcomeValue",
@@ -63,6 +65,8 @@ __all__ = [
     "beam_search",
     "best_of_n",
     "build_value",
+    "choose",
+    "dvts",
     "expand",
     "greedy",
     "greedy_q",
@@ -84,6 +88,7 @@ __all__ = [
     "uncertainty_weights",
     "unknown_value",
     "uniform_weights",
+    "weighted_best_of_n",
     "write_run",
     "zero_value",
 ]

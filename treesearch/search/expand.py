@@ -17,6 +17,7 @@ an answer from it.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Callable, Sequence
 
@@ -106,6 +107,23 @@ def sample(backend, trees: Sequence[Tree], nodes: Sequence[int], params: Samplin
     for t, n in zip(trees, nodes):
         t.expanded[n] += 1
     return outs
+
+
+def sample_counts(backend, trees: Sequence[Tree], nodes: Sequence[int], counts: Sequence[int],
+                  params: SamplingParams) -> list[list[Completion]]:
+    """``counts[i]`` completions for each (trees[i], nodes[i]), in input order: one `generate` call per
+    distinct count, since the protocol takes one ``n`` per call and sending a context twice would
+    replay the same seeded samples (so k searchers sharing a node ask for k·m samples of it once)."""
+    by_n: dict[int, list[int]] = {}
+    for i, n in enumerate(counts):
+        by_n.setdefault(int(n), []).append(i)
+    out: list[list[Completion]] = [[] for _ in nodes]
+    for n in sorted(by_n):
+        idx = by_n[n]
+        got = sample(backend, [trees[i] for i in idx], [nodes[i] for i in idx], dataclasses.replace(params, n=n))
+        for i, comps in zip(idx, got):
+            out[i] = comps
+    return out
 
 
 def expand(

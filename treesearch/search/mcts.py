@@ -8,8 +8,9 @@ budget). One simulation per tree per wave, all trees of a batch together:
 2. **expand**: the leaves of every tree go to the backend in ONE `generate` call,
    ``width`` sampled next steps each (stop at the delimiter);
 3. **evaluate**: a terminal child gets the outcome reward (+1 / -1 from the
-   scorer, its V = 0); the other children get V from `value_fn`, one batched
-   call over the wave. A value function may answer ``None`` for a node it
+   scorer, its V = 0; at test time, with ``reward_fn``, its value under that
+   function instead, e.g. a PRM as 2p − 1, no verifier consulted); the other
+   children get V from `value_fn`, one batched call over the wave. A value function may answer ``None`` for a node it
    cannot judge (`unknown_value`, the ``counts`` method): that child is not
    backed up, so an unexplored step stays unvisited instead of counting as a
    measured return of 0, and Q holds judged outcomes only;
@@ -67,7 +68,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from treesearch.backends.base import SamplingParams
-from treesearch.search.expand import FinalFn, attach, sample
+from treesearch.search.expand import FinalFn, attach, finished, sample
 from treesearch.search.result import SearchResult, meter
 from treesearch.search.selection import SelectFn, puct
 from treesearch.search.values import Scorer, ValueFn, judge, value_tokens, zero_value
@@ -179,19 +180,25 @@ def mcts(
     trees: Sequence[Tree],
     config: MCTSConfig = MCTSConfig(),
     *,
-    score: Scorer,
+    score: Scorer | None = None,
     value_fn: ValueFn = zero_value,
+    reward_fn: ValueFn | None = None,
     select: SelectFn | None = None,
     is_final: FinalFn | None = None,
 ) -> SearchResult:
     """Search every tree (each holding at least its root) and return the committed answer nodes.
 
     score: outcome of a finished solution text (1.0 right); value_fn: V at new non-terminal
-    nodes, one call per wave; select: selection rule, default `puct` with the config's
-    c_puct and length_penalty; is_final: does a path text hold a complete final answer.
+    nodes, one call per wave; reward_fn: instead of `score`, the reward of a finished terminal
+    is its value under this ValueFn (e.g. a signed PRM, 2p − 1: test-time search without a
+    verifier; one call per wave, no verdict recorded), a cut terminal gets ``wrong_reward``;
+    select: selection rule, default `puct` with the config's c_puct and length_penalty;
+    is_final: does a path text hold a complete final answer.
     Trees may already hold nodes (a search resumes where it stopped).
     """
     cfg = config
+    if score is None and (reward_fn is None or cfg.rollouts):
+        raise ValueError("mcts needs `score` (outcomes of finished solutions), or `reward_fn` and no rollouts")
     select = select or functools.partial(puct, c_puct=cfg.c_puct, length_penalty=cfg.length_penalty,
                                          value_prior=cfg.value_prior)
     widen = functools.partial(may_widen, c=cfg.widen_c, alpha=cfg.widen_alpha)
@@ -236,7 +243,7 @@ def mcts(
                             trees[i].terminal[c] = True  # cut mid-line: the path ends unfinished
                 new.append(kids)
                 wave_tokens[i] += sum(len(c.token_ids) for c in comps)
-            for i, t in _evaluate(trees, grow, new, cfg, score, value_fn):
+            for i, t in _evaluate(trees, grow, new, cfg, score, value_fn, reward_fn):
                 wave_tokens[i] += t
             if cfg.rollouts:
                 for i, t in _rollout(backend, trees, grow, new, cfg, score, is_final, cfg.seed + wave):
@@ -334,16 +341,25 @@ def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final
     return None
 
 
-def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer, value_fn: ValueFn) -> list[tuple[int, int]]:
-    """Outcome reward at terminal children, `value_fn` (one call) at the others, then backup.
+def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer | None, value_fn: ValueFn,
+              reward_fn: ValueFn | None = None) -> list[tuple[int, int]]:
+    """Outcome reward at terminal children (`score`, or `reward_fn` in one call), `value_fn` (one
+    call) at the others, then backup.
 
     A value of None means unknown: the child is left unvisited. Returns [(tree index, tokens)]
-    the value function reports having sampled or read (`value_tokens`)."""
+    the value and reward functions report having sampled or read (`value_tokens`)."""
     pending_i, pending_t, pending_n = [], [], []
+    ends_i, ends_t, ends_n = [], [], []
     for i, kids in zip(grow, new):
         tree = trees[i]
         for c in kids:
-            if tree.terminal[c]:
+            if tree.terminal[c] and reward_fn is not None:
+                tree.reward[c] = cfg.wrong_reward
+                if finished(tree, c):  # a cut solution has no answer to reward
+                    ends_i.append(i)
+                    ends_t.append(tree)
+                    ends_n.append(c)
+            elif tree.terminal[c]:
                 tree.reward[c] = cfg.correct_reward if judge(tree, c, score) else cfg.wrong_reward
             else:
                 pending_i.append(i)
@@ -357,8 +373,16 @@ def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer, value_fn: ValueF
         if v is not None:
             tree.value[c] = float(v)
             known.add((id(tree), c))
+    spent = list(zip(pending_i, value_tokens(value_fn, len(pending_n)))) if pending_n else []
+    if ends_n:
+        rewards = reward_fn(ends_t, ends_n)
+        if len(rewards) != len(ends_n) or any(r is None for r in rewards):
+            raise RuntimeError(f"reward_fn must return a value for each of the {len(ends_n)} finished terminals")
+        for tree, c, r in zip(ends_t, ends_n, rewards):
+            tree.reward[c] = float(r)
+        spent += list(zip(ends_i, value_tokens(reward_fn, len(ends_n))))
     for i, kids in zip(grow, new):
         for c in kids:
             if trees[i].terminal[c] or (id(trees[i]), c) in known:
                 backup(trees[i], c, float(trees[i].value[c]))
-    return list(zip(pending_i, value_tokens(value_fn, len(pending_n)))) if pending_n else []
+    return spent

@@ -109,6 +109,21 @@ class OutcomeValue:
         return out
 
 
+class Signed:
+    """``2v − 1`` of a ValueFn whose values are in [0, 1] (a PRM's p onto MCTS's ±1 outcome scale);
+    None stays None, and the wrapped function's `last_tokens` are its own."""
+
+    def __init__(self, value_fn: ValueFn):
+        self.value_fn = value_fn
+
+    def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float | None]:
+        return [None if v is None else 2.0 * float(v) - 1.0 for v in self.value_fn(trees, nodes)]
+
+    @property
+    def last_tokens(self):
+        return getattr(self.value_fn, "last_tokens", None)
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     k: int = dataclasses.field(default=4, metadata={"help": "completions sampled from each node"})

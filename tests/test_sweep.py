@@ -109,3 +109,25 @@ def test_sweep_cli_refuses_bad_flags_in_one_line(tmp_path, capsys, flag, message
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_prm_strategies_read_off_the_table_match_the_library(policy, trained_prm, tmp_path):
+    """weighted-bon at the full budget from the sample table is the library's weighted best-of-N, problem by
+    problem; the PRM's own tokens are counted apart from the policy's."""
+    from tasks import get_task
+    from treesearch.backends.hf import HFBackend
+    from treesearch.evaluate import EvalConfig, evaluate_search
+
+    task = get_task("arithmetic")
+    problems = task.problems("test", 6, seed=1, n_ops=2)
+    backend = HFBackend.from_model(*policy)
+    cfg = SweepConfig(strategies=("weighted-bon", "best-of-n-prm", "dvts"), budgets=(2, 4), prm=str(trained_prm))
+    rows = run_sweep(backend, task, problems, cfg, tmp_path, log=lambda *_: None)
+    by = {(r["strategy"], r["budget"]): r for r in rows}
+    assert set(by) == {(s, b) for s in cfg.strategies for b in (2, 4)}
+    assert all(r["prm_tokens_per_problem"] > 0 for r in rows)
+    assert by["weighted-bon", 2]["prm_tokens_per_problem"] < by["weighted-bon", 4]["prm_tokens_per_problem"]
+    records, lib = evaluate_search(backend, task, problems, EvalConfig(strategy="weighted-bon", k=4, prm=str(trained_prm)),
+                                 progress=False)
+    assert by["weighted-bon", 4]["correct"] == [float(r["correct"][0]) for r in records]
+    assert by["weighted-bon", 4]["accuracy"] == lib["accuracy"]

@@ -47,7 +47,9 @@ from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figu
 KNOBS = {"maj": "k", "best-of-n": "n", "best-of-n-prm": "n", "weighted-bon": "n", "beam": "beam_width",
          "dvts": "n", "mcts": "simulations", "segments": "max_width"}
 SAMPLED = ("maj", "best-of-n", "best-of-n-prm", "weighted-bon")  # selectors over independent samples
-NEEDS_PRM = ("best-of-n-prm", "weighted-bon", "dvts")
+from treesearch.evaluate import NEEDS_PRM as _EVAL_NEEDS_PRM
+
+NEEDS_PRM = ("best-of-n-prm",) + tuple(_EVAL_NEEDS_PRM)
 BEAM_EXPANSIONS = 4  # beam: budget B = B samples per step = B/4 beams x 4 expansions (search-and-learn's N and M)
 
 
@@ -91,7 +93,8 @@ class SampleTable:
 
     key: answer group (None: cut or unreadable), correct: the verifier's verdict, logprob: mean
     token log-probability, prm: the PRM's solution score in [0, 1] (None without a PRM), tokens:
-    decoded tokens, prefill: prompt tokens computed for this problem (the measured share)."""
+    decoded tokens, prefill: prompt tokens computed for this problem (the measured share), prm_tokens:
+    the PRM's tokens read per sample (its own cost, counted apart)."""
 
     id: str
     key: list
@@ -100,6 +103,7 @@ class SampleTable:
     tokens: list
     prefill: float
     prm: list | None = None
+    prm_tokens: list | None = None
 
     def pick(self, strategy: str, idx: Sequence[int]) -> int | None:
         """The sample `strategy` selects among `idx` (None: no answer to give)."""
@@ -166,32 +170,34 @@ def sample_tables(backend, task, problems, n: int, temperature: float, seed: int
                 correct.append(bool(done and task.score(p, t.text[c])))
             prm_scores = [float(v) for v in prm([t] * len(kids), kids)] if prm is not None else None
             tables.append(SampleTable(p.id, keys, correct, [float(v) for v in mean_logprob([t] * len(kids), kids)],
-                                      [len(t.token_ids[c]) for c in kids], prefill, prm_scores))
+                                      [len(t.token_ids[c]) for c in kids], prefill, prm_scores,
+                                      [int(x) for x in prm.last_tokens] if prm is not None else None))
     return tables
 
 
 def curve(tables: Sequence[SampleTable], strategy: str, k: int, *, draws: int = 8, seed: int = 0) -> dict:
     """One SAMPLED strategy at budget k over all problems: accuracy, coverage, tokens per problem and
     each problem's correctness (subset draws seeded by (seed, k, problem index))."""
-    per, cov, tok = [], [], []
+    per, cov, tok, prm_tok = [], [], [], []
+    reads_prm = strategy in ("best-of-n-prm", "weighted-bon")
     for i, t in enumerate(tables):
         rng = np.random.default_rng([seed, k, i])
         a, c, x = t.at(strategy, k, draws, rng)
         per.append(a)
         cov.append(c)
         tok.append(x)
-    return {"accuracy": float(np.mean(per)), "coverage": float(np.mean(cov)),
-            "tokens_per_problem": float(np.mean(tok)), "correct": per}
+        prm_tok.append(k * float(np.mean(t.prm_tokens)) if reads_prm and t.prm_tokens else 0.0)  # expected over subsets
+    return {"accuracy": float(np.mean(per)), "coverage": float(np.mean(cov)), "tokens_per_problem": float(np.mean(tok)),
+            "prm_tokens_per_problem": float(np.mean(prm_tok)), "correct": per}
 
 
 # -- the sweep ---------------------------------------------------------------------------------
 
-def _load_prm(cfg: SweepConfig):
-    if not cfg.prm:
-        return None
-    from treesearch.rewards.prm_train import load_value_prm
+def _load_prm(cfg: SweepConfig, task):
+    """The one PRM scorer (p in [0, 1], steps read at the task's delimiter) every strategy shares; None without."""
+    from treesearch.evaluate import EvalConfig, load_prm
 
-    return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=False)
+    return load_prm(EvalConfig(prm=cfg.prm, prm_aggregate=cfg.prm_aggregate), task) if cfg.prm else None
 
 
 def _table_path(out: Path, temperature: float, seed: int, n: int, scored: bool) -> Path:
@@ -224,7 +230,7 @@ def search_config(strategy: str, ecfg, budget: int):
     return dataclasses.replace(base, **{KNOBS[strategy]: budget})
 
 
-def _run_one(backend, task, problems, cfg: SweepConfig, strategy: str, budget: int, seed: int) -> dict:
+def _run_one(backend, task, problems, cfg: SweepConfig, strategy: str, budget: int, seed: int, prm=None) -> dict:
     """A strategy that is not subsampled, run at one budget and seed: accuracy, coverage, tokens, per problem."""
     from treesearch.evaluate import EvalConfig, evaluate, evaluate_search
 
@@ -243,21 +249,14 @@ def _run_one(backend, task, problems, cfg: SweepConfig, strategy: str, budget: i
             raise ValueError(f"{strategy!r} is only swept by subsampling (SweepConfig.subsample)")
         cover = [float(any(r["correct"])) for r in records]
     else:
-        prm_kw = {"prm": cfg.prm, "prm_aggregate": cfg.prm_aggregate} if cfg.prm and _takes_prm() else {}
-        ecfg = EvalConfig(strategy=strategy, **kw, **prm_kw)
-        records, summary = evaluate_search(backend, task, problems, ecfg, progress=False,
+        ecfg = EvalConfig(strategy=strategy, prm=cfg.prm, prm_aggregate=cfg.prm_aggregate, **kw)
+        records, summary = evaluate_search(backend, task, problems, ecfg, progress=False, prm=prm,
                                            search_config=search_config(strategy, ecfg, budget))
         correct = [float(r["correct"][0]) for r in records]
-        cover = [float(r.get("covered", r["correct"][0])) for r in records]
+        cover = [float(r["covered"]) for r in records]
     return {"accuracy": float(np.mean(correct)), "coverage": float(np.mean(cover)),
             "tokens_per_problem": float(summary["tokens_per_problem"]),
             "prm_tokens_per_problem": float(summary.get("prm_tokens_per_problem", 0.0)), "correct": correct}
-
-
-def _takes_prm() -> bool:
-    from treesearch.evaluate import EvalConfig
-
-    return "prm" in {f.name for f in dataclasses.fields(EvalConfig)}
 
 
 def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callable[[str], None] = print) -> list[dict]:
@@ -270,7 +269,7 @@ def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callab
     path = out / "sweep.jsonl"
     rows = list(read_jsonl(path, allow_torn_tail=True)) if path.is_file() else []
     done = {(r["strategy"], r["budget"], r["seed"], r["temperature"]) for r in rows}
-    prm = _load_prm(cfg) if any(s in ("best-of-n-prm", "weighted-bon") for s in cfg.strategies) else None
+    prm = _load_prm(cfg, task)
     top = max(cfg.budgets)
     todo = [(s, b, seed) for seed in cfg.seeds for s in cfg.strategies for b in ([1] if s == "greedy" else cfg.budgets)
             if (s, b, seed, cfg.temperature_of(s)) not in done]
@@ -282,7 +281,7 @@ def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callab
             tables = _tables(backend, task, problems, cfg, out, t, seed, top, prm)
             res = curve(tables, strategy, budget, draws=cfg.draws, seed=seed)
         else:
-            res = _run_one(backend, task, problems, cfg, strategy, budget, seed)
+            res = _run_one(backend, task, problems, cfg, strategy, budget, seed, prm)
         row = {"strategy": strategy, "budget": budget, "seed": seed, "temperature": t, "problems": len(problems), **res}
         append_jsonl(path, [row])
         rows.append(row)

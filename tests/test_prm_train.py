@@ -95,9 +95,11 @@ def test_train_prm_command(tmp_path, capsys):
     path = tmp_path / "trees.jsonl"
     write_jsonl(path, [t.to_json() for t in _trees(100, 16)])
     out = tmp_path / "prm"
-    assert cli_main(["train-prm", "--trees", str(path), "--out", str(out), "--epochs", "1", "--holdout", "0.25"]) == 0
+    assert cli_main(["train-prm", "--trees", str(path), "--out", str(out), "--epochs", "1", "--holdout", "0.25",
+                     "--step-delimiter", "\n\n"]) == 0
     info = json.loads((out / "prm.json").read_text())
     assert info["trees"] == 16 and (out / "model" / "config.json").is_file() and "val_auc" in info
+    assert json.loads((out / "model" / "prm_config.json").read_text())["step_delimiter"] == "\n\n"  # read back as trained
     assert cli_main(["train-prm", "--trees", str(path), "--out", str(tmp_path / "x"), "--label", "nope"]) == 2
     assert "PRMTrainConfig.label" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -65,6 +65,7 @@ class PRMTrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     batch_trees: int = _f(16, "trees per optimizer step (all rows of a tree in one batch)")
     holdout: float = _f(0.1, "fraction of trees held out for the validation metrics (0 = none)")
+    step_delimiter: str = _f("\n", "the trees' step delimiter (the task's), removed before each step's tag; saved with the PRM")
     seed: int = _f(0, "seed of the head's initialisation, the split and the batch order")
     device: str = _f("cpu", "'cpu', 'cuda' or 'auto'")
 
@@ -242,7 +243,7 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
         raise ValueError(f"no labelled steps in {len(train_ids)} training trees (min_judged {cfg.min_judged})")
     model, tok = _load_base(cfg.base, cfg.seed)
     model.to(device)
-    prm_cfg = PRMConfig(head="token_classification")
+    prm_cfg = PRMConfig(head="token_classification", step_delimiter=cfg.step_delimiter)
     scorer = PRMScorer(model, tok, prm_cfg)  # its encoding is the one the PRM is read with
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps, losses = 0, []

@@ -30,7 +30,7 @@ def _recording(backend):
 def test_width_budget_segment_lengths_and_trajectory_counts():
     for refill in (False, True):
         backend = ScriptedBackend(bandit_policy({"a": 0.5, "b": 0.3, "c": 0.2}, depth=5))
-        cfg = SegmentConfig(segment_len=3, max_width=8, init_copies=2, branch=2, refill=refill)
+        cfg = SegmentConfig(segment_len=3, step_delimiter="", max_width=8, init_copies=2, branch=2, refill=refill)
         result = segment_rollouts(backend, _trees(backend, 4), cfg)
         for t, s in zip(result.trees, result.selected):
             traj = t.meta["trajectories"]
@@ -108,15 +108,16 @@ def test_hopeless_repetition_stops_a_path():
 
 def test_token_and_depth_limits():
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
-    cfg = SegmentConfig(segment_len=4, max_width=8, token_budget=40, refill=False)
+    cfg = SegmentConfig(segment_len=4, step_delimiter="", max_width=8, init_copies=2, token_budget=40, refill=False)
     (tree,) = segment_rollouts(backend, _trees(backend, 1), cfg).trees
-    assert backend.stats.decode_tokens <= 40 + 8 * 4
-    assert all(tree.terminal[leaf] for leaf in tree.meta["trajectories"])
+    # 2 + 4 children fit 40 tokens; the 8 a third round wants do not (16 tokens left: 4 funded)
+    assert backend.stats.decode_tokens == tree.meta["search"]["decoded_tokens"] == 2 * 4 + 4 * 4 + 4 * 4
+    assert all(tree.terminal[leaf] and tree.finish_reason[leaf] == "budget" for leaf in tree.meta["trajectories"])
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
     (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, max_width=4, max_depth=3)).trees
     assert max(tree.depth) == 3
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
-    (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, max_width=4, max_tokens=10)).trees
+    (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, step_delimiter="", max_width=4, max_tokens=10)).trees
     assert all(tree.num_tokens(leaf) == 12 for leaf in tree.meta["trajectories"])  # checked at segment boundaries
 
 

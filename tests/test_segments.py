@@ -206,14 +206,14 @@ def test_per_root_token_budget_is_never_exceeded():
             tree.check()
 
 
-def test_refill_never_continues_an_existing_child_and_stops_when_it_replays():
+def test_refill_never_continues_an_existing_child_nor_counts_a_replay():
     backend = ScriptedBackend(bandit_policy({"a": 1.0}, depth=3))  # one solution only: "a\na\na"
     calls = _recording(backend)
     cfg = SegmentConfig(segment_len=2, max_width=8, init_copies=2, branch=1, refill=True)
     (tree,) = segment_rollouts(backend, _trees(backend, 1), cfg).trees
     # the two identical samples are one node all the way down: a chain, two trajectories
     assert tree.num_nodes == 4 and tree.meta["trajectories"] == [3, 3] and tree.visits[0] == 2
-    # 3 rounds grow the chain; one refill round draws only existing children, and the root stops
+    # 3 rounds grow the chain; the one refill round draws only existing children: none is added
     assert len(calls) == 4
     refill_contexts = calls[3][2]
     known = {tuple(tree.context_ids(n)): n for n in range(tree.num_nodes)}

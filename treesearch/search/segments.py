@@ -30,10 +30,10 @@ A path stops (its leaf is terminal) at EOS, at a complete final answer
 when it is hopeless: a ``repeat_chars``-character substring occurs
 ``repeat_count`` times (finish reason ``"repetition"``). When a root runs out
 of active paths with width left, `refill` re-branches finished paths at
-random segment boundaries until the width is used; a re-branch sample equal to
-an existing child is dropped (that subtree is grown already, so no prefix is
-decoded twice), and a refill round that adds no new path ends the root (the
-policy only replays what the tree holds).
+random segment boundaries until the width is used, once per root (more rounds
+of a few paths cost backend calls); a re-branch sample equal to an existing
+child is dropped, not counted as a trajectory nor continued (that subtree is
+grown already, so no prefix is decoded twice).
 
 Per-root token budget: with ``token_budget`` a round funds at most
 ``(token_budget - decoded) // segment_len`` children of the root, so a root
@@ -184,7 +184,7 @@ class _Root:
     finished: list[tuple[int, int]]
     tokens: int = 0  # decoded by this root so far
     done: bool = False
-    refilling: bool = False  # the last round re-branched finished paths
+    refilled: bool = False  # the root has re-branched its finished paths (once at most)
 
     def width(self, paths: list[tuple[int, int]]) -> int:
         return sum(k for _, k in paths)
@@ -298,13 +298,12 @@ def _plan(tree: Tree, i: int, st: _Root, fresh: int, cfg: SegmentConfig, weights
     """The next round's requests (tree index, node, children) of one root; empty when it is done."""
     room = cfg.max_width - st.width(st.finished)
     if st.active:
-        st.refilling = False
         return _branch(tree, i, st, min(room, cfg.branch * st.width(st.active) + cfg.branch * fresh), cfg, weights)
-    if st.refilling and not fresh:  # the last re-branch only replayed existing children
+    if st.refilled:  # one re-branch per root: more rounds of a few paths cost calls
         return []
     if not (cfg.refill and room > 0 and st.finished):
         return []
-    st.refilling = True
+    st.refilled = True
     return _refill(tree, i, st, _funded(cfg, st, room), cfg, rng)
 
 

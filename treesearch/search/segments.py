@@ -38,7 +38,9 @@ grown already, so no prefix is decoded twice).
 Per-root token budget: with ``token_budget`` a round funds at most
 ``(token_budget - decoded) // segment_len`` children of the root, so a root
 never decodes more than its budget; paths left unfunded end as ``"budget"``
-(cut). With it, roots are compared at equal decoded tokens.
+(cut). It is a guarantee, not the way to compare at equal tokens: cut paths
+waste what they decoded, so `treesearch.search.matching.equal_tokens` matches
+``max_width`` to a token target instead.
 
 Identical samples of one parent (common with a peaked policy) are one node
 standing for several trajectories: it is decoded once, its children draw from
@@ -199,7 +201,7 @@ def segment_rollouts(
     scorer: ValueFn = mean_logprob,
     is_final: FinalFn | None = None,
 ) -> SearchResult:
-    """Grow every tree (a bare root) into at most ``max_width`` trajectories of fixed-length segments.
+    """Grow every tree (a bare root) into at most ``max_width`` trajectories of segments.
 
     Returns the trees, each with its finished trajectories' leaves in
     ``tree.meta["trajectories"]`` (a leaf repeated once per identical sample), and as selected
@@ -266,7 +268,7 @@ def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int,
         ):
             if not is_new:  # a re-branch drew an existing child: its subtree is grown already
                 continue
-            if is_new and not t.terminal[c] and has_repetition(t.text_of(c), cfg.repeat_chars, cfg.repeat_count):
+            if not t.terminal[c] and has_repetition(t.text_of(c), cfg.repeat_chars, cfg.repeat_count):
                 t.terminal[c] = True
                 t.finish_reason[c] = "repetition"
             if t.terminal[c]:

@@ -6,12 +6,22 @@
    and wall time. Targets: >= 40% fewer tokens (token_ratio <= 0.6) and >= 1.5x less
    wall time (wall_ratio >= 1.5). Each side starts from an empty prefix cache; each
    is run `--repeats` times, interleaved, and the fastest wall time is kept.
+   This part keeps TreePO's sharing shape (fixed 8-token segments, 2 initial
+   copies, `--segment-len/--init-copies/--branch`), not the defaults.
 2. Search-core overhead: the fraction of MCTS wall time spent outside backend
    calls (target <= 5%).
+3. Coverage (some solution verifies) at equal tokens computed, on
+   `--coverage-problems` (default 200) other held-out problems: independent
+   sampling (best-of-N, N = `--solutions`) against segments with the
+   `SegmentConfig` defaults at the `max_width` whose tokens computed come
+   closest to independent's (`treesearch.search.matching.equal_tokens`, within
+   10%), both through `run_search` as `treesearch eval`/`sweep` run them.
+   Target: segments_coverage_ratio = segments coverage / independent coverage >= 1.0.
 
-    .venv/bin/python bench/search.py [--problems 32] [--solutions 16] [--repeats 3]
+    .venv/bin/python bench/search.py [--problems 32] [--solutions 16] [--repeats 3] [--coverage-problems 200]
 
-The last line printed is one JSON object with token_ratio, wall_ratio and core_overhead.
+The last line printed is one JSON object with token_ratio, wall_ratio, core_overhead,
+segments_coverage, independent_coverage, segments_coverage_ratio and coverage_tokens.
 """
 from __future__ import annotations
 
@@ -40,6 +50,8 @@ def main() -> None:
     ap.add_argument("--simulations", type=int, default=32, help="MCTS simulations for the overhead measurement")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--coverage-problems", type=int, default=200, help="problems of the equal-token coverage comparison")
+    ap.add_argument("--coverage-seed", type=int, default=1, help="problem seed of the coverage comparison")
     args = ap.parse_args()
 
     import torch
@@ -56,6 +68,7 @@ def main() -> None:
     seg_cfg = SegmentConfig(
         segment_len=args.segment_len,
         max_width=args.solutions,
+        step_delimiter="",
         init_copies=args.init_copies,
         branch=args.branch,
         max_tokens=args.max_tokens,
@@ -102,9 +115,11 @@ def main() -> None:
         f"         mcts: {args.simulations} simulations, accuracy {mcts_sum['accuracy']:.3f}, wall {c.wall_s:.2f}s, "
         f"backend {c.backend_s:.2f}s, core {c.core_s:.3f}s ({c.core_overhead:.1%}), {c.calls} calls"
     )
+    cov = coverage_at_equal_tokens(backend, task, args)
     print(
         json.dumps(
             {
+                **cov,
                 "token_ratio": round(token_ratio, 4),
                 "wall_ratio": round(wall_ratio, 4),
                 "core_overhead": round(c.core_overhead, 4),
@@ -122,6 +137,39 @@ def main() -> None:
             }
         )
     )
+
+
+def coverage_at_equal_tokens(backend, task, args) -> dict:
+    """Part 3: independent sampling vs segments (defaults, max_width matched to its tokens)."""
+    from treesearch.search import BestOfNConfig, SegmentConfig, run_search, summarize
+    from treesearch.search.matching import equal_tokens
+
+    problems = task.problems("test", args.coverage_problems, seed=args.coverage_seed, n_ops=args.n_ops)
+
+    def run(algo, config):
+        backend.reset_cache()
+        return run_search(algo, backend, task, problems, config)
+
+    ind = run("best-of-n", BestOfNConfig(n=args.solutions, max_tokens=args.max_tokens))
+    ind_cov = summarize(ind, task, problems)["coverage"]
+    seg_run = lambda width: run("segments", SegmentConfig(max_width=width, max_tokens=args.max_tokens))
+    # segments spend about 0.6-0.7 of independent's tokens per solution: start there
+    match = equal_tokens(seg_run, ind.cost.computed_tokens, lo=2, hi=16 * args.solutions, start=round(1.5 * args.solutions))
+    seg_cov = summarize(match.result, task, problems)["coverage"]
+    for name, r, c, what in (("independent", ind, ind_cov, f"n={args.solutions}"), ("segments", match.result, seg_cov, f"max_width={match.knob}")):
+        print(f"{name:>13}: {what}, coverage {c:.3f} on {len(problems)} problems, computed {r.cost.computed_tokens} tokens")
+    print(f"     matching: (max_width, tokens) tried {list(match.tried)}, ratio {match.ratio:.3f}")
+    if not match.ok:
+        print(f"WARNING: segments' tokens are {match.ratio:.2f}x independent's, outside 10%", file=sys.stderr)
+    return {
+        "segments_coverage": seg_cov,
+        "independent_coverage": ind_cov,
+        "segments_coverage_ratio": round(seg_cov / ind_cov, 4) if ind_cov else None,
+        "coverage_tokens": {"independent": ind.cost.computed_tokens, "segments": match.result.cost.computed_tokens},
+        "coverage_segments_width": match.knob,
+        "coverage_tokens_ratio": round(match.ratio, 4),
+        "coverage_problems": len(problems),
+    }
 
 
 if __name__ == "__main__":

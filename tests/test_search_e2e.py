@@ -56,7 +56,7 @@ def test_segment_rollouts_decode_shared_prefixes_once(policy, arithmetic):
 
     problems = arithmetic.problems("test", 8, seed=1, n_ops=3)
     seg_backend = HFBackend.from_model(*policy)
-    result = segment_rollouts(seg_backend, make_trees(seg_backend, problems), SegmentConfig(segment_len=8, max_width=8, max_tokens=96))
+    result = segment_rollouts(seg_backend, make_trees(seg_backend, problems), SegmentConfig(segment_len=8, step_delimiter="", init_copies=2, max_width=8, max_tokens=96))
     for tree in result.trees:
         traj = tree.meta["trajectories"]
         assert len(traj) == 8 and all(tree.terminal[leaf] for leaf in traj)

@@ -4,6 +4,7 @@ import pytest
 
 from treesearch.backends.base import SamplingParams
 from treesearch.search import BestOfNConfig, SegmentConfig, best_of_n, segment_advantages, segment_rollouts
+from treesearch.search.matching import equal_tokens
 from treesearch.search.segments import allocate, has_repetition, low_probability_weights, uncertainty_weights
 from treesearch.search.testing import ScriptedBackend, bandit_policy
 from treesearch.tree import ROOT, Tree
@@ -30,7 +31,7 @@ def _recording(backend):
 def test_width_budget_segment_lengths_and_trajectory_counts():
     for refill in (False, True):
         backend = ScriptedBackend(bandit_policy({"a": 0.5, "b": 0.3, "c": 0.2}, depth=5))
-        cfg = SegmentConfig(segment_len=3, max_width=8, init_copies=2, branch=2, refill=refill)
+        cfg = SegmentConfig(segment_len=3, step_delimiter="", max_width=8, init_copies=2, branch=2, refill=refill)
         result = segment_rollouts(backend, _trees(backend, 4), cfg)
         for t, s in zip(result.trees, result.selected):
             traj = t.meta["trajectories"]
@@ -108,15 +109,16 @@ def test_hopeless_repetition_stops_a_path():
 
 def test_token_and_depth_limits():
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
-    cfg = SegmentConfig(segment_len=4, max_width=8, token_budget=40, refill=False)
+    cfg = SegmentConfig(segment_len=4, step_delimiter="", max_width=8, init_copies=2, token_budget=40, refill=False)
     (tree,) = segment_rollouts(backend, _trees(backend, 1), cfg).trees
-    assert backend.stats.decode_tokens <= 40 + 8 * 4
-    assert all(tree.terminal[leaf] for leaf in tree.meta["trajectories"])
+    # 2 + 4 children fit 40 tokens; the 8 a third round wants do not (16 tokens left: 4 funded)
+    assert backend.stats.decode_tokens == tree.meta["search"]["decoded_tokens"] == 2 * 4 + 4 * 4 + 4 * 4
+    assert all(tree.terminal[leaf] and tree.finish_reason[leaf] == "budget" for leaf in tree.meta["trajectories"])
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
     (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, max_width=4, max_depth=3)).trees
     assert max(tree.depth) == 3
     backend = ScriptedBackend(bandit_policy(LETTERS, depth=1000))
-    (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, max_width=4, max_tokens=10)).trees
+    (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=4, step_delimiter="", max_width=4, max_tokens=10)).trees
     assert all(tree.num_tokens(leaf) == 12 for leaf in tree.meta["trajectories"])  # checked at segment boundaries
 
 
@@ -178,6 +180,61 @@ def test_segment_advantage_matches_hand_computation():
     white = segment_advantages(tree, [a1, a2, b], [1.0, 0.0, 0.0])
     assert white.mean() == pytest.approx(0.0, abs=1e-9) and white.std() == pytest.approx(1.0, abs=1e-4)
     assert segment_advantages(tree, [a1, a1], [1.0, 1.0], whiten=False).tolist() == [0.0, 0.0]
+
+
+def test_default_schedule_branches_early_at_step_boundaries():
+    assert SegmentConfig(max_width=16).copies == 4 and SegmentConfig(max_width=3).copies == 1
+    assert SegmentConfig(max_width=16, init_copies=2).copies == 2
+    backend = ScriptedBackend(bandit_policy(LETTERS, depth=4))  # lines "x\n" of 2 tokens
+    calls = _recording(backend)
+    (tree,) = segment_rollouts(backend, _trees(backend, 1), SegmentConfig(segment_len=5, max_width=16, refill=False)).trees
+    assert calls[0][:2] == (1, 4)  # a quarter of the width in round 0
+    for n in range(1, tree.num_nodes):  # a segment is one line: it ends at the step delimiter, not at 5 tokens
+        assert tree.text[n] in LETTERS or (tree.text[n][0] in LETTERS and tree.text[n][1:] == "\n")
+
+
+def test_per_root_token_budget_is_never_exceeded():
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        budgets = rng.integers(3, 90, size=3)
+        for b in budgets:
+            backend = ScriptedBackend(bandit_policy({"a": 0.4, "b": 0.3, "c": 0.3}, depth=4))
+            cfg = SegmentConfig(segment_len=3, step_delimiter="", max_width=12, init_copies=3, token_budget=int(b))
+            (tree,) = segment_rollouts(backend, _trees(backend, 1), cfg).trees
+            assert tree.meta["search"]["decoded_tokens"] == backend.stats.decode_tokens <= b
+            assert b < 9 or tree.meta["trajectories"]  # a budget of three segments funds round 0
+            tree.check()
+
+
+def test_refill_never_continues_an_existing_child_nor_counts_a_replay():
+    backend = ScriptedBackend(bandit_policy({"a": 1.0}, depth=3))  # one solution only: "a\na\na"
+    calls = _recording(backend)
+    cfg = SegmentConfig(segment_len=2, max_width=8, init_copies=2, branch=1, refill=True)
+    (tree,) = segment_rollouts(backend, _trees(backend, 1), cfg).trees
+    # the two identical samples are one node all the way down: a chain, two trajectories
+    assert tree.num_nodes == 4 and tree.meta["trajectories"] == [3, 3] and tree.visits[0] == 2
+    # 3 rounds grow the chain; the one refill round draws only existing children: none is added
+    assert len(calls) == 4
+    refill_contexts = calls[3][2]
+    known = {tuple(tree.context_ids(n)): n for n in range(tree.num_nodes)}
+    assert all(known[ctx] in (1, 2) for ctx in refill_contexts)  # re-branched at segment boundaries
+    assert all(len(tree.children[n]) <= 1 for n in range(tree.num_nodes))  # nothing was added twice
+
+
+def test_equal_tokens_finds_the_knob_closest_to_the_target():
+    runs = []
+
+    def run(k):
+        runs.append(k)
+        return 37.0 * k + (5 if k % 2 else -5)  # cost grows with the knob, with noise
+
+    m = equal_tokens(run, 1000.0, lo=1, hi=200, start=10, cost=lambda r: r)
+    assert m.knob == 27 and m.tokens == 37 * 27 + 5 and m.ok and abs(m.ratio - 1) < 0.01
+    assert len(runs) == len(set(runs)) <= 4 and runs[0] == 10
+    far = equal_tokens(lambda k: 10.0 * k, 1000.0, lo=1, hi=20, cost=lambda r: r)
+    assert far.knob == 20 and not far.ok and [k for k, _ in far.tried][-1] == 20
+    with pytest.raises(ValueError, match="lo"):
+        equal_tokens(run, 10.0, lo=5, hi=4)
 
 
 def test_config_and_input_errors():

@@ -49,7 +49,7 @@ def test_mcts_on_vllm_reuses_the_prefix_cache(vllm_backend, arithmetic):
 def test_segments_on_vllm(vllm_backend, arithmetic):
     problems = arithmetic.problems("test", 6, seed=1, n_ops=3)
     result = segment_rollouts(vllm_backend, make_trees(vllm_backend, problems),
-                              SegmentConfig(segment_len=8, max_width=8, max_tokens=96, seed=0))
+                              SegmentConfig(segment_len=8, step_delimiter="", init_copies=2, max_width=8, max_tokens=96, seed=0))
     for tree in result.trees:
         _exact(tree, vllm_backend)
         assert len(tree.meta["trajectories"]) == 8 and tree.visits[ROOT] == 8

@@ -1,14 +1,20 @@
 """Tree-segment rollouts, as in TreePO (Li et al., 2025): sample many solutions that share prefixes.
 
-Every round decodes one fixed-length segment (``segment_len`` tokens, no stop
-string, so a segment ends at EOS or at its length) for every active path of
-every root, each path continuing from its parent's exact context ids, so the
-backend's prefix cache computes every shared prefix once. Each segment is a
-tree node; a trajectory is a root-to-leaf path.
+Every round decodes one segment for every active path of every root: up to
+``segment_len`` tokens, ending early at EOS or after ``step_delimiter`` (the
+task's step delimiter; empty = fixed-length segments as in the paper), each
+path continuing from its parent's exact context ids, so the backend's prefix
+cache computes every shared prefix once. Each segment is a tree node; a
+trajectory is a root-to-leaf path. Ending segments at step boundaries makes
+the tree branch where the next step is drawn, which is where a step-by-step
+solution is uncertain.
 
 Branching schedule, per root:
 
-* round 0: ``init_copies`` copies of the prompt;
+* round 0: `SegmentConfig.copies` copies of the prompt (``init_copies``, or
+  ``max_width // 4`` when it is 0): branching early, because the first steps
+  decide a short solution's answer (two copies let two first steps decide all
+  of them);
 * then ``total = min(max_width - finished, branch·active + branch·finished_this_round)``
   children are shared out among the active paths: one each, and the rest in
   proportion to `weights` (largest remainder); so the width freed by paths that
@@ -24,17 +30,30 @@ A path stops (its leaf is terminal) at EOS, at a complete final answer
 when it is hopeless: a ``repeat_chars``-character substring occurs
 ``repeat_count`` times (finish reason ``"repetition"``). When a root runs out
 of active paths with width left, `refill` re-branches finished paths at
-random segment boundaries until the width is used. A root also stops at its
-decoded-token budget.
+random segment boundaries until the width is used, once per root (more rounds
+of a few paths cost backend calls); a re-branch sample equal to an existing
+child is dropped, not counted as a trajectory nor continued (that subtree is
+grown already, so no prefix is decoded twice).
 
-Identical samples of one parent (common with a peaked policy and short
-segments) are one node standing for several trajectories: it is decoded once,
-its children draw from distinct sample indices, and it counts once per
-trajectory in the width budget, ``meta["trajectories"]`` and the visit counts.
+Per-root token budget: with ``token_budget`` a round funds at most
+``(token_budget - decoded) // segment_len`` children of the root, so a root
+never decodes more than its budget; paths left unfunded end as ``"budget"``
+(cut). It is a guarantee, not the way to compare at equal tokens: cut paths
+waste what they decoded, so `treesearch.search.matching.equal_tokens` matches
+``max_width`` to a token target instead.
+
+Identical samples of one parent (common with a peaked policy) are one node
+standing for several trajectories: it is decoded once, its children draw from
+distinct sample indices, and it counts once per trajectory in the width budget,
+``meta["trajectories"]`` and the visit counts. Counting them keeps the
+policy's probability mass in the schedule (a step drawn k times gets k times
+the continuations); dropping them and giving their width to distinct paths
+measured no better at equal tokens on the embedded policy (README).
 
 Each finished trajectory's leaf is evaluated once by `scorer` (its value is
 backed up, so ``visits[n]`` is the number of trajectories through n and Q their
 mean value); the selected answer is the best-scoring trajectory.
+``meta["search"]["decoded_tokens"]`` is what the root decoded.
 
 `segment_advantages` is TreePO's segment-level advantage for training on the
 trajectories.
@@ -68,13 +87,14 @@ _f = field  # a dataclass field with help text (treesearch.config.field)
 
 @dataclasses.dataclass(frozen=True)
 class SegmentConfig:
-    segment_len: int = _f(8, "tokens decoded per segment (paper: 512)")
+    segment_len: int = _f(16, "tokens decoded per segment at most (paper: 512)")
+    step_delimiter: str = _f("\n", "a segment also ends after this string (the task's step delimiter); empty = fixed-length segments (paper)")
     max_width: int = _f(16, "per-root width budget: trajectories alive plus finished (paper: 16)")
-    init_copies: int = _f(2, "copies of the prompt in the first round (paper: random 2-8)")
+    init_copies: int = _f(0, "copies of the prompt in the first round; 0 = max_width // 4 (paper: random 2-8)")
     branch: int = _f(2, "children per active path per round (paper: 2)")
     max_depth: int = _f(32, "segments per trajectory")
     max_tokens: int = _f(256, "tokens per trajectory, checked at segment boundaries")
-    token_budget: int = _f(0, "decoded tokens per root before it stops; 0 = no budget")
+    token_budget: int = _f(0, "decoded tokens per root at most (a round funds what is left // segment_len children); 0 = no budget")
     temperature: float = _f(1.0, "sampling temperature")
     top_p: float = _f(1.0, "nucleus sampling mass")
     repeat_chars: int = _f(32, "hopeless path: a substring of this many characters ...")
@@ -84,13 +104,19 @@ class SegmentConfig:
     seed: int = _f(0, "sampling seed (round r samples with seed + r)")
 
     def __post_init__(self):
-        for name in ("segment_len", "max_width", "init_copies", "branch", "max_depth", "max_tokens", "repeat_chars", "repeat_count", "max_rounds"):
+        for name in ("segment_len", "max_width", "branch", "max_depth", "max_tokens", "repeat_chars", "repeat_count", "max_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SegmentConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.init_copies > self.max_width:
-            raise ValueError(f"SegmentConfig.init_copies ({self.init_copies}) exceeds max_width ({self.max_width})")
+        if not 0 <= self.init_copies <= self.max_width:
+            raise ValueError(f"SegmentConfig.init_copies must be in 0..max_width ({self.max_width}), got {self.init_copies}")
         if self.token_budget < 0:
             raise ValueError(f"SegmentConfig.token_budget must be >= 0, got {self.token_budget}")
+
+    @property
+    def copies(self) -> int:
+        """Copies of the prompt in round 0: `init_copies`, or a quarter of the width when it is 0
+        (the best-measured share on the embedded policy, README)."""
+        return self.init_copies or max(1, self.max_width // 4)
 
 
 # -- branching weights: pure functions (tree, active leaves) -> non-negative weights ---------
@@ -158,8 +184,9 @@ class _Root:
 
     active: list[tuple[int, int]]
     finished: list[tuple[int, int]]
-    tokens: int = 0
+    tokens: int = 0  # decoded by this root so far
     done: bool = False
+    refilled: bool = False  # the root has re-branched its finished paths (once at most)
 
     def width(self, paths: list[tuple[int, int]]) -> int:
         return sum(k for _, k in paths)
@@ -174,7 +201,7 @@ def segment_rollouts(
     scorer: ValueFn = mean_logprob,
     is_final: FinalFn | None = None,
 ) -> SearchResult:
-    """Grow every tree (a bare root) into at most ``max_width`` trajectories of fixed-length segments.
+    """Grow every tree (a bare root) into at most ``max_width`` trajectories of segments.
 
     Returns the trees, each with its finished trajectories' leaves in
     ``tree.meta["trajectories"]`` (a leaf repeated once per identical sample), and as selected
@@ -189,7 +216,7 @@ def segment_rollouts(
     rngs = [np.random.default_rng([cfg.seed, zlib.crc32(t.problem_id.encode())]) for t in trees]
     with meter(backend) as m:
         # requests: (tree index, node to continue, children wanted)
-        requests = [(i, ROOT, cfg.init_copies) for i in range(len(trees))]
+        requests = [(i, ROOT, n) for i, st in enumerate(state) if (n := _funded(cfg, st, cfg.copies))]
         for rnd in range(cfg.max_rounds):
             if not requests:
                 break
@@ -197,10 +224,6 @@ def segment_rollouts(
             requests = []
             for i, st in enumerate(state):
                 if st.done:
-                    continue
-                if cfg.token_budget and st.tokens >= cfg.token_budget:
-                    _close(trees[i], st)  # out of budget: unfinished paths end where they are
-                    st.done = True
                     continue
                 planned = _plan(trees[i], i, st, fresh[i], cfg, weights, rngs[i])
                 requests.extend(planned)
@@ -210,16 +233,26 @@ def segment_rollouts(
         selected = _evaluate(trees, state, scorer)
     for t, st, s in zip(trees, state, selected):
         t.meta["trajectories"] = sorted(c for c, k in st.finished for _ in range(k))
-        t.meta["search"] = {"algo": "segments", "selected": int(s), "config": dataclasses.asdict(cfg)}
+        t.meta["search"] = {"algo": "segments", "selected": int(s), "config": dataclasses.asdict(cfg),
+                            "decoded_tokens": st.tokens}
     return SearchResult(trees, selected, m.cost)
 
 
-def _close(tree: Tree, st: _Root) -> None:
-    for c, k in st.active:
+def _close(tree: Tree, st: _Root, paths: list[tuple[int, int]] | None = None) -> None:
+    """End `paths` (default: every active path) as cut: not finished solutions."""
+    for c, k in st.active if paths is None else paths:
         tree.terminal[c] = True
-        tree.finish_reason[c] = "budget"  # cut by the round or token budget: not a finished solution
+        tree.finish_reason[c] = "budget"  # cut by the round or token budget
         st.finished.append((c, k))
-    st.active = []
+    if paths is None:
+        st.active = []
+
+
+def _funded(cfg: SegmentConfig, st: _Root, children: int) -> int:
+    """How many of `children` the root's token budget can pay for (each decodes <= segment_len)."""
+    if not cfg.token_budget:
+        return children
+    return max(0, min(children, (cfg.token_budget - st.tokens) // cfg.segment_len))
 
 
 def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int, is_final) -> collections.Counter:
@@ -233,7 +266,9 @@ def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int,
         for c, count, is_new in attach(
             t, node, comps, max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=True
         ):
-            if is_new and not t.terminal[c] and has_repetition(t.text_of(c), cfg.repeat_chars, cfg.repeat_count):
+            if not is_new:  # a re-branch drew an existing child: its subtree is grown already
+                continue
+            if not t.terminal[c] and has_repetition(t.text_of(c), cfg.repeat_chars, cfg.repeat_count):
                 t.terminal[c] = True
                 t.finish_reason[c] = "repetition"
             if t.terminal[c]:
@@ -249,7 +284,8 @@ def _sample_requests(backend, trees, requests, cfg: SegmentConfig, rnd: int):
     protocol takes one n per call and a repeated prompt would replay the same seeded samples."""
 
     def params(n, seed):
-        return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.segment_len, seed=seed)
+        stop = (cfg.step_delimiter,) if cfg.step_delimiter else ()
+        return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.segment_len, stop=stop, seed=seed)
 
     by_n: dict[int, list[int]] = collections.defaultdict(list)
     for k, (_, _, n) in enumerate(requests):
@@ -261,23 +297,36 @@ def _sample_requests(backend, trees, requests, cfg: SegmentConfig, rnd: int):
 
 
 def _plan(tree: Tree, i: int, st: _Root, fresh: int, cfg: SegmentConfig, weights: WeightFn, rng) -> list[tuple[int, int, int]]:
-    """The next round's requests of one root (empty when it is done)."""
+    """The next round's requests (tree index, node, children) of one root; empty when it is done."""
     room = cfg.max_width - st.width(st.finished)
     if st.active:
-        nodes = [c for c, _ in st.active]
-        counts = np.array([k for _, k in st.active])
-        total = min(room, cfg.branch * int(counts.sum()) + cfg.branch * fresh)
-        # a node standing for k trajectories weighs k times one path
-        alloc = allocate(total, weights(tree, nodes) * counts, base=counts)
-        # alive + finished never exceeds max_width, so every alive path gets its children
-        assert (alloc >= counts).all(), f"width budget broken: {alloc} < {counts}"
-        st.active = []
-        return [(i, c, int(a)) for c, a in zip(nodes, alloc)]
+        return _branch(tree, i, st, min(room, cfg.branch * st.width(st.active) + cfg.branch * fresh), cfg, weights)
+    if st.refilled:  # one re-branch per root: more rounds of a few paths cost calls
+        return []
     if not (cfg.refill and room > 0 and st.finished):
         return []
-    # Fallback: re-branch finished trajectories at random segment boundaries, `branch` new
-    # paths per pick, until the width is used. The root counts as a boundary only for
-    # one-segment trajectories: re-branching there shares no prefix.
+    st.refilled = True
+    return _refill(tree, i, st, _funded(cfg, st, room), cfg, rng)
+
+
+def _branch(tree: Tree, i: int, st: _Root, total: int, cfg: SegmentConfig, weights: WeightFn) -> list[tuple[int, int, int]]:
+    """Share `total` children among the active paths (a node standing for k trajectories weighs k
+    times one path and gets k at least); paths the token budget cannot fund end as cut."""
+    nodes = [c for c, _ in st.active]
+    counts = np.array([k for _, k in st.active])
+    funded = _funded(cfg, st, total)
+    alloc = allocate(funded, weights(tree, nodes) * counts, base=counts)
+    # alive + finished never exceeds max_width, so without a budget every alive path gets its children
+    assert funded < total or (alloc >= counts).all(), f"width budget broken: {alloc} < {counts}"
+    _close(tree, st, [(c, int(k)) for c, k, a in zip(nodes, counts, alloc) if a == 0])
+    st.active = []
+    return [(i, c, int(a)) for c, a in zip(nodes, alloc) if a > 0]
+
+
+def _refill(tree: Tree, i: int, st: _Root, room: int, cfg: SegmentConfig, rng) -> list[tuple[int, int, int]]:
+    """Fallback: re-branch finished trajectories at random segment boundaries, `branch` new paths
+    per pick, until `room` is used. The root counts as a boundary only for one-segment
+    trajectories: re-branching there shares no prefix."""
     want: dict[int, int] = {}
     left = room
     while left > 0:

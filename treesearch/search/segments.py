@@ -72,7 +72,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from treesearch.backends.base import SamplingParams
-from treesearch.search.expand import FinalFn, attach, sample
+from treesearch.search.expand import FinalFn, attach, sample_counts
 from treesearch.search.result import SearchResult, meter
 from treesearch.search.values import ValueFn, mean_logprob
 from treesearch.tree import ROOT, Tree, backup
@@ -259,8 +259,9 @@ def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int,
     """Decode one segment for every request (one `generate` call per distinct child count), file the
     new paths as active or finished; returns the trajectories finished this round, per root."""
     fresh: collections.Counter = collections.Counter()
-    for k, comps in _sample_requests(backend, trees, requests, cfg, rnd):
-        i, node, _ = requests[k]
+    outs = sample_counts(backend, [trees[i] for i, _, _ in requests], [node for _, node, _ in requests],
+                         [n for _, _, n in requests], _segment_params(cfg, rnd))
+    for (i, node, _), comps in zip(requests, outs):
         t, st = trees[i], state[i]
         st.tokens += sum(len(c.token_ids) for c in comps)
         for c, count, is_new in attach(
@@ -279,21 +280,11 @@ def _decode_round(backend, trees, state, requests, cfg: SegmentConfig, rnd: int,
     return fresh
 
 
-def _sample_requests(backend, trees, requests, cfg: SegmentConfig, rnd: int):
-    """Yield (request index, its completions): one call per distinct child count n, since the
-    protocol takes one n per call and a repeated prompt would replay the same seeded samples."""
-
-    def params(n, seed):
-        stop = (cfg.step_delimiter,) if cfg.step_delimiter else ()
-        return SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.segment_len, stop=stop, seed=seed)
-
-    by_n: dict[int, list[int]] = collections.defaultdict(list)
-    for k, (_, _, n) in enumerate(requests):
-        by_n[n].append(k)
-    for n in sorted(by_n):
-        ks = by_n[n]
-        outs = sample(backend, [trees[requests[k][0]] for k in ks], [requests[k][1] for k in ks], params(n, cfg.seed + rnd))
-        yield from zip(ks, outs)
+def _segment_params(cfg: SegmentConfig, rnd: int) -> SamplingParams:
+    """One segment's sampling: at most segment_len tokens, ending early at the step delimiter (if any)."""
+    stop = (cfg.step_delimiter,) if cfg.step_delimiter else ()
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.segment_len, stop=stop,
+                          seed=cfg.seed + rnd)
 
 
 def _plan(tree: Tree, i: int, st: _Root, fresh: int, cfg: SegmentConfig, weights: WeightFn, rng) -> list[tuple[int, int, int]]:

@@ -209,3 +209,28 @@ def test_ray_executor_restarts_gives_up_on_poison_items_and_propagates_errors(ra
         ex.map(Toy, [("b", "bad")], got.__setitem__)
     with pytest.raises(RuntimeError, match="failed to start: FileNotFoundError: no model here"):
         ex.map(Broken, [(0, 1)], got.__setitem__)
+
+
+def test_the_value_function_reaches_the_workers(tmp_path):
+    """A `ValueConfig` travels in the work spec (the loop's `value:` under the Ray executor) and gives the
+    trees run_search gives with it in-process; it is part of the journal's identity."""
+    from treesearch.backends.hf import HFBackend
+    from tasks import get_task
+    from treesearch.search.runner import run_search
+    from treesearch.search.values import ValueConfig
+
+    ps = problems(3)
+    cfg = MCTSConfig(simulations=6, width=2, seed=4, value_prior=2.0)
+    counts = ValueConfig(method="counts")
+    far = run_search_distributed("mcts", "arithmetic", ps, cfg, value=counts, chunk_size=3, journal=tmp_path / "j.jsonl")
+    near = run_search("mcts", HFBackend.from_pretrained("embedded", device="cpu"), get_task("arithmetic"), ps, cfg,
+                      value=counts, batch_size=3)
+    def grown(result):  # the trees as searched (meta also holds the worker's bookkeeping)
+        return [({k: v for k, v in t.to_json().items() if k != "meta"}, t.meta["search"]["selected"]) for t in result.trees]
+
+    assert grown(far) == grown(near)
+    zero = run_search_distributed("mcts", "arithmetic", ps, cfg, chunk_size=3)
+    assert grown(zero) != grown(far)  # the value changed the search
+    with pytest.raises(ValueError, match="journal of a different search"):
+        run_search_distributed("mcts", "arithmetic", ps, cfg, value=ValueConfig(method="zero"), chunk_size=3,
+                               journal=tmp_path / "j.jsonl")

@@ -203,7 +203,7 @@ class Run:
             from treesearch.distributed import run_search_distributed, search_options
 
             result = run_search_distributed(
-                "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device,
+                "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device, value=self.value_of(k),
                 journal=rd / "chunks.jsonl", **search_options(cfg.scale.search, cfg.backend, cfg.vllm),
             )
             todo_batches = [(todo, result)]

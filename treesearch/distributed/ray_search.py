@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 from treesearch.backends.config import VLLMConfig
 from treesearch.distributed.executors import Executor, ExecutorStats, LocalExecutor, RayExecutor, make_executor
 from treesearch.search.result import Cost, SearchResult
-from treesearch.search.values import RolloutConfig
+from treesearch.search.values import RolloutConfig, ValueConfig
 from treesearch.tree import ROOT, Tree
 
 
@@ -56,7 +56,7 @@ class SearchSpec:
     algo: str
     task: str
     config: Any
-    value: str | None = None
+    value: str | ValueConfig | None = None
     rollout: RolloutConfig = RolloutConfig()
     batch_size: int = 32
     model: str = "embedded"
@@ -244,7 +244,7 @@ def run_search_distributed(
     num_workers: int = 1,
     model: str = "embedded",
     seed: int | None = None,
-    value: str | None = None,
+    value: str | ValueConfig | None = None,
     rollout: RolloutConfig = RolloutConfig(),
     batch_size: int = 32,
     chunk_size: int | None = None,

@@ -1,8 +1,9 @@
 """Benchmark test-time strategies at equal compute on the embedded policy (issue 18's targets).
 
 1. A PRM for the PRM-guided strategies: ``--prm PATH``, or trained here (cached in
-   ``OUT/prm``): an MCTS search with Monte Carlo rollout values over ``--prm-problems``
-   *training* problems, then `train_prm` on its trees (the PRM never sees a test problem).
+   ``OUT/prm``): an MCTS search (judged-count values, one rollout per expansion) over
+   ``--prm-problems`` 3-operation *training* problems, then `train_prm` on its trees (the PRM
+   never sees a test problem). Step scores aggregate by ``--prm-aggregate`` (min, Math-Shepherd's).
 2. Temperature, tuned for every strategy alike (maj@k included) on ``--dev`` held-out
    3-operation problems that are not scored below: each strategy at budget ``--tune-budget``,
    seed 0, at every temperature of ``--temperatures``; the most accurate wins.
@@ -40,17 +41,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 STRATEGIES = "greedy,maj,best-of-n,best-of-n-prm,weighted-bon,beam,dvts,mcts,segments"
 
 
-def build_prm(backend, task, out: Path, problems: int, simulations: int) -> Path:
-    """Train a PRM on MCTS trees (rollout values) of training problems; cached in out/prm."""
+def build_prm(backend, task, out: Path, problems: int, epochs: int) -> Path:
+    """Train a PRM on MCTS trees (judged-count values, one rollout per expansion) of 3-operation *training*
+    problems; cached in out/prm."""
     from treesearch.rewards.prm_train import MODEL_DIR, PRMTrainConfig, train_prm
     from treesearch.search import MCTSConfig, run_search
 
     model = out / "prm" / MODEL_DIR
     if not (model / "config.json").is_file():
-        train = task.problems("train", problems, seed=7)
-        res = run_search("mcts", backend, task, train, MCTSConfig(simulations=simulations, max_tokens=128),
-                         value="rollout", batch_size=64)
-        info = train_prm(res.trees, PRMTrainConfig(base="embedded"), out / "prm")
+        train = task.problems("train", problems, seed=0, n_ops=3)
+        search = MCTSConfig(simulations=8, width=2, max_tokens=96, revisit_terminals=False, end_cut_steps=True,
+                            value_prior=2.0, rollouts=1)
+        res = run_search("mcts", backend, task, train, search, value="counts", batch_size=64)
+        info = train_prm(res.trees, PRMTrainConfig(base="embedded", epochs=epochs), out / "prm")
         print(f"prm: {len(res.trees)} training trees, {res.cost.computed_tokens} tokens; "
               f"val {json.dumps({k: v for k, v in info.items() if k.startswith('val')})}", flush=True)
     return model
@@ -102,9 +105,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prm", default="", help="a PRM checkpoint; default: train one on training problems (cached)")
-    ap.add_argument("--prm-problems", type=int, default=1024)
-    ap.add_argument("--prm-simulations", type=int, default=16)
-    ap.add_argument("--prm-aggregate", default="last", choices=("last", "min", "prod"))
+    ap.add_argument("--prm-problems", type=int, default=1000)
+    ap.add_argument("--prm-epochs", type=int, default=2)
+    ap.add_argument("--prm-aggregate", default="min", choices=("last", "min", "prod"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_testtime")
     args = ap.parse_args()
@@ -126,7 +129,7 @@ def main() -> None:
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     budgets = tuple(int(b) for b in args.budgets.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    prm = args.prm or str(build_prm(backend, task, out, args.prm_problems, args.prm_simulations))
+    prm = args.prm or str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
     base = SweepConfig(strategies=strategies, budgets=budgets, seeds=seeds, max_tokens=args.max_tokens, prm=prm,
                        prm_aggregate=args.prm_aggregate, draws=args.draws)
     temps = tune(backend, task, dev, strategies, [float(t) for t in args.temperatures.split(",")], args.tune_budget,

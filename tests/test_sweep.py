@@ -1,4 +1,5 @@
 """The accuracy-vs-tokens frontier: seeds, subsampling from one sampling run, bands, resume, the CLI."""
+import dataclasses
 import json
 
 import numpy as np
@@ -131,3 +132,11 @@ def test_prm_strategies_read_off_the_table_match_the_library(policy, trained_prm
                                  progress=False)
     assert by["weighted-bon", 4]["correct"] == [float(r["correct"][0]) for r in records]
     assert by["weighted-bon", 4]["accuracy"] == lib["accuracy"]
+    from treesearch.sweep import _load_prm, _run_one
+
+    direct = dataclasses.replace(cfg, strategies=("best-of-n", "best-of-n-prm", "weighted-bon"), subsample=False)
+    prm = _load_prm(direct, task)
+    table = run_sweep(backend, task, problems, dataclasses.replace(direct, subsample=True), tmp_path / "t", log=lambda *_: None)
+    for strategy in direct.strategies:  # without subsampling: the eval strategy run anew, the same choices
+        read = next(r for r in table if r["strategy"] == strategy and r["budget"] == 4)
+        assert _run_one(backend, task, problems, direct, strategy, 4, 0, prm)["correct"] == read["correct"], strategy

@@ -238,20 +238,17 @@ def _run_one(backend, task, problems, cfg: SweepConfig, strategy: str, budget: i
     backend.reset_cache()  # each run starts cold: no prefix reuse from an earlier run
     kw = dict(k=budget, seed=seed, max_tokens=cfg.max_tokens, temperature=t if t > 0 else 1.0,
               batch_problems=cfg.batch_problems)
-    if strategy in ("greedy",) + SAMPLED:
+    if strategy in ("greedy", "maj"):
         ecfg = EvalConfig(strategy="greedy" if strategy == "greedy" else "sample", **kw)
         records, summary = evaluate(backend, task, problems, ecfg, progress=False)
-        if strategy == "greedy":
-            correct = [float(r["correct"][0]) for r in records]
-        elif strategy == "maj":
-            correct = [float(r["majority_correct"]) for r in records]
-        else:
-            raise ValueError(f"{strategy!r} is only swept by subsampling (SweepConfig.subsample)")
+        correct = [float(r["correct"][0] if strategy == "greedy" else r["majority_correct"]) for r in records]
         cover = [float(any(r["correct"])) for r in records]
     else:
-        ecfg = EvalConfig(strategy=strategy, prm=cfg.prm, prm_aggregate=cfg.prm_aggregate, **kw)
-        records, summary = evaluate_search(backend, task, problems, ecfg, progress=False, prm=prm,
-                                           search_config=search_config(strategy, ecfg, budget))
+        # the eval strategy it is: best-of-n ranks by log-prob without a PRM, by the PRM with one
+        name, guided = {"best-of-n": ("best-of-n", False), "best-of-n-prm": ("best-of-n", True)}.get(strategy, (strategy, True))
+        ecfg = EvalConfig(strategy=name, **kw, **({"prm": cfg.prm, "prm_aggregate": cfg.prm_aggregate} if guided else {}))
+        records, summary = evaluate_search(backend, task, problems, ecfg, progress=False, prm=prm if guided else None,
+                                           search_config=search_config(name, ecfg, budget))
         correct = [float(r["correct"][0]) for r in records]
         cover = [float(r["covered"]) for r in records]
     return {"accuracy": float(np.mean(correct)), "coverage": float(np.mean(cover)),

@@ -118,7 +118,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tasks import get_task
     from treesearch.backends.hf import HFBackend
-    from treesearch.sweep import SweepConfig, _tables, frontier, frontier_table, plot_sweep, run_sweep
+    from treesearch.sweep import SweepConfig, cached_tables, frontier, frontier_table, plot_sweep, run_sweep
 
     t0 = time.time()
     out = Path(args.out)
@@ -151,7 +151,7 @@ def main() -> None:
     top = max(budgets)
 
     def tables(t: float):
-        return {s: _tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
+        return {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
 
     # maj@k at the best strategy's tokens: the sample tables answer any k
     maj_acc, maj_tok, maj_k = matched(tables(cfg.temperature_of("maj")), "maj", at[best]["tokens_per_problem"],

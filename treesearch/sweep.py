@@ -204,7 +204,7 @@ def _table_path(out: Path, temperature: float, seed: int, n: int, scored: bool) 
     return out / "samples" / f"T{temperature:g}_seed{seed}_n{n}{'_prm' if scored else ''}.jsonl"
 
 
-def _tables(backend, task, problems, cfg: SweepConfig, out: Path, temperature: float, seed: int, n: int, prm):
+def cached_tables(backend, task, problems, cfg: SweepConfig, out: Path, temperature: float, seed: int, n: int, prm):
     """The sample tables of (temperature, seed, n), sampled once and kept in ``samples/`` for resumes; a
     table with PRM scores serves a request without a PRM too."""
     for path in [_table_path(out, temperature, seed, n, True)] + ([] if prm else [_table_path(out, temperature, seed, n, False)]):
@@ -275,7 +275,7 @@ def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callab
         t = cfg.temperature_of(strategy)
         bar.set_postfix_str(f"{strategy} {budget} seed {seed}")
         if strategy in SAMPLED and cfg.subsample:
-            tables = _tables(backend, task, problems, cfg, out, t, seed, top, prm)
+            tables = cached_tables(backend, task, problems, cfg, out, t, seed, top, prm)
             res = curve(tables, strategy, budget, draws=cfg.draws, seed=seed)
         else:
             res = _run_one(backend, task, problems, cfg, strategy, budget, seed, prm)
@@ -351,4 +351,4 @@ def plot_sweep(points: Sequence[dict], path: Path, *, title: str = "") -> None:
 
 
 __all__ = ["KNOBS", "SAMPLED", "SampleTable", "SweepConfig", "curve", "frontier", "frontier_table", "plot_sweep",
-           "run_sweep", "sample_tables", "search_config"]
+           "run_sweep", "sample_tables", "cached_tables", "search_config"]

@@ -75,20 +75,22 @@ def tune(backend, task, dev, strategies, temperatures, budget, base, out: Path) 
     return {s: max(by_t, key=lambda t: (by_t[t], -t)) for s, by_t in acc.items()}
 
 
-def matched(tables_by_seed, strategy: str, tokens: float, *, draws: int, field: str, n: int):
-    """(value of `field` pooled over seeds, tokens, k) of a SAMPLED strategy at the k whose tokens are
-    closest to `tokens`."""
+def pooled_curve(tables_by_seed, n: int, *, draws: int) -> list[dict]:
+    """Independent samples read at every k = 1..n (maj@k accuracy, coverage, tokens), pooled over seeds."""
     import numpy as np
 
     from treesearch.sweep import curve
 
-    best = None
+    out = []
     for k in range(1, n + 1):
-        res = [curve(tabs, strategy, k, draws=draws, seed=seed) for seed, tabs in tables_by_seed.items()]
-        tok = float(np.mean([r["tokens_per_problem"] for r in res]))
-        if best is None or abs(tok - tokens) < abs(best[1] - tokens):
-            best = (float(np.mean([r[field] for r in res])), tok, k)
-    return best
+        res = [curve(tabs, "maj", k, draws=draws, seed=seed) for seed, tabs in tables_by_seed.items()]
+        out.append({"k": k, **{f: float(np.mean([r[f] for r in res])) for f in ("accuracy", "coverage", "tokens_per_problem")}})
+    return out
+
+
+def closest(points: list[dict], tokens: float) -> dict:
+    """The point of a `pooled_curve` whose tokens computed are closest to `tokens`."""
+    return min(points, key=lambda p: abs(p["tokens_per_problem"] - tokens))
 
 
 def main() -> None:
@@ -112,7 +114,6 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_testtime")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -150,24 +151,29 @@ def main() -> None:
 
     top = max(budgets)
 
-    def tables(t: float):
-        return {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
+    curves: dict[float, list[dict]] = {}
+
+    def curve_at(t: float) -> list[dict]:  # one pooled curve per temperature, shared by both comparisons
+        if t not in curves:
+            tabs = {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
+            curves[t] = pooled_curve(tabs, top, draws=args.draws)
+        return curves[t]
 
     # maj@k at the best strategy's tokens: the sample tables answer any k
-    maj_acc, maj_tok, maj_k = matched(tables(cfg.temperature_of("maj")), "maj", at[best]["tokens_per_problem"],
-                                      draws=args.draws, field="accuracy", n=top)
-    within = abs(maj_tok / at[best]["tokens_per_problem"] - 1) <= 0.10
-    head.update({"best_vs_maj_points": round(100 * (at[best]["accuracy"] - maj_acc), 2) if within else None,
-                 "maj_matched": {"k": maj_k, "accuracy": round(maj_acc, 4), "tokens_per_problem": round(maj_tok, 1),
+    maj = closest(curve_at(cfg.temperature_of("maj")), at[best]["tokens_per_problem"])
+    within = abs(maj["tokens_per_problem"] / at[best]["tokens_per_problem"] - 1) <= 0.10
+    head.update({"best_vs_maj_points": round(100 * (at[best]["accuracy"] - maj["accuracy"]), 2) if within else None,
+                 "maj_matched": {"k": maj["k"], "accuracy": round(maj["accuracy"], 4),
+                                 "tokens_per_problem": round(maj["tokens_per_problem"], 1),
                                  "best_tokens_per_problem": round(at[best]["tokens_per_problem"], 1),
                                  "within_10pct": within}})
     if "segments" in at:
         seg = at["segments"]
-        ind_cov, ind_tok, ind_k = matched(tables(cfg.temperature_of("segments")), "maj", seg["tokens_per_problem"],
-                                          draws=args.draws, field="coverage", n=top)
-        head.update({"segments_coverage_ratio": round(seg["coverage"] / ind_cov, 4) if ind_cov else None,
-                     "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind_cov, 4),
-                     "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind_tok, 1)], "independent_k": ind_k})
+        ind = closest(curve_at(cfg.temperature_of("segments")), seg["tokens_per_problem"])
+        head.update({"segments_coverage_ratio": round(seg["coverage"] / ind["coverage"], 4) if ind["coverage"] else None,
+                     "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind["coverage"], 4),
+                     "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind["tokens_per_problem"], 1)],
+                     "independent_k": ind["k"]})
     print(frontier_table(points))
     print(f"wall {time.time() - t0:.0f} s; plot {out / 'sweep' / 'sweep.png'}", flush=True)
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in points]

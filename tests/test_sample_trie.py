@@ -1,15 +1,16 @@
 """Independent samples merged into a step trie: shared prefixes, terminals judged, repeats counted."""
 from treesearch.pairs import judged_stats
 from treesearch.rewards.prm_train import PRMTrainConfig, step_rows
-from treesearch.rewards.sample_trie import sample_trie, split_steps
+from treesearch.rewards.prm import split_after
+from treesearch.rewards.sample_trie import sample_trie
 from treesearch.tree import CORRECT, WRONG
 
 
-def test_split_steps_keeps_each_delimiter_with_its_step():
-    assert split_steps("a\nb\nAnswer: 3\n") == ["a\n", "b\n", "Answer: 3\n"]
-    assert split_steps("a\nb") == ["a\n", "b"]
-    assert split_steps("") == []
-    assert "".join(split_steps("x\n\ny\n")) == "x\n\ny\n"
+def test_split_after_keeps_each_delimiter_with_its_step():
+    assert split_after("a\nb\nAnswer: 3\n", "\n") == ["a\n", "b\n", "Answer: 3\n"]
+    assert split_after("a\nb", "\n") == ["a\n", "b"]
+    assert split_after("", "\n") == []
+    assert "".join(split_after("x\n\ny\n", "\n")) == "x\n\ny\n"
 
 
 def test_sample_trie_merges_prefixes_and_counts_every_draw():

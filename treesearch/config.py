@@ -21,6 +21,14 @@ def field(default: Any, help: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
+def require_positive(cfg: Any, *names: str) -> None:
+    """Raise ``ValueError("Config.name must be >= 1, got v")`` for the first of `names` below 1 (a config's
+    __post_init__ check of its counts and budgets)."""
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:

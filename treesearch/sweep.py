@@ -156,9 +156,14 @@ def sample_tables(backend, task, problems, n: int, temperature: float, seed: int
     for start in range(0, len(problems), batch_problems):
         chunk = problems[start : start + batch_problems]
         trees = make_trees(backend, chunk, template=template)
-        res = best_of_n(backend, trees, cfg, scorer=mean_logprob)
+        res = best_of_n(backend, trees, cfg, scorer=mean_logprob)  # each sample's value is its mean log-prob
         decoded = sum(len(t.token_ids[c]) for t in trees for c in t.children[0])
         prefill = (res.cost.computed_tokens - decoded) / len(chunk)
+        flat_t = [t for t in trees for _ in t.children[0]]
+        flat_n = [c for t in trees for c in t.children[0]]
+        scores = [float(v) for v in prm(flat_t, flat_n)] if prm is not None else None  # one PRM call per chunk
+        prm_tok = [int(x) for x in prm.last_tokens] if prm is not None else None
+        at = 0
         for p, t in zip(chunk, trees):
             kids = list(t.children[0])
             groups = AnswerGroups(same)
@@ -168,10 +173,12 @@ def sample_tables(backend, task, problems, n: int, temperature: float, seed: int
                 a = extract(t.text[c]) if done else None
                 keys.append(groups.key(a) if a is not None else None)
                 correct.append(bool(done and task.score(p, t.text[c])))
-            prm_scores = [float(v) for v in prm([t] * len(kids), kids)] if prm is not None else None
-            tables.append(SampleTable(p.id, keys, correct, [float(v) for v in mean_logprob([t] * len(kids), kids)],
-                                      [len(t.token_ids[c]) for c in kids], prefill, prm_scores,
-                                      [int(x) for x in prm.last_tokens] if prm is not None else None))
+            mine = slice(at, at + len(kids))
+            at += len(kids)
+            tables.append(SampleTable(p.id, keys, correct, [float(t.value[c]) for c in kids],
+                                      [len(t.token_ids[c]) for c in kids], prefill,
+                                      scores[mine] if scores is not None else None,
+                                      prm_tok[mine] if prm_tok is not None else None))
     return tables
 
 

@@ -46,7 +46,7 @@ from treesearch.search.values import Scorer, judge
 from treesearch.tree import ROOT, Tree
 
 
-from treesearch.config import field
+from treesearch.config import field, require_positive
 
 _f = field  # a dataclass field with help text (treesearch.config.field)
 
@@ -69,9 +69,7 @@ class OmegaConfig:
     step_delimiter: str = _f("\n", "a step ends at this string")
 
     def __post_init__(self):
-        for name in ("k", "max_tokens", "search_limit", "max_rollouts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"OmegaConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "k", "max_tokens", "search_limit", "max_rollouts")
         if not self.step_delimiter:
             raise ValueError("OmegaConfig.step_delimiter must not be empty")
 

@@ -89,6 +89,16 @@ def head_of(architecture: str) -> str:
     return "reward_token"
 
 
+def split_after(text: str, delimiter: str) -> list[str]:
+    """`text` cut after every `delimiter`, each kept with its step (``"a\nb\n"`` -> ``["a\n", "b\n"]``); a
+    trailing piece without one is a step too; no delimiter: the whole text. `treesearch.rewards.mc.split_steps`
+    is the other reading (delimiters dropped, blank steps skipped) for step labels."""
+    if not delimiter:
+        return [text] if text else []
+    parts = text.split(delimiter)
+    return [p + delimiter for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def aggregate(scores: Sequence[float], how: str) -> float:
     """A solution's score from its step scores."""
     if not scores:
@@ -284,13 +294,9 @@ class PRMScorer:
         return out
 
     def steps_of(self, text: str) -> list[str]:
-        """A node's text as the PRM's steps: split after every `step_delimiter` (a node holding a whole
-        solution, as best-of-N samples do, is read step by step; a step node is one step)."""
-        d = self.config.step_delimiter
-        if not d or d not in text.removesuffix(d):
-            return [text]
-        parts = text.split(d)
-        return [p + d for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+        """A node's text as the PRM's steps (`split_after` the step delimiter): a node holding a whole
+        solution, as best-of-N samples do, is read step by step; a step node is one step."""
+        return split_after(text, self.config.step_delimiter) or [text]
 
     def __call__(self, trees: Sequence[Tree], nodes: Sequence[int]) -> list[float]:
         steps, own = [], []  # own[i]: how many of row i's steps belong to node i itself

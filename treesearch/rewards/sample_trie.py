@@ -16,18 +16,10 @@ Nodes carry text only (no token ids): the PRM reads text with its own tokenizer.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
+from treesearch.rewards.prm import split_after
 from treesearch.tree import CORRECT, WRONG, Tree
-
-
-def split_steps(text: str, delimiter: str = "\n") -> list[str]:
-    """`text` cut after every `delimiter` (kept with its step); a trailing piece without one is a step too."""
-    if not delimiter:
-        return [text] if text else []
-    parts = text.split(delimiter)
-    steps = [p + delimiter for p in parts[:-1]]
-    return steps + ([parts[-1]] if parts[-1] else [])
 
 
 def sample_trie(problem_id: str, prompt: str, samples: Sequence[tuple[str, bool, bool]], *, delimiter: str = "\n",
@@ -41,7 +33,7 @@ def sample_trie(problem_id: str, prompt: str, samples: Sequence[tuple[str, bool,
     tree = Tree(problem_id=problem_id, prompt=prompt, prompt_ids=[0], answer=answer)
     weight: dict[int, int] = {}
     for text, done, ok in samples:
-        steps = split_steps(text, delimiter) or [""]
+        steps = split_after(text, delimiter) or [""]
         node = 0
         for i, step in enumerate(steps):
             last = i == len(steps) - 1
@@ -59,25 +51,4 @@ def sample_trie(problem_id: str, prompt: str, samples: Sequence[tuple[str, bool,
     return tree
 
 
-def sample_tries(backend, task, problems, n: int, *, temperature: float = 1.0, max_tokens: int = 128, seed: int = 0,
-                 batch_problems: int = 64, progress: Callable[[int], None] | None = None) -> list[Tree]:
-    """`n` samples per problem from `backend`, judged by `task`, each problem's merged into a `sample_trie`."""
-    from treesearch.backends.base import SamplingParams
-
-    delimiter = getattr(task, "step_delimiter", "\n") or "\n"
-    template = getattr(task, "prompt_template", None)
-    params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
-    trees = []
-    for start in range(0, len(problems), batch_problems):
-        chunk = problems[start : start + batch_problems]
-        outs = backend.generate([backend.encode_prompt(p.prompt, template) for p in chunk], params)
-        for p, comps in zip(chunk, outs):
-            samples = [(c.text, c.finish_reason != "length", c.finish_reason != "length" and bool(task.score(p, c.text)))
-                       for c in comps]
-            trees.append(sample_trie(p.id, p.prompt, samples, delimiter=delimiter, answer=p.answer))
-        if progress:
-            progress(len(chunk))
-    return trees
-
-
-__all__ = ["sample_trie", "sample_tries", "split_steps"]
+__all__ = ["sample_trie"]

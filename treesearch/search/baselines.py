@@ -33,7 +33,7 @@ from treesearch.tree import ROOT, Tree, backup
 Extract = Callable[[str], "str | None"]
 
 
-from treesearch.config import field
+from treesearch.config import field, require_positive
 
 _f = field  # a dataclass field with help text (treesearch.config.field)
 
@@ -47,8 +47,7 @@ class BestOfNConfig:
     seed: int = _f(0, "sampling seed")
 
     def __post_init__(self):
-        if self.n < 1 or self.max_tokens < 1:
-            raise ValueError(f"BestOfNConfig: n and max_tokens must be >= 1, got n={self.n}, max_tokens={self.max_tokens}")
+        require_positive(self, "n", "max_tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +55,7 @@ class GreedyConfig:
     max_tokens: int = _f(256, "token budget of the solution")
 
     def __post_init__(self):
-        if self.max_tokens < 1:
-            raise ValueError(f"GreedyConfig.max_tokens must be >= 1, got {self.max_tokens}")
+        require_positive(self, "max_tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +72,7 @@ class BeamConfig:
     seed: int = _f(0, "sampling seed")
 
     def __post_init__(self):
-        for name in ("beam_width", "expansions", "max_depth", "step_max_tokens", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"BeamConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "beam_width", "expansions", "max_depth", "step_max_tokens", "max_tokens")
 
 
 def _sample_solutions(backend, trees: list[Tree], cfg: BestOfNConfig) -> list[list[int]]:

@@ -29,7 +29,7 @@ import dataclasses
 from typing import Callable, Sequence
 
 from treesearch.backends.base import SamplingParams
-from treesearch.config import field as _f
+from treesearch.config import field as _f, require_positive
 from treesearch.search.baselines import BestOfNConfig, _record, best_of_n
 from treesearch.search.expand import FinalFn, attach, finished, sample_counts
 from treesearch.search.result import SearchResult, meter
@@ -93,9 +93,7 @@ class DVTSConfig:
     seed: int = _f(0, "sampling seed")
 
     def __post_init__(self):
-        for name in ("n", "beam_width", "max_depth", "step_max_tokens", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DVTSConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "n", "beam_width", "max_depth", "step_max_tokens", "max_tokens")
         if self.n % self.beam_width:
             raise ValueError(f"DVTSConfig.n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
         if self.select not in SELECTS:

@@ -75,7 +75,7 @@ from treesearch.search.values import Scorer, ValueFn, judge, value_tokens, zero_
 from treesearch.tree import ROOT, Tree, backup
 
 
-from treesearch.config import field
+from treesearch.config import field, require_positive
 
 _f = field  # a dataclass field with help text (treesearch.config.field)
 
@@ -109,9 +109,7 @@ class MCTSConfig:
     seed: int = _f(0, "sampling seed")
 
     def __post_init__(self):
-        for name in ("simulations", "root_factor", "width", "max_depth", "step_max_tokens", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MCTSConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "simulations", "root_factor", "width", "max_depth", "step_max_tokens", "max_tokens")
         if self.temperature < 0:
             raise ValueError(f"MCTSConfig.temperature must be >= 0, got {self.temperature}")
         if self.value_prior < 0 or self.token_budget < 0 or self.rollouts < 0:

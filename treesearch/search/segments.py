@@ -80,7 +80,7 @@ from treesearch.tree import ROOT, Tree, backup
 WeightFn = Callable[[Tree, Sequence[int]], np.ndarray]
 
 
-from treesearch.config import field
+from treesearch.config import field, require_positive
 
 _f = field  # a dataclass field with help text (treesearch.config.field)
 
@@ -104,9 +104,7 @@ class SegmentConfig:
     seed: int = _f(0, "sampling seed (round r samples with seed + r)")
 
     def __post_init__(self):
-        for name in ("segment_len", "max_width", "branch", "max_depth", "max_tokens", "repeat_chars", "repeat_count", "max_rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SegmentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "segment_len", "max_width", "branch", "max_depth", "max_tokens", "repeat_chars", "repeat_count", "max_rounds")
         if not 0 <= self.init_copies <= self.max_width:
             raise ValueError(f"SegmentConfig.init_copies must be in 0..max_width ({self.max_width}), got {self.init_copies}")
         if self.token_budget < 0:

@@ -6,10 +6,17 @@ and is evaluated greedily on the same held-out three-operation problems. Methods
 
 * ``zero``: as shipped: V = 0 backed up at every new interior child, finished answers re-evaluated,
   pairs by the search's Q (margin 0.1). Its sampled tokens per problem set everyone's budget.
+* ``zero_conf``: ``zero``'s very search and pairs, each pair held to the confidence rule below
+  (an ablation: what the rule does without the new search).
 * ``counts``: values from judged outcomes only (`unknown_value`: an unjudged child stays unvisited;
   Q is the Beta(1, 1) posterior mean of the outcomes below), every simulation expands something,
-  cut steps end their path; pairs by the Beta posterior of judged outcomes (``value: beta``,
-  margin, ``min_judged``), first errors held to the same margin.
+  a repeated sample of a finished answer counts as one more outcome, cut steps end their path;
+  half of each tree's budget first, the batch's rest to the trees that reached a verified answer
+  (``focus: 0.5``); pairs by the Beta posterior of judged outcomes (``value: beta``, margin,
+  ``min_judged``, two verified samples below the chosen step), first errors held to the same margin;
+  the confidence rule: every token of the shared prefix and of the chosen step had log-probability
+  >= -1 when sampled (``min_logprob``: this policy reaches a third of its right answers through a
+  wrong line, and those lines usually hold a low-probability slip).
 * ``rollout``: ``counts`` plus one Monte-Carlo rollout from each new interior child, attached to the
   tree as steps, judged and backed up (Math-Shepherd / OmegaPRM style; its tokens count).
 * ``prm``: ``counts`` with a PRM as the value, trained (`train_prm`) on the trees of a *previous*
@@ -18,14 +25,16 @@ and is evaluated greedily on the same held-out three-operation problems. Methods
 * ``pav``: ``counts`` with process advantages (PAV) as the value, the policy as its own Best-of-4
   prover, one rollout per estimate (policy and prover rollouts count).
 
-Every method but ``zero`` runs under ``search.token_budget`` = zero's mean sampled tokens per
+Every method but ``zero`` / ``zero_conf`` runs under ``search.token_budget`` = zero's mean sampled tokens per
 problem (simulations become a cap), so budgets agree within a few percent; the JSON says how well.
 Clean / inverted rates come from the arithmetic step checker (`step_audit`), a diagnostic only.
 
-    python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,counts,rollout,prm,pav]
-                           [--out runs/bench_values] [--seed 0] [--set search.width=2 ...]
+    python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,zero_conf,counts,rollout,prm,pav]
+                           [--out runs/bench_values] [--searches EARLIER_OUT] [--seed 0] [--set search.width=2 ...]
 
-Resumable (each method is a `treesearch.loop.Run` directory). Last line: JSON
+Resumable (each method is a `treesearch.loop.Run` directory); runs whose search settings agree share
+one round-0 search (within ``--out``, and from ``--searches``), so pair rules can be varied on the
+same trees. Last line: JSON
 ``{"methods": {NAME: {"pairs", "clean_rate", "inverted_rate", "sampled_tokens", "accuracy", ...}},
 "best": NAME, "base_accuracy", ...}``; best = highest held-out accuracy.
 """
@@ -44,16 +53,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-METHODS = ("zero", "counts", "rollout", "prm", "pav")
+METHODS = ("zero", "zero_conf", "counts", "rollout", "prm", "pav")
 # the new methods' search and pair settings (zero keeps the config's, i.e. today's)
-NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
-NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1}
+NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0, "focus": 0.5}
+NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2, "min_logprob": -1.0}
+# what fixes a run's round-0 search: runs equal in these share one search (`share_search`)
+SEARCH_KEYS = ("policy", "task", "train_problems", "train_n_ops", "search_batch", "seed", "device", "backend", "search", "value")
 
 
 def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> dict:
     """Config overrides of one method (see the module docstring)."""
     if method == "zero":
         return {"value": {"method": "zero"}}
+    if method == "zero_conf":  # zero's search and pairs, held to the confidence rule
+        return {"value": {"method": "zero"}, "pairs": {"min_logprob": NEW_PAIRS["min_logprob"]}}
     search = {**NEW_SEARCH, "token_budget": int(budget), "simulations": cap}
     value: dict = {"method": "counts"}
     if method == "rollout":
@@ -86,6 +99,30 @@ def open_run(out: Path, name: str, config: str, sets: dict, extra: dict, log_lin
     return Run(run_dir, cfg, log=log)
 
 
+def share_search(sources: list[Path], dst: Path) -> Path | None:
+    """Copy round 0's search (trees, search.json, held-out eval, a trained PRM) into run `dst` from the
+    first finished run among `sources` whose search settings (SEARCH_KEYS) equal dst's, paths
+    compared relative to each run's parent: variants that differ only in their pair rules train on
+    the very same trees. Returns the source used, or None."""
+    want = json.loads((dst / "config.json").read_text())
+    if (dst / "round_0" / "search.json").is_file():
+        return None
+    for src in sources:
+        if src == dst or not (src / "round_0" / "search.json").is_file() or not (src / "config.json").is_file():
+            continue
+        have = json.loads((src / "config.json").read_text())
+        same = all(json.dumps(have.get(k)).replace(str(src.parent), "@") == json.dumps(want.get(k)).replace(str(dst.parent), "@")
+                   for k in SEARCH_KEYS)
+        if same:
+            (dst / "round_0").mkdir(parents=True, exist_ok=True)
+            for name in ("trees.jsonl", "search.json", "eval.json"):
+                shutil.copy2(src / "round_0" / name, dst / "round_0" / name)
+            if (src / "round_0" / "prm").is_dir() and not (dst / "round_0" / "prm").exists():
+                shutil.copytree(src / "round_0" / "prm", dst / "round_0" / "prm")
+            return src
+    return None
+
+
 def share_eval(src: Path, dst: Path) -> None:
     """Round 0's held-out evaluation depends on the starting policy alone: copy it."""
     (dst / "round_0").mkdir(parents=True, exist_ok=True)
@@ -101,14 +138,30 @@ def sampled_tokens(run_dir: Path) -> int:
 
 
 def summary(run_dir: Path) -> dict:
+    from tasks import get_task
+    from treesearch.io import read_jsonl
+    from treesearch.pairs import solution_audit, step_audit
+    from treesearch.search.runner import read_trees
+
+    check = get_task("arithmetic").check_step
     pairs = json.loads((run_dir / "round_0" / "pairs.json").read_text())
-    audit = pairs.get("step_audit", {})
+    # audited here, from the files, so runs written before the audit grew keys report them too
+    records = list(read_jsonl(run_dir / "round_0" / "pairs.jsonl"))
+    trees = read_trees(run_dir / "round_0" / "trees.jsonl")
+    audit = step_audit(records, check)
+    solutions = solution_audit(trees, check)
     search = json.loads((run_dir / "round_0" / "search.json").read_text())
     return {
         "pairs": pairs["pairs"],
-        "clean_rate": audit.get("clean", 0.0),
-        "inverted_rate": audit.get("inverted", 0.0),
-        "both_wrong_rate": audit.get("both_wrong", 0.0),
+        "clean_rate": audit["clean"],
+        "inverted_rate": audit["inverted"],
+        "both_wrong_rate": audit["both_wrong"],
+        "right_prefix": audit["right_prefix"],
+        "clean_right_prefix": audit["clean_right_prefix"],
+        "inverted_right_prefix": audit["inverted_right_prefix"],
+        "correct_with_wrong_line": solutions["correct_with_wrong_line"],
+        "rejected_preferred": rejected_preferred(records, trees),
+        "problems_with_pairs": pairs.get("problems_with_pairs", 0),
         "by_kind": pairs.get("by_kind", {}),
         "sampled_tokens": sampled_tokens(run_dir),
         "search_accuracy": round(search["accuracy"], 4),
@@ -116,6 +169,19 @@ def summary(run_dir: Path) -> dict:
         "search_minutes": round(search["cost"].get("wall_s", 0.0) / 60, 2),
         "accuracy": json.loads((run_dir / "round_1" / "eval.json").read_text())["accuracy"],
     }
+
+
+def rejected_preferred(records: list[dict], trees) -> float:
+    """Share of pairs whose rejected step the policy preferred (higher mean token log-probability than
+    the chosen step's): the pairs that can move greedy decoding, and the ones outcome labels get wrong most."""
+    by_id = {t.problem_id: t for t in trees}
+    flags = []
+    for r in records:
+        t = by_id[r["problem_id"]]
+        _, chosen, rejected = r["node_ids"]
+        mean = lambda n: sum(t.logprobs[n]) / max(1, len(t.logprobs[n]))  # noqa: E731
+        flags.append(mean(rejected) > mean(chosen))
+    return round(sum(flags) / len(flags), 4) if flags else 0.0
 
 
 def main() -> None:
@@ -130,6 +196,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "bench_loop.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_values"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--searches", default="", help="an earlier --out: reuse its round-0 searches where the search "
+                                                  "settings match (e.g. to try other pair rules on the same trees)")
     args = ap.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -143,7 +211,18 @@ def main() -> None:
     t0, lines = time.time(), []
     results: dict[str, dict] = {}
 
-    zero = open_run(out, "zero", args.config, sets, method_overrides("zero", 0, 0), lines)
+    def sources() -> list[Path]:
+        dirs = [out] + ([Path(args.searches)] if args.searches else [])
+        return [d / m for d in dirs for m in ("zero", "prm_previous_round", *METHODS) if (d / m).is_dir()]
+
+    def start(name: str, extra_sets: dict, overrides: dict):
+        run = open_run(out, name, args.config, extra_sets, overrides, lines)
+        src = share_search(sources(), run.root)
+        if src is not None:
+            print(f"{name}: round-0 search shared from {src}", flush=True)
+        return run
+
+    zero = start("zero", sets, method_overrides("zero", 0, 0))
     zero.run()
     results["zero"] = summary(zero.root)
     budget = round(results["zero"]["sampled_tokens"] / args.problems)
@@ -152,8 +231,7 @@ def main() -> None:
     prm_path = ""
     if "prm" in methods:
         # the previous round: a rollout search of other problems, then a PRM trained on its trees
-        prev = open_run(out, "prm_previous_round", args.config, merge(sets, {"seed": args.seed + 1}),
-                        method_overrides("rollout", budget, args.cap), lines)
+        prev = start("prm_previous_round", merge(sets, {"seed": args.seed + 1}), method_overrides("rollout", budget, args.cap))
         share_eval(zero.root, prev.root)
         prev.explore(0)
         prm_path = str(prev.train_prm(0))
@@ -161,7 +239,7 @@ def main() -> None:
     for m in methods:
         if m == "zero":
             continue
-        run = open_run(out, m, args.config, sets, method_overrides(m, budget, args.cap, prm_path), lines)
+        run = start(m, sets, method_overrides(m, budget, args.cap, prm_path))
         share_eval(zero.root, run.root)
         run.run()
         results[m] = summary(run.root)

@@ -117,7 +117,8 @@ class _BanditTask:
 
 def test_runner_batches_problems_and_writes_jsonl(tmp_path):
     from tasks.base import Problem
-    from treesearch.search.runner import apply_overrides, read_trees, run_search, write_run
+    from treesearch.config import apply_overrides
+    from treesearch.search.runner import read_trees, run_search, write_run
     from treesearch.search import MCTSConfig
 
     backend = ScriptedBackend(bandit_policy({"a": 0.5, "b": 0.3, "c": 0.2}, depth=2))
@@ -135,6 +136,8 @@ def test_runner_batches_problems_and_writes_jsonl(tmp_path):
     assert (cfg.reroot, cfg.step_delimiter, cfg.c_puct, cfg.width) == (True, "\n\n", 2.0, 3)
     with pytest.raises(ValueError, match="reroot must be of type bool"):
         apply_overrides(MCTSConfig(), ["reroot=maybe"])
+    # escapes are read, every other character kept as typed (Math-Shepherd's step tag is " ки")
+    assert apply_overrides(MCTSConfig(), ["step_delimiter= ки\\n"]).step_delimiter == " ки\n"
     with pytest.raises(ValueError, match="unknown algorithm 'dfs'"):
         run_search("dfs", backend, _BanditTask(), problems)
 

@@ -195,3 +195,31 @@ def test_prm_reads_a_best_of_n_solution_step_by_step(policy, trained_prm, proble
     # a prefix-cached PRM computes the whole sample anew: all its steps (and the question once)
     prm([t for t, _ in rows], [c for _, c in rows])
     assert prm.last_tokens[1] == len(prm.encode(rows[1][0].prompt, lines[1])[0]) - len(prm.prompt_ids(rows[1][0].prompt))
+
+
+@pytest.mark.parametrize("algo", ["dvts", "weighted-bon"])
+def test_search_cli_prm_algorithms_write_graded_trees(tmp_path, trained_prm, arithmetic, capsys, algo):
+    """`treesearch search --algo dvts|weighted-bon --prm DIR`: the PRM-guided trees, each answer graded
+    by the verifier; without --prm, one line and exit 2."""
+    from treesearch.search.runner import read_trees
+
+    bad = tmp_path / "bad"
+    assert cli_main(["search", "--algo", algo, "--n-problems", "2", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--prm" in err and not bad.exists()
+    out = tmp_path / algo
+    sets = ["n=4", "beam_width=2", "max_tokens=96"] if algo == "dvts" else ["n=4", "max_tokens=96"]
+    argv = ["search", "--algo", algo, "--prm", str(trained_prm), "--prm-aggregate", "min", "--n-problems", "3",
+            "--n-ops", "2", "--seed", "1", "--out", str(out)]
+    assert cli_main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    trees = read_trees(out / "trees.jsonl")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algo"] == algo and len(trees) == 3
+    problems = arithmetic.problems("test", 3, seed=1, n_ops=2)
+    for p, t in zip(problems, trees):
+        node = t.meta["search"]["selected"]
+        assert t.meta["search"]["algo"] == algo and node > 0
+        assert t.meta["search"]["correct"] == (arithmetic.score(p, t.text_of(node)) == 1.0)
+        # the selection is the PRM's: every candidate carries its PRM score in [0, 1]
+        ends = t.children[0] if algo == "weighted-bon" else t.meta["dvts"]["solutions"]
+        assert all(0.0 <= float(t.value[n]) <= 1.0 for n in ends)

@@ -184,3 +184,47 @@ def test_a_run_written_before_new_config_fields_still_resumes(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="different config"):
         Run(tmp_path, cfg)
+
+
+def test_a_focused_round_resumed_from_a_torn_batch_grows_the_same_trees(tmp_path):
+    """With `MCTSConfig.focus` a tree's budget depends on its batch; batches are fixed slices of the
+    round's problems and a batch counts only once all its trees are written, so a resume redoes the
+    whole torn batch and grows exactly the uninterrupted trees."""
+    import shutil
+
+    from tasks import get_task
+    from treesearch.loop import Run
+    from treesearch.search.mcts import MCTSConfig, mcts
+    from treesearch.search.runner import make_trees, task_scorer
+    from treesearch.search.values import unknown_value
+
+    over = {"train_problems": 8, "search_batch": 4, "value": {"method": "counts"},
+            "search": {"simulations": 64, "width": 2, "token_budget": 80, "focus": 0.5, "revisit_terminals": False}}
+    cfg = load_loop_config(CONFIG, over)
+    task = get_task(cfg.task)
+    ref = Run(tmp_path / "ref", cfg, log=lambda m: None)
+    backend = ref.serve(0)
+    ref.search(0, backend, task)
+    lines = (tmp_path / "ref" / "round_0" / "trees.jsonl").read_text().splitlines()
+    # the precondition that makes this test bite: the second batch's trees differ when searched apart
+    problems = task.problems("train", 8, seed=cfg.seed)[4:]
+    search_cfg = MCTSConfig(**json.loads(lines[4])["meta"]["search"]["config"])
+    trees = make_trees(backend, problems[1:], template=getattr(task, "prompt_template", None))
+    alone = mcts(backend, trees, search_cfg, score=task_scorer(task, problems[1:]), value_fn=unknown_value)
+    spent = [t.meta["search"]["sampled_tokens"] for t in alone.trees]
+    assert spent != [json.loads(x)["meta"]["search"]["sampled_tokens"] for x in lines[5:]]
+    torn = tmp_path / "torn"
+    (torn / "round_0").mkdir(parents=True)
+    shutil.copy2(tmp_path / "ref" / "config.json", torn / "config.json")
+    (torn / "round_0" / "trees.jsonl").write_text("\n".join(lines[:5]) + "\n")  # batch 2 has 1 of its 4 trees
+    Run(torn, cfg, log=lambda m: None).search(0, backend, task)
+    got = _lines(torn / "round_0" / "trees.jsonl")
+    assert [t["problem_id"] for t in got] == [json.loads(x)["problem_id"] for x in lines]
+    assert [_grown(t) for t in got] == [_grown(json.loads(x)) for x in lines]
+
+
+def _grown(t: dict) -> tuple:
+    """What a search grew (not the float log-probs, whose last bits move with the backend's batching)."""
+    cols = ("text", "token_ids", "parent", "visits", "value_sum", "terminal", "verdict")
+    return (t["problem_id"], *(json.dumps(t[k]) for k in cols), t["meta"].get("rollouts"),
+            t["meta"]["search"]["sampled_tokens"])

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, terminal_stats
+from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, solution_audit, step_audit, terminal_stats
 from treesearch.tree import CORRECT, ROOT, WRONG, Tree, backup
 
 
@@ -121,6 +121,32 @@ def test_step_audit_counts_agreement_with_the_task_step_checker():
         {**base, "prefix": "1+6\n", "chosen": "8\n", "rejected": "9\n"},                 # both wrong
         {**base, "prefix": "1+6\n7\n", "chosen": "Answer: 7", "rejected": "Answer: 8"},  # clean, last line
         {**base, "kind": "trajectory", "prefix": "", "chosen": "x", "rejected": "y"},    # skipped
+        {**base, "prefix": "1+5\n", "chosen": "7\n", "rejected": "6\n"},                 # inverted, wrong prefix
     ]
     got = step_audit(pairs, check)
-    assert got == {"audited": 4, "clean": 0.5, "inverted": 0.25, "both_wrong": 0.25, "both_right": 0.0}
+    assert got == {"audited": 5, "clean": 0.4, "inverted": 0.4, "both_wrong": 0.2, "both_right": 0.0,
+                   "right_prefix": 0.8, "clean_right_prefix": 0.5, "inverted_right_prefix": 0.25}
+
+
+def test_solution_audit_finds_right_answers_reached_through_wrong_lines():
+    from tasks.arithmetic import ArithmeticTask
+
+    t = Tree(problem_id="p", prompt="Q: 1+2*3=?", prompt_ids=[1])
+    right = _chain(t, ["1+6\n", "7\n", "Answer: 7"])
+    lucky = _chain(t, ["1+5\n", "7\n", "Answer: 7"])  # a wrong line, then the right answer anyway
+    _chain(t, ["1+6\n", "8\n", "Answer: 8"], verdict=0)  # wrong answers are not counted
+    for n in (right, lucky):
+        t.verdict[n] = 1
+    assert solution_audit([t], ArithmeticTask().check_step) == {"correct_solutions": 2, "correct_with_wrong_line": 0.5}
+
+
+def _chain(tree, steps, verdict=None):
+    node = 0
+    for i, text in enumerate(steps):
+        same = [c for c in tree.children[node] if tree.text[c] == text]
+        last = i == len(steps) - 1
+        node = same[0] if same else tree.add_child(node, text=text, token_ids=[ord(c) for c in text], logprobs=[0.0] * len(text),
+                                                   finish_reason="eos" if last else "stop", terminal=last)
+    if verdict is not None:
+        tree.verdict[node] = verdict
+    return node

@@ -1,6 +1,7 @@
 """Process rewards on the embedded policy through real transformers: every value checked against an
 independent computation (greedy rollouts scored by the task, full forward passes without the KV cache)."""
 import copy
+import json
 import dataclasses
 import math
 
@@ -385,3 +386,32 @@ def test_prover_must_share_the_tokenizer(hf_backend, score):
 def test_prm_checkpoint_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match="missing: cannot load PRM checkpoint"):
         PRMScorer.from_pretrained(tmp_path / "missing")
+
+
+def test_prm_sets_read_a_checkpoint_the_way_its_format_needs(tmp_path, policy, arithmetic, problems, capsys):
+    """`--prm-set` (`load_value_prm(sets=...)`): a causal-LM checkpoint read as a reward-token PRM
+    (Math-Shepherd's kind) scores exactly as a PRMScorer built with those fields; a bad field is one line."""
+    from treesearch.cli import main as cli_main
+    from treesearch.rewards.prm_train import load_value_prm
+
+    model, tokenizer = policy
+    ckpt = tmp_path / "lm_prm"
+    model.save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    sets = ["head=reward_token", "good_token=+", "bad_token=-", "step_tag==\\n"]
+    scorer = load_value_prm(ckpt, signed=False, sets=sets)
+    assert (scorer.head, scorer.config.step_tag, scorer.config.good_token) == ("reward_token", "=\n", "+")
+    direct = PRMScorer(model, tokenizer, PRMConfig(head="reward_token", good_token="+", bad_token="-", step_tag="=\n"))
+    prompts, steps = _solutions(arithmetic, problems)
+    flat = lambda s: [x for row in s.score_steps(prompts, steps) for x in row]  # noqa: E731
+    assert flat(scorer) == pytest.approx(flat(direct), abs=1e-6)
+    assert flat(scorer) != pytest.approx(flat(load_value_prm(ckpt, signed=False, sets=sets[:-1])), abs=1e-6)  # the tag matters
+    out = tmp_path / "bon"
+    argv = ["eval", "--strategy", "best-of-n", "--k", "2", "--n-problems", "2", "--n-ops", "2", "--max-tokens", "64",
+            "--prm", str(ckpt), *[a for s in sets for a in ("--prm-set", s)], "--out", str(out)]
+    assert cli_main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["config"]["prm_sets"] == sets
+    capsys.readouterr()
+    assert cli_main(argv[:-1] + [str(tmp_path / "bad"), "--prm-set", "tag=x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prm-set 'tag=x'" in err[0] and not (tmp_path / "bad").exists()

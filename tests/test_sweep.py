@@ -92,6 +92,11 @@ def test_sweep_writes_rows_bands_plot_and_resumes(policy, problems, tmp_path):
     calls = backend.stats.calls
     again = run_sweep(backend, task, problems, cfg, tmp_path, log=lambda *_: None)
     assert backend.stats.calls == calls and again == rows  # resumed: nothing recomputed
+    # maj tuned to another temperature: its old rows stay in the file but are not this sweep's
+    moved = dataclasses.replace(cfg, strategies=("greedy", "maj"), budgets=(2,), temperatures=(("maj", 0.5),))
+    got = run_sweep(backend, task, problems, moved, tmp_path, log=lambda *_: None)
+    assert sorted((r["strategy"], r["temperature"]) for r in got) == [("greedy", 0.0)] * 2 + [("maj", 0.5)] * 2
+    assert len(list((tmp_path / "sweep.jsonl").read_text().splitlines())) == len(rows) + 2
     with pytest.raises(ValueError, match="unknown strategy"):
         SweepConfig(strategies=("telepathy",))
     with pytest.raises(ValueError, match="needs a PRM"):

@@ -31,9 +31,9 @@ def test_unjudged_children_stay_unvisited_and_q_holds_judged_outcomes_only():
     _, res = _search()
     for t in res.trees:
         t.check_values()
-        correct, total = terminal_stats(t)
+        correct, total = judged_stats(t)
         for n in range(t.num_nodes):
-            # every visit is one judged terminal below (each backed up once), none a placeholder 0
+            # every visit is one judged sample below (a repeated answer once more), none a placeholder 0
             assert t.visits[n] == total[n], (n, t.visits[n], total[n])
             if total[n] and not t.terminal[n]:  # the mean return after n is the mean ±1 outcome below it
                 assert t.value_sum[n] / t.visits[n] == pytest.approx((2 * correct[n] - total[n]) / total[n])
@@ -53,7 +53,9 @@ def test_zero_value_backs_up_placeholders_that_unknown_value_does_not():
 def test_every_simulation_expands_when_terminals_are_not_revisited():
     backend, res = _search(dataclasses.replace(NEW, simulations=6), depth=2)
     for t in res.trees:
-        assert all(t.evals[n] <= 1 for n in range(t.num_nodes))  # no finished answer re-evaluated
+        repeats = {int(k): n for k, (_, n) in t.meta.get("rollouts", {}).items()}
+        # no finished answer re-evaluated, except once per sample that repeated it
+        assert all(t.evals[n] == (n in repeats or t.terminal[n]) + repeats.get(n, 0) for n in range(1, t.num_nodes))
         # each wave expanded one node of this tree, until nothing was left open
         assert int(t.expanded.sum()) == 6 or all(t.terminal[leaf] for leaf in t.leaves())
     # with revisiting (the original), simulations are spent re-evaluating finished answers
@@ -166,3 +168,96 @@ def test_value_config_rejects_unknown_methods_and_prm_without_checkpoint():
         build_value(ValueConfig(method="prm"), None, None)
     with pytest.raises(ValueError, match="min_judged"):
         PairConfig(min_judged=-1)
+
+
+def test_repeated_samples_of_a_finished_answer_count_as_outcomes():
+    """The bandit policy draws the same arm often: each repeat of a judged answer is one more outcome
+    (backed up, recorded), so visits and the pairs' judged counts are over samples."""
+    _, res = _search(dataclasses.replace(NEW, simulations=12), depth=1, n=6)
+    repeats = 0
+    for t in res.trees:
+        correct, total = judged_stats(t)
+        _, distinct = terminal_stats(t)
+        assert total[ROOT] == t.visits[ROOT]
+        repeats += int(total[ROOT] - distinct[ROOT])
+        for key, (c, n) in t.meta.get("rollouts", {}).items():
+            node = int(key)
+            assert t.terminal[node] and c == n * int(t.verdict[node] == CORRECT)
+    assert repeats > 0
+
+
+def _focus_score(tree, text):
+    """Odd problems can never be solved: where the focused budget should not go."""
+    return bandit_score("c")(tree, text) if int(tree.problem_id[1:]) % 2 == 0 else 0.0
+
+
+def test_focus_spends_the_batch_budget_where_a_verified_answer_was_found():
+    budget, n = 40, 40
+    backend = ScriptedBackend(bandit_policy(ARMS, depth=2))
+    cfg = dataclasses.replace(NEW, simulations=64, token_budget=budget, focus=0.5)
+    res = mcts(backend, _trees(backend, n), cfg, score=_focus_score, value_fn=unknown_value)
+    spent = np.array([t.meta["search"]["sampled_tokens"] for t in res.trees])
+    hit = np.array([bool((t.verdict == CORRECT).any()) for t in res.trees])
+    assert spent.sum() == backend.stats.decode_tokens
+    assert abs(spent.sum() / (budget * n) - 1) < 0.10  # the batch spends its whole budget
+    assert 0 < hit.sum() < n // 2  # some even problems solved, no odd one
+    assert abs(spent[~hit].mean() / (budget * cfg.focus) - 1) < 0.25  # the rest stopped at their first share
+    assert spent[hit].mean() > 2 * budget
+    # without focus every tree spends about the same
+    plain = mcts(backend, _trees(backend, n), dataclasses.replace(cfg, focus=0.0), score=_focus_score,
+                 value_fn=unknown_value)
+    assert abs(np.mean([t.meta["search"]["sampled_tokens"] for t in plain.trees]) / budget - 1) < 0.10
+
+
+@pytest.mark.parametrize("bad", [dict(focus=1.0), dict(focus=-0.1), dict(focus=0.5, token_budget=0),
+                                 dict(focus=0.5, token_budget=10, reroot=True)])
+def test_focus_needs_a_token_budget(bad):
+    with pytest.raises(ValueError, match="focus"):
+        dataclasses.replace(NEW, **bad)
+
+
+def test_min_correct_asks_for_verified_samples_below_the_chosen_step():
+    t, a, b, _ = _tree()  # A has 2 correct outcomes below it
+    for kind in ("sibling", "first_error"):
+        cfg = PairConfig(kinds=(kind,), value="beta", margin=0.3, min_judged=1, min_correct=2)
+        assert [p["node_ids"][1:] for p in extract_pairs([t], cfg, decode=str)] == [[a, b]]
+        assert extract_pairs([t], dataclasses.replace(cfg, min_correct=3), decode=str) == []
+    with pytest.raises(ValueError, match="min_correct"):
+        PairConfig(min_correct=-1)
+
+
+def test_min_logprob_holds_the_prefix_and_the_chosen_step_to_the_policys_confidence():
+    t, a, b, _ = _tree()
+    cfg = PairConfig(kinds=("sibling", "first_error"), value="beta", margin=0.3, min_judged=1, min_logprob=-1.0)
+    assert {tuple(p["node_ids"][1:]) for p in extract_pairs([t], cfg, decode=str)} == {(a, b)}
+    t.logprobs[b][0] = -5.0  # a slip in the rejected step: still a pair (only what is kept must be confident)
+    assert {tuple(p["node_ids"][1:]) for p in extract_pairs([t], cfg, decode=str)} == {(a, b)}
+    t.logprobs[a][1] = -1.5  # a slip in the chosen step: no pair of either kind
+    assert extract_pairs([t], cfg, decode=str) == []
+    for kind in ("sibling", "first_error"):
+        assert extract_pairs([t], dataclasses.replace(cfg, kinds=(kind,)), decode=str) == []
+        assert len(extract_pairs([t], dataclasses.replace(cfg, kinds=(kind,), min_logprob=-2.0), decode=str)) == 1
+    # under a prefix: a pair below A is held to A's tokens too
+    u = Tree(problem_id="q", prompt="Q", prompt_ids=[1])
+    pre = _step(u, ROOT, "P\n")
+    good, bad = _step(u, pre, "G\n"), _step(u, pre, "B\n")
+    for parent, v in ((good, CORRECT), (good, CORRECT), (bad, WRONG), (bad, WRONG)):
+        _step(u, parent, f"x{u.num_nodes}", terminal=True, verdict=v, finish="eos")
+    sib = dataclasses.replace(cfg, kinds=("sibling",))
+    assert [p["node_ids"] for p in extract_pairs([u], sib, decode=str)] == [[pre, good, bad]]
+    u.logprobs[pre][0] = -3.0
+    assert extract_pairs([u], sib, decode=str) == []
+
+
+def test_focus_lets_a_lone_solved_tree_spend_the_batch_pool():
+    """One solvable problem among 20: its share is many budgets large, and the simulation cap grows
+    with it, so the batch still spends about its budget."""
+    budget, n = 20, 20
+    backend = ScriptedBackend(bandit_policy(ARMS, depth=2))
+    score = lambda tree, text: float(tree.problem_id == "p0" and text.startswith("a"))  # noqa: E731
+    cfg = dataclasses.replace(NEW, simulations=8, token_budget=budget, focus=0.5)
+    res = mcts(backend, _trees(backend, n), cfg, score=score, value_fn=unknown_value)
+    spent = [t.meta["search"]["sampled_tokens"] for t in res.trees]
+    assert [bool((t.verdict == CORRECT).any()) for t in res.trees] == [True] + [False] * (n - 1)
+    assert spent[0] > 5 * budget  # far past what its 8 simulations alone could sample
+    assert abs(sum(spent) / (budget * n) - 1) < 0.10

@@ -29,6 +29,34 @@ def require_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
 
 
+def apply_overrides(config, pairs: typing.Sequence[str], *, where: str = "--set"):
+    """A copy of the frozen `config` with ``key=value`` strings applied, typed by the field."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq:
+            raise ValueError(f"{where} {pair!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise ValueError(f"{where} {pair!r}: {type(config).__name__} has no field {key!r}; fields: {', '.join(fields)}")
+        kind = type(getattr(config, key))
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif kind is str:
+                # escapes such as "\n" can be typed on a command line; other characters stay as given (" ки")
+                value = raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
+            else:
+                value = kind(raw)
+        except ValueError:
+            raise ValueError(f"{where} {pair!r}: {key} must be of type {kind.__name__}") from None
+        changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:

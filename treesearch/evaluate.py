@@ -55,7 +55,7 @@ from treesearch.io import atomic_write_text, write_jsonl
 SAMPLING = ("greedy", "sample")
 SEARCHES = ("best-of-n", "weighted-bon", "beam", "dvts", "mcts", "segments")
 STRATEGIES = SAMPLING + SEARCHES
-NEEDS_PRM = ("weighted-bon", "dvts")
+from treesearch.search.runner import NEEDS_PRM  # noqa: E402  (one list: the searches whose vote needs a PRM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,7 @@ class EvalConfig:
     oracle: bool = dataclasses.field(default=False, metadata={"help": "mcts: reward terminals with the verifier (training-time search)"})
     prm: str = dataclasses.field(default="", metadata={"help": "PRM checkpoint guiding the search strategies (a `treesearch train-prm` model/ dir or any checkpoint PRMScorer loads); empty = none"})
     prm_aggregate: str = dataclasses.field(default="last", metadata={"help": "a solution's PRM score from its step scores: last | min | prod"})
+    prm_sets: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "PRMConfig overrides KEY=VALUE (how the PRM reads a solution)"})
     prm_select: str = dataclasses.field(default="vote", metadata={"help": "dvts and mcts with a PRM: answer by the PRM-weighted vote (vote) or the best-scored solution (score)"})
 
     def __post_init__(self):
@@ -239,7 +240,7 @@ def load_prm(cfg: EvalConfig, task):
     from treesearch.rewards.prm_train import load_value_prm
 
     return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=False,
-                          step_delimiter=getattr(task, "step_delimiter", None))
+                          step_delimiter=getattr(task, "step_delimiter", None), sets=cfg.prm_sets)
 
 
 def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool = True, search_config=None, prm=None):
@@ -285,28 +286,18 @@ def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool 
 def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
     """One batch of `cfg.strategy` over `trees` (one per problem); no gold answer is consulted
     unless ``cfg.oracle``."""
-    from treesearch.search import beam_search, best_of_n, mcts, mean_logprob, segment_rollouts, task_scorer
+    from treesearch.search import mcts, mean_logprob, task_scorer
     from treesearch.search.expand import answer_line_done
-    from treesearch.search.guided import dvts, weighted_best_of_n
     from treesearch.search.result import SearchResult
+    from treesearch.search.runner import search_batch
     from treesearch.search.values import Signed
     from verifiers.exact import extract_final_answer
 
+    if cfg.strategy != "mcts":
+        return search_batch(cfg.strategy, backend, task, trees, scfg, scorer=prm if prm is not None else mean_logprob)
     extract = getattr(task, "extract_answer", None) or extract_final_answer
     same = getattr(task, "same_answer", None)
     is_final = getattr(task, "is_final", answer_line_done)
-    scorer = prm if prm is not None else mean_logprob
-    s = cfg.strategy
-    if s == "best-of-n":
-        return best_of_n(backend, trees, scfg, scorer=scorer)
-    if s == "weighted-bon":
-        return weighted_best_of_n(backend, trees, scfg, scorer=prm, extract=extract, same=same)
-    if s == "beam":
-        return beam_search(backend, trees, scfg, scorer=scorer, is_final=is_final)
-    if s == "dvts":
-        return dvts(backend, trees, scfg, scorer=prm, extract=extract, same=same, is_final=is_final)
-    if s == "segments":
-        return segment_rollouts(backend, trees, scfg, scorer=scorer, is_final=is_final)
     if prm is not None:
         signed = Signed(prm)  # 2p − 1: the ±1 scale of MCTS's outcome rewards
         res = mcts(backend, trees, scfg, value_fn=signed, reward_fn=signed, is_final=is_final)

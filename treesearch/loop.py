@@ -34,7 +34,7 @@ from treesearch.backends.config import BACKENDS, VLLMConfig
 from treesearch.config import load_config, merge, to_dict
 from treesearch.distributed.config import ScaleConfig
 from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_jsonl
-from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, step_audit
+from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, solution_audit, step_audit
 from treesearch.rewards.prm_train import PRMTrainConfig
 from treesearch.search.mcts import MCTSConfig
 from treesearch.search.values import ValueConfig
@@ -189,10 +189,17 @@ class Run:
         stream = task.problems("train", cfg.train_problems * (k + 1), seed=cfg.seed, **kw)
         problems = stream[cfg.train_problems * k :]
         trees_path = rd / "trees.jsonl"
+        # batches are fixed slices of the round's problems, and a batch counts only when all its trees
+        # were written: a resumed round grows the trees an uninterrupted one does even where a tree
+        # depends on its batch (`MCTSConfig.focus` shares the batch's budget)
+        chunks = [problems[i : i + cfg.search_batch] for i in range(0, len(problems), cfg.search_batch)]
         have = {}
         if trees_path.is_file():
             for i, d in enumerate(read_jsonl(trees_path, allow_torn_tail=True), 1):
                 have[d["problem_id"]] = Tree.from_json(d, where=f"{trees_path}:{i}")
+            if cfg.scale.search.executor != "ray":
+                whole = {p.id for c in chunks if all(p.id in have for p in c) for p in c}
+                have = {pid: t for pid, t in have.items() if pid in whole}
             write_jsonl(trees_path, [t.to_json() for t in have.values()])  # drop a torn tail
         search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
         todo = [p for p in problems if p.id not in have]
@@ -208,7 +215,7 @@ class Run:
             )
             todo_batches = [(todo, result)]
         else:
-            todo_batches = ((todo[i : i + cfg.search_batch], None) for i in range(0, len(todo), cfg.search_batch))
+            todo_batches = ((c, None) for c in chunks if c[0].id not in have)
         for batch, result in todo_batches:
             if result is None:
                 result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch), value=self.value_of(k))
@@ -275,10 +282,12 @@ class Run:
             stats = pair_stats(records)
             from tasks import get_task
 
-            check = getattr(get_task(self.cfg.task), "check_step", None)
+            task = get_task(self.cfg.task)
+            check = getattr(task, "check_step", None)
             if check is not None and pc.kinds != ("trajectory",):
                 # label noise of the outcome-based pairs, by the task's exact step checker (reported only)
                 stats["step_audit"] = step_audit(records, check)
+                stats["solution_audit"] = solution_audit(trees, check, getattr(task, "step_delimiter", "\n"))
         write_jsonl(out, records)
         atomic_write_text(stats_path, json.dumps(stats, indent=2) + "\n")
         return stats

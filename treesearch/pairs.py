@@ -13,7 +13,13 @@ prefix of steps, so the pair trains exactly the decision the search compared:
   recorded rollouts from it and below), a value calibrated to how much was
   judged, so a step with nothing judged below it sits at 1/2 instead of
   looking bad. ``min_judged`` requires that many judged outcomes below each
-  side of a pair.
+  side of a pair, ``min_correct`` that many verified-correct ones below the
+  chosen step (a weak policy reaches right answers through wrong lines, so one
+  success is weak evidence that a step is right), and ``min_logprob`` that
+  every token of the shared prefix and of the chosen step had at least that
+  log-probability under the policy when it was sampled (a policy that reaches
+  right answers through wrong lines usually wrote those lines with a slip, a
+  token it gave low probability; the rejected step is not held to it).
 * ``first_error``: on a failed path, the first step after which no correct answer
   was reached (among at least ``max(1, min_judged)`` judged outcomes), although
   one was reached from its parent, is ``rejected``; the best verified-correct
@@ -49,6 +55,8 @@ class PairConfig:
     margin: float = dataclasses.field(default=0.5, metadata={"help": "minimum chosen - rejected value for sibling pairs"})
     min_judged: int = dataclasses.field(default=0, metadata={"help": "judged outcomes (terminals, recorded rollouts) needed below each side of a pair; first errors need at least 1"})
     prior: float = dataclasses.field(default=1.0, metadata={"help": "value 'beta': a in the Beta(a, a) prior, (correct + a) / (judged + 2a)"})
+    min_correct: int = dataclasses.field(default=0, metadata={"help": "verified-correct outcomes needed below a chosen step (sibling and first-error pairs); 2: one lucky answer is not enough"})
+    min_logprob: float = dataclasses.field(default=float("-inf"), metadata={"help": "lowest token log-probability allowed in the shared prefix and the chosen step (sibling and first-error pairs): the policy's own confidence in what it is taught to keep; a wrong line usually holds a slip, a low-probability token"})
     min_chosen: float = dataclasses.field(default=float("-inf"), metadata={"help": "lowest value of a chosen step (e.g. 0.6 with 'beta': most of what was judged below it verified)"})
     min_visits: int = dataclasses.field(default=1, metadata={"help": "minimum visits of both children of a sibling pair"})
     min_depth: int = dataclasses.field(default=0, metadata={"help": "shallowest prefix depth (0 = the question alone)"})
@@ -64,8 +72,8 @@ class PairConfig:
             raise ValueError(f"unknown pair kind {bad[0]!r}; expected one of {', '.join(KINDS)}")
         if self.value not in VALUES:
             raise ValueError(f"PairConfig.value must be one of {', '.join(VALUES)}, got {self.value!r}")
-        if self.min_judged < 0 or self.prior <= 0:
-            raise ValueError("PairConfig.min_judged must be >= 0 and PairConfig.prior > 0")
+        if self.min_judged < 0 or self.min_correct < 0 or self.prior <= 0:
+            raise ValueError("PairConfig.min_judged and min_correct must be >= 0 and PairConfig.prior > 0")
         if self.max_per_problem < 1:
             raise ValueError(f"PairConfig.max_per_problem must be >= 1, got {self.max_per_problem}")
 
@@ -112,6 +120,13 @@ class _Ctx:
         self.tree, self.cfg = tree, cfg
         self.correct, self.total = judged_stats(tree) if cfg.value == "beta" else terminal_stats(tree)
         self.prompt_text = decode(tree.prompt_ids)
+
+    def confident(self, parent: int, chosen: int) -> bool:
+        """Every token of the path to `parent` and of step `chosen` has log-prob >= cfg.min_logprob."""
+        if self.cfg.min_logprob == float("-inf"):
+            return True
+        t = self.tree
+        return all(min(t.logprobs[n], default=0.0) >= self.cfg.min_logprob for n in (*t.path(parent)[1:], chosen))
 
     def value(self, node: int) -> float:
         if self.cfg.value == "q":
@@ -160,7 +175,8 @@ def _sibling(ctx: _Ctx) -> Iterable[dict]:
         vals = {c: ctx.value(c) for c in kids}
         best = max(kids, key=lambda c: (vals[c], t.visits[c], -c))
         worst = min(kids, key=lambda c: (vals[c], -t.visits[c], c))
-        if vals[best] - vals[worst] >= cfg.margin and vals[best] >= cfg.min_chosen and t.text[best] != t.text[worst]:
+        if (vals[best] - vals[worst] >= cfg.margin and vals[best] >= cfg.min_chosen and t.text[best] != t.text[worst]
+                and ctx.correct[best] >= cfg.min_correct and ctx.confident(node, best)):
             yield ctx.record("sibling", node, best, worst)
 
 
@@ -173,10 +189,12 @@ def _first_error(ctx: _Ctx) -> Iterable[dict]:
             continue
         if not cfg.min_depth <= t.depth[parent] <= cfg.max_depth:
             continue
-        good = [c for c in t.children[parent]
-                if ctx.correct[c] and ctx.total[c] >= cfg.min_judged and t.text[c] != t.text[node]]
+        good = [c for c in t.children[parent] if ctx.correct[c] >= max(1, cfg.min_correct)
+                and ctx.total[c] >= cfg.min_judged and t.text[c] != t.text[node]]
         if good:
             best = max(good, key=lambda c: (ctx.correct[c] / max(1, ctx.total[c]), t.visits[c], -c))
+            if not ctx.confident(parent, best):
+                continue
             # with a calibrated value the margin holds here too: one lucky answer below a step is not evidence
             if cfg.value == "beta" and (ctx.value(best) - ctx.value(node) < cfg.margin or ctx.value(best) < cfg.min_chosen):
                 continue
@@ -247,23 +265,58 @@ def correct_solutions(trees: Iterable[Tree], *, per_problem: int = 4) -> list[di
     return out
 
 
+def _lines_right(question: str, lines: Sequence[str], check_step: Callable[[str, str], bool]) -> bool:
+    """Every line a correct step from the one before it (the question before the first)."""
+    previous = question
+    for line in lines:
+        if not check_step(previous, line):
+            return False
+        previous = line
+    return True
+
+
 def step_audit(pairs: Sequence[dict], check_step: Callable[[str, str], bool]) -> dict:
     """How often outcome-labelled step pairs agree with a task's exact step checker (a diagnostic,
     never a training signal): fractions where the chosen step is right and the rejected wrong
     (``clean``), the reverse (``inverted``), both wrong, both right. `check_step(previous, step)`
     judges a step line against the line before it (the question for the first step); trajectory
-    pairs (whole solutions) are skipped."""
+    pairs (whole solutions) are skipped. ``right_prefix``: the share of pairs whose prefix lines are
+    all right, and ``clean_right_prefix`` / ``inverted_right_prefix`` the rates among those (under a
+    wrong line, the step that reaches the right answer is the one that does not follow it)."""
     counts = {"clean": 0, "inverted": 0, "both_wrong": 0, "both_right": 0}
+    right = {"clean": 0, "inverted": 0, "n": 0}
     for p in pairs:
         if p.get("kind") == "trajectory":
             continue
         lines = p["prefix"].rstrip("\n").split("\n") if p["prefix"].strip() else []
         previous = lines[-1] if lines else p["question"]
         ok_w, ok_l = check_step(previous, p["chosen"].strip()), check_step(previous, p["rejected"].strip())
-        counts["clean" if ok_w and not ok_l else "inverted" if ok_l and not ok_w else
-               "both_right" if ok_w else "both_wrong"] += 1
+        verdict = ("clean" if ok_w and not ok_l else "inverted" if ok_l and not ok_w else
+                   "both_right" if ok_w else "both_wrong")
+        counts[verdict] += 1
+        if _lines_right(p["question"], lines, check_step):
+            right["n"] += 1
+            right[verdict] = right.get(verdict, 0) + 1
     n = sum(counts.values())
-    return {"audited": n, **{k: round(v / n, 4) if n else 0.0 for k, v in counts.items()}}
+    out = {"audited": n, **{k: round(v / n, 4) if n else 0.0 for k, v in counts.items()}}
+    out["right_prefix"] = round(right["n"] / n, 4) if n else 0.0
+    for k in ("clean", "inverted"):
+        out[f"{k}_right_prefix"] = round(right[k] / right["n"], 4) if right["n"] else 0.0
+    return out
+
+
+def solution_audit(trees: Iterable[Tree], check_step: Callable[[str, str], bool], delimiter: str = "\n") -> dict:
+    """Of the verified-correct finished solutions in `trees` (each distinct one once), the share with a
+    line the task's step checker calls wrong (``correct_with_wrong_line``): answers a policy reaches
+    through wrong steps, which no outcome-based value can tell from right ones (a diagnostic)."""
+    n = wrong = 0
+    for t in trees:
+        for node in range(1, t.num_nodes):
+            if t.terminal[node] and t.verdict[node] == CORRECT:
+                lines = [x.strip() for x in t.text_of(node).split(delimiter) if x.strip()]
+                n += 1
+                wrong += not _lines_right(t.prompt, lines, check_step)
+    return {"correct_solutions": n, "correct_with_wrong_line": round(wrong / n, 4) if n else 0.0}
 
 
 def pair_stats(pairs: Sequence[dict]) -> dict:

@@ -63,6 +63,7 @@ class SweepConfig:
     max_tokens: int = 128
     prm: str = ""  # PRM checkpoint for the PRM-guided strategies (and beam / MCTS when given)
     prm_aggregate: str = "last"
+    prm_sets: tuple[str, ...] = ()  # PRMConfig overrides KEY=VALUE
     draws: int = 8  # random subsets per problem and budget when subsampling
     subsample: bool = True  # False: SAMPLED strategies sample anew at every budget (for checking)
     batch_problems: int = 64
@@ -204,7 +205,7 @@ def _load_prm(cfg: SweepConfig, task):
     """The one PRM scorer (p in [0, 1], steps read at the task's delimiter) every strategy shares; None without."""
     from treesearch.evaluate import EvalConfig, load_prm
 
-    return load_prm(EvalConfig(prm=cfg.prm, prm_aggregate=cfg.prm_aggregate), task) if cfg.prm else None
+    return load_prm(EvalConfig(prm=cfg.prm, prm_aggregate=cfg.prm_aggregate, prm_sets=cfg.prm_sets), task) if cfg.prm else None
 
 
 def _table_path(out: Path, temperature: float, seed: int, n: int, scored: bool) -> Path:
@@ -265,7 +266,9 @@ def _run_one(backend, task, problems, cfg: SweepConfig, strategy: str, budget: i
 
 def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callable[[str], None] = print) -> list[dict]:
     """Rows {strategy, budget, seed, temperature, accuracy, coverage, tokens_per_problem, correct}, one per
-    (strategy, budget, seed); resumes rows already in sweep.jsonl; writes sweep.md and sweep.png."""
+    (strategy, budget, seed) of `cfg`; resumes rows already in sweep.jsonl (rows another config left
+    there, e.g. at a temperature since tuned away, stay in the file but are not returned or drawn);
+    writes sweep.md and sweep.png."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -291,6 +294,9 @@ def run_sweep(backend, task, problems, cfg: SweepConfig, out_dir, *, log: Callab
         rows.append(row)
         log(f"{strategy:>13} budget {budget:>3} seed {seed}: accuracy {res['accuracy']:.3f} "
             f"at {res['tokens_per_problem']:.0f} tokens/problem")
+    want = {(s, b, seed, cfg.temperature_of(s)) for seed in cfg.seeds for s in cfg.strategies
+            for b in ([1] if s == "greedy" else cfg.budgets)}
+    rows = [r for r in rows if (r["strategy"], r["budget"], r["seed"], r["temperature"]) in want]
     points = frontier(rows)
     atomic_write_text(out / "sweep.md", frontier_table(points))
     plot_sweep(points, out / "sweep.png")

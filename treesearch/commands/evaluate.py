@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from treesearch.commands.backend_args import add_backend_args, backend_from_args
+from treesearch.commands.prm_args import add_prm_args
 
 
 def register(sub) -> None:
@@ -16,10 +17,7 @@ def register(sub) -> None:
                    help="greedy | sample | maj@K | best-of-n | weighted-bon | beam | dvts | mcts | segments "
                         "(search settings: --set KEY=VALUE; weighted-bon and dvts need --prm)")
     p.add_argument("--k", type=int, default=16, help="samples per problem for sample / best-of-n / weighted-bon; N of dvts")
-    p.add_argument("--prm", default="", metavar="DIR",
-                   help="process reward model guiding the search (a `treesearch train-prm` OUT/model, or any PRM checkpoint)")
-    p.add_argument("--prm-aggregate", default="last", choices=["last", "min", "prod"],
-                   help="a solution's PRM score from its step scores")
+    add_prm_args(p, what="guides the search strategies")
     p.add_argument("--prm-select", default="vote", choices=["vote", "score"],
                    help="dvts / mcts with --prm: answer by the PRM-weighted vote or the best-scored solution")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +51,7 @@ def run(args) -> int:
         strategy, k = "sample", _int(strategy[4:], "--strategy maj@K")
     cfg = EvalConfig(
         strategy=strategy, k=k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-        oracle=args.oracle, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_select=args.prm_select,
+        oracle=args.oracle, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets), prm_select=args.prm_select,
     )
     task, problems = load_problems(args)
     search_config = _search_config(cfg, args.overrides)  # bad settings fail before an engine starts
@@ -79,7 +77,7 @@ def run(args) -> int:
 def _search_config(cfg, overrides):
     """The search strategy's config with --set applied (None for plain decoding strategies)."""
     from treesearch.evaluate import SEARCHES, search_defaults
-    from treesearch.search.runner import apply_overrides
+    from treesearch.config import apply_overrides
 
     if cfg.strategy not in SEARCHES:
         if overrides:

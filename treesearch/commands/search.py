@@ -35,12 +35,13 @@ def register(sub) -> None:
     import argparse
 
     from treesearch.commands.backend_args import add_backend_args
+    from treesearch.commands.prm_args import add_prm_args
 
     from treesearch.search.runner import CONFIGS, VALUES
 
     p = sub.add_parser(
         "search",
-        help="search problems with MCTS, tree-segment rollouts, best-of-N, beam search or majority vote",
+        help="search problems with MCTS, tree-segment rollouts, best-of-N, weighted best-of-N, beam search, DVTS or majority vote",
         description="Search a task's problems and write trees.jsonl and summary.json.",
         epilog=_config_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,6 +61,7 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the problem draw and of sampling")
     p.add_argument("--value", default=None, choices=VALUES, help="MCTS: value at internal nodes (default zero); others: the scorer that selects (default logprob)")
+    add_prm_args(p, what="ranks for best-of-n, weighted-bon, beam, dvts and segments, MCTS's value; weighted-bon and dvts need it")
     p.add_argument("--batch-size", type=int, default=32, help="problems searched together (one wave = one backend call)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="algorithm setting, repeatable")
     p.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -76,7 +78,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from tasks import get_task
     from tasks.base import check_seed
-    from treesearch.search.runner import CONFIGS, apply_overrides, run_search, write_run
+    from treesearch.config import apply_overrides
+    from treesearch.search.runner import CONFIGS, NEEDS_PRM, run_search, write_run
     from treesearch.commands.backend_args import backend_from_args, vllm_config
     from treesearch.search.values import RolloutConfig
 
@@ -101,6 +104,19 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    prm = None
+    if args.prm:
+        from treesearch.rewards.prm_train import load_value_prm
+
+        if args.executor or args.value:
+            raise ValueError("--prm: the PRM is the value and the ranking itself; it takes no --value and runs in-process (no --executor)")
+        import torch
+
+        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        prm = load_value_prm(args.prm, device=device, aggregate=args.prm_aggregate, signed=False,
+                             step_delimiter=getattr(task, "step_delimiter", None), sets=args.prm_sets)
+    elif args.algo in NEEDS_PRM:
+        raise ValueError(f"--algo {args.algo} needs --prm DIR (a process reward model checkpoint)")
     if args.executor:
         from pathlib import Path
 
@@ -117,7 +133,7 @@ def run(args) -> int:
         backend = backend_from_args(args)
         try:
             result = run_search(
-                args.algo, backend, task, problems, config, value=args.value, rollout=rollout,
+                args.algo, backend, task, problems, config, value=args.value, rollout=rollout, prm=prm,
                 batch_size=args.batch_size, progress=progress,
             )
         finally:

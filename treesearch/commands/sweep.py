@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from treesearch.commands.backend_args import add_backend_args, backend_from_args
+from treesearch.commands.prm_args import add_prm_args
 
 
 def register(sub) -> None:
@@ -18,8 +19,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated sampling seeds; points pool them with a 95%% band")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every strategy")
     p.add_argument("--temperatures", default="", help="per-strategy overrides, e.g. maj=0.7,beam=1.0")
-    p.add_argument("--prm", default="", help="PRM checkpoint for best-of-n-prm, weighted-bon, dvts (and beam, mcts)")
-    p.add_argument("--prm-aggregate", default="last", choices=("last", "min", "prod"))
+    add_prm_args(p, what="for best-of-n-prm, weighted-bon, dvts (and beam, mcts)")
     p.add_argument("--draws", type=int, default=8, help="random subsets per problem and budget when subsampling")
     p.add_argument("--no-subsample", action="store_true", help="sample anew at every budget instead of subsampling the largest")
     p.add_argument("--max-tokens", type=int, default=128)
@@ -57,7 +57,7 @@ def config_from_args(args):
     return SweepConfig(strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
                        budgets=_ints(args.budgets, "--budgets", 1), seeds=_ints(args.seeds, "--seeds", 0),
                        temperature=args.temperature, temperatures=_temperatures(args.temperatures),
-                       max_tokens=args.max_tokens, prm=args.prm, prm_aggregate=args.prm_aggregate,
+                       max_tokens=args.max_tokens, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets),
                        draws=args.draws, subsample=not args.no_subsample)
 
 

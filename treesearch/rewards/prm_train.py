@@ -285,12 +285,15 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
 
 
 def load_value_prm(path: str | Path, *, device: str = "cpu", aggregate: str = "last", signed: bool = True,
-                   step_delimiter: str | None = None):
+                   step_delimiter: str | None = None, sets: Sequence[str] = ()):
     """A trained PRM as a search ValueFn: V = 2·p − 1 of the node's last step (its P(correct | prefix)),
     read with the encoding it was trained with (``prm_config.json`` when present; any other Hugging
     Face PRM checkpoint with `PRMConfig`'s defaults). `aggregate` (last / min / prod) and `signed`
     (2p − 1, else p in [0, 1]) say what a node's value is; `step_delimiter`, when given, is the
-    task's step delimiter, stripped from each tree step before the PRM's tag."""
+    task's step delimiter, stripped from each tree step before the PRM's tag; `sets` (``KEY=VALUE``,
+    the ``--prm-set`` flags) override `PRMConfig` fields last, e.g. a Math-Shepherd checkpoint's
+    ``step_tag= ки``."""
+    from treesearch.config import apply_overrides
     from treesearch.rewards.prm import PRMConfig, PRMScorer
 
     p = Path(path)
@@ -299,7 +302,7 @@ def load_value_prm(path: str | Path, *, device: str = "cpu", aggregate: str = "l
     cfg = dataclasses.replace(PRMConfig(**{k: v for k, v in saved.items() if k in known}), aggregate=aggregate, signed=signed)
     if step_delimiter is not None:
         cfg = dataclasses.replace(cfg, step_delimiter=step_delimiter)
-    return PRMScorer.from_pretrained(p, cfg, device=device)
+    return PRMScorer.from_pretrained(p, apply_overrides(cfg, sets, where="--prm-set"), device=device)
 
 
 def correct_steps_auc(scorer, trees: Sequence[Tree], check_step) -> tuple[float, int]:

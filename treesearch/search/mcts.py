@@ -26,7 +26,11 @@ terminal is re-evaluated (its outcome is backed up again), which is how visits
 concentrate on the best answer, but that simulation expands nothing; without
 it, selection only descends into subtrees that still have something to expand
 (`open_nodes`), so every simulation samples new steps and a tree with nothing
-left to expand stops. ``value_prior`` shrinks Q toward 0 (a Beta(1, 1) prior
+left to expand stops. A sample that repeats a judged finished answer (folded
+into it by dedup, or reproduced by a rollout) is then backed up again and
+recorded as one more judged outcome (``tree.meta["rollouts"]``), so Q and the
+pairs' counts are over samples, not over distinct answers: a policy that
+reaches one answer four times has four outcomes there, not one. ``value_prior`` shrinks Q toward 0 (a Beta(1, 1) prior
 on the success probability when it is 2 and the backups are ±1 outcomes):
 ``Q = r + value_sum / (visits + value_prior)``. A step cut by
 ``step_max_tokens`` (finish reason "length") ends the path with
@@ -42,7 +46,13 @@ the ``rollouts`` MCTS attaches itself) reach the budget, the last wave
 stochastically rounded so the expected spend is the budget (`_over_budget`);
 ``simulations`` is then a cap, and a tree with nothing left to expand samples
 more first steps. That is how searches with different value functions are
-compared at equal sampled tokens. Each node is
+compared at equal sampled tokens. With ``focus`` f as well, a tree first
+spends f of its budget; the tokens the batch has not spent then go, in equal
+shares, to the trees that reached a verified answer, since step pairs and
+judged values come only from those, and a tree that found nothing would spend
+its share on more unjudged steps. A tree's share then depends on its batch,
+so callers that resume keep batches fixed (`treesearch.loop.Run.search`).
+Each node is
 expanded once (the paper's fixed width) unless progressive widening is on
 (``widen_alpha > 0``): then a node gets new samples while its expansions are
 fewer than ``widen_c · N^widen_alpha``.
@@ -62,6 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import zlib
 from typing import Callable, Sequence
 
@@ -71,8 +82,8 @@ from treesearch.backends.base import SamplingParams
 from treesearch.search.expand import FinalFn, attach, finished, sample
 from treesearch.search.result import SearchResult, meter
 from treesearch.search.selection import SelectFn, puct
-from treesearch.search.values import Scorer, ValueFn, judge, value_tokens, zero_value
-from treesearch.tree import ROOT, Tree, backup
+from treesearch.search.values import Scorer, ValueFn, judge, record_rollouts, value_tokens, zero_value
+from treesearch.tree import CORRECT, ROOT, UNKNOWN, Tree, backup
 
 
 from treesearch.config import field, require_positive
@@ -105,6 +116,7 @@ class MCTSConfig:
     value_prior: float = _f(0.0, "Q = r + value_sum / (visits + value_prior): a prior mean of 0 worth value_prior evaluations (2 = Beta(1,1) with ±1 outcome backups)")
     rollouts: int = _f(0, "Monte-Carlo rollouts from each new interior child, continued to the end, added to the tree as steps, judged and backed up (their tokens count); 0 = none")
     token_budget: int = _f(0, "sampled tokens per tree (expansions + value-function rollouts / PRM steps); 0 = off, else simulations is a cap")
+    focus: float = _f(0.0, "with token_budget: each tree first spends this share of its budget, then the batch's unspent tokens go in equal shares to the trees that reached a verified answer (where pairs come from); 0 = off")
     step_delimiter: str = _f("\n", "a step ends at this string (the task's step delimiter)")
     seed: int = _f(0, "sampling seed")
 
@@ -114,6 +126,8 @@ class MCTSConfig:
             raise ValueError(f"MCTSConfig.temperature must be >= 0, got {self.temperature}")
         if self.value_prior < 0 or self.token_budget < 0 or self.rollouts < 0:
             raise ValueError("MCTSConfig.value_prior, rollouts and token_budget must be >= 0")
+        if not 0 <= self.focus < 1 or (self.focus and not self.token_budget) or (self.focus and self.reroot):
+            raise ValueError(f"MCTSConfig.focus must be in [0, 1) and needs token_budget > 0 and reroot off, got {self.focus}")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -195,87 +209,151 @@ def mcts(
     Trees may already hold nodes (a search resumes where it stopped).
     """
     cfg = config
-    if score is None and (reward_fn is None or cfg.rollouts):
-        raise ValueError("mcts needs `score` (outcomes of finished solutions), or `reward_fn` and no rollouts")
+    if score is None and (reward_fn is None or cfg.rollouts or cfg.focus):
+        raise ValueError("mcts needs `score` (outcomes of finished solutions), or `reward_fn` and no rollouts or focus")
     select = select or functools.partial(puct, c_puct=cfg.c_puct, length_penalty=cfg.length_penalty,
                                          value_prior=cfg.value_prior)
     widen = functools.partial(may_widen, c=cfg.widen_c, alpha=cfg.widen_alpha)
     trees = list(trees)
-    roots = [ROOT] * len(trees)
-    budget = [cfg.simulations * (cfg.root_factor if cfg.reroot else 1)] * len(trees)
-    spent = [0] * len(trees)  # tokens sampled for each tree: expansions + what the value function reports
-    done = [bool(t.terminal[ROOT]) for t in trees]
-    stopped = [False] * len(trees)  # stopped by the token budget or with nothing left to expand
-    wave = 0
+    st = _Batch.start(trees, cfg)
+    waves = functools.partial(_waves, backend, trees, st, cfg, score=score, value_fn=value_fn, reward_fn=reward_fn,
+                              select=select, widen=widen, is_final=is_final)
     with meter(backend) as m:
-        while not all(done):
-            # the seed moves with the wave so a widened node draws new samples; a tree still
-            # evolves the same whatever shares its batch (every live tree takes part in every wave)
-            params = dataclasses.replace(cfg.sampling(), seed=cfg.seed + wave)
-            wave += 1
-            live = [i for i in range(len(trees)) if not done[i]]
-            grow: list[int] = []
-            leaves: list[int] = []
-            for i in live:
-                open_ = None if cfg.revisit_terminals else open_nodes(trees[i], widen)
-                if open_ is not None and not open_[roots[i]]:
-                    if not cfg.token_budget:
-                        continue  # nothing left to expand below the search root: this tree is finished
-                    leaf = roots[i]  # budget left but nothing open: sample more first steps (widen the root)
-                else:
-                    leaf = select_leaf(trees[i], roots[i], select, widen, open_)
-                if trees[i].terminal[leaf]:
-                    backup(trees[i], leaf, float(trees[i].value[leaf]))  # re-evaluate a finished answer
-                else:
-                    grow.append(i)
-                    leaves.append(leaf)
-            outs = sample(backend, [trees[i] for i in grow], leaves, params)
-            kw = dict(max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=cfg.dedup)
-            new = []
-            wave_tokens = dict.fromkeys(live, 0)
-            for i, leaf, comps in zip(grow, leaves, outs):
-                kids = [c for c, _, is_new in attach(trees[i], leaf, comps, **kw) if is_new]
-                if cfg.end_cut_steps:
-                    for c in kids:
-                        if trees[i].finish_reason[c] == "length":
-                            trees[i].terminal[c] = True  # cut mid-line: the path ends unfinished
-                new.append(kids)
-                wave_tokens[i] += sum(len(c.token_ids) for c in comps)
-            for i, t in _evaluate(trees, grow, new, cfg, score, value_fn, reward_fn):
-                wave_tokens[i] += t
-            if cfg.rollouts:
-                for i, t in _rollout(backend, trees, grow, new, cfg, score, is_final, cfg.seed + wave):
-                    wave_tokens[i] += t
-            for i in live:
-                spent[i] += wave_tokens[i]
-                budget[i] -= 1
-                exhausted = (not cfg.revisit_terminals and not cfg.token_budget
-                             and not open_nodes(trees[i], widen)[roots[i]])
-                over = bool(cfg.token_budget) and _over_budget(spent[i], wave_tokens[i], cfg.token_budget,
-                                                               f"{trees[i].problem_id}:{cfg.seed}:{wave}")
-                if budget[i] > 0 and not over and not exhausted:
-                    continue
-                if not cfg.reroot or over or exhausted:
-                    done[i] = True
-                    stopped[i] = bool(over or exhausted)
-                    continue
-                child = trees[i].best_child(roots[i])
-                if child < 0:  # cannot happen after >= 1 simulation from a non-terminal root
-                    done[i] = True
-                    continue
-                roots[i] = child
-                done[i] = bool(trees[i].terminal[child])
-                budget[i] = cfg.simulations
+        waves()
+        if cfg.focus and _refocus(trees, st, cfg):
+            waves()
     # a rerooted search stopped before it committed to a terminal answers like an unrooted one
     selected = [r if cfg.reroot and not (cut and not t.terminal[r]) else commit(t)
-                for t, r, cut in zip(trees, roots, stopped)]
-    for tree, node, tok in zip(trees, selected, spent):
+                for t, r, cut in zip(trees, st.roots, st.stopped)]
+    for tree, node, tok in zip(trees, selected, st.spent):
         tree.meta["search"] = {"algo": "mcts", "selected": int(node), "config": dataclasses.asdict(cfg),
                                "sampled_tokens": int(tok)}
     return SearchResult(trees, list(selected), m.cost)
 
 
-def _over_budget(spent: int, last_wave: int, budget: int, key: str) -> bool:
+@dataclasses.dataclass
+class _Batch:
+    """What one `mcts` call tracks per tree: search root, simulations left, token budget and spend, state."""
+
+    roots: list[int]
+    sims: list[int]
+    budget: list[float]  # sampled tokens allowed (0 = no token budget)
+    spent: list[int]  # tokens sampled: expansions + what the value function reports
+    done: list[bool]
+    stopped: list[bool]  # stopped by the token budget or with nothing left to expand
+    wave: int = 0
+
+    @classmethod
+    def start(cls, trees: Sequence[Tree], cfg: MCTSConfig) -> "_Batch":
+        n = len(trees)
+        first = cfg.token_budget * (cfg.focus or 1.0)
+        return cls([ROOT] * n, [cfg.simulations * (cfg.root_factor if cfg.reroot else 1)] * n, [first] * n,
+                   [0] * n, [bool(t.terminal[ROOT]) for t in trees], [False] * n)
+
+
+def _refocus(trees: Sequence[Tree], st: _Batch, cfg: MCTSConfig) -> bool:
+    """After the first share of the budget: give the batch's unspent tokens, in equal shares, to the
+    trees holding a verified answer (every tree when none does); the simulation cap grows with the
+    tokens given, so a share many budgets large can be spent. Returns whether any tree resumes."""
+    pool = cfg.token_budget * len(trees) - sum(st.spent)
+    live = [i for i, t in enumerate(trees) if not t.terminal[ROOT]]
+    hit = [i for i in live if (trees[i].verdict == CORRECT).any()]
+    targets = hit or live
+    if pool <= 0 or not targets:
+        return False
+    share = pool / len(targets)
+    for i in targets:
+        st.budget[i] = st.spent[i] + share
+        st.sims[i] = max(cfg.simulations, math.ceil(cfg.simulations * share / cfg.token_budget))
+        st.done[i] = st.stopped[i] = False
+    return True
+
+
+def _waves(backend, trees: Sequence[Tree], st: _Batch, cfg: MCTSConfig, *, score, value_fn, reward_fn, select,
+           widen, is_final) -> None:
+    """Simulations until every tree is done: one select-expand-evaluate-backup per live tree per wave."""
+    while not all(st.done):
+        # the seed moves with the wave so a widened node draws new samples; a tree still
+        # evolves the same whatever shares its batch (every live tree takes part in every wave)
+        params = dataclasses.replace(cfg.sampling(), seed=cfg.seed + st.wave)
+        st.wave += 1
+        live = [i for i in range(len(trees)) if not st.done[i]]
+        grow: list[int] = []
+        leaves: list[int] = []
+        for i in live:
+            open_ = None if cfg.revisit_terminals else open_nodes(trees[i], widen)
+            if open_ is not None and not open_[st.roots[i]]:
+                if not cfg.token_budget:
+                    continue  # nothing left to expand below the search root: this tree is finished
+                leaf = st.roots[i]  # budget left but nothing open: sample more first steps (widen the root)
+            else:
+                leaf = select_leaf(trees[i], st.roots[i], select, widen, open_)
+            if trees[i].terminal[leaf]:
+                backup(trees[i], leaf, float(trees[i].value[leaf]))  # re-evaluate a finished answer
+            else:
+                grow.append(i)
+                leaves.append(leaf)
+        outs = sample(backend, [trees[i] for i in grow], leaves, params)
+        kw = dict(max_depth=cfg.max_depth, max_tokens=cfg.max_tokens, is_final=is_final, dedup=cfg.dedup)
+        new, repeats = [], []
+        wave_tokens = dict.fromkeys(live, 0)
+        for i, leaf, comps in zip(grow, leaves, outs):
+            got = attach(trees[i], leaf, comps, **kw)
+            kids = [c for c, _, is_new in got if is_new]
+            if not cfg.revisit_terminals:
+                repeats.extend((i, c, k - is_new) for c, k, is_new in got if k > is_new)
+            if cfg.end_cut_steps:
+                for c in kids:
+                    if trees[i].finish_reason[c] == "length":
+                        trees[i].terminal[c] = True  # cut mid-line: the path ends unfinished
+            new.append(kids)
+            wave_tokens[i] += sum(len(c.token_ids) for c in comps)
+        for i, t in _evaluate(trees, grow, new, cfg, score, value_fn, reward_fn):
+            wave_tokens[i] += t
+        for i, c, k in repeats:
+            _repeat(trees[i], c, k)
+        if cfg.rollouts:
+            for i, t in _rollout(backend, trees, grow, new, cfg, score, is_final, cfg.seed + st.wave):
+                wave_tokens[i] += t
+        for i in live:
+            st.spent[i] += wave_tokens[i]
+            _after_wave(trees[i], i, st, cfg, widen, wave_tokens[i])
+
+
+def _after_wave(tree: Tree, i: int, st: _Batch, cfg: MCTSConfig, widen, wave_tokens: int) -> None:
+    """Count tree i's simulation; stop it (budget, nothing left, simulations spent) or reroot it."""
+    st.sims[i] -= 1
+    exhausted = not cfg.revisit_terminals and not cfg.token_budget and not open_nodes(tree, widen)[st.roots[i]]
+    over = bool(cfg.token_budget) and _over_budget(st.spent[i], wave_tokens, st.budget[i],
+                                                   f"{tree.problem_id}:{cfg.seed}:{st.wave}")
+    if st.sims[i] > 0 and not over and not exhausted:
+        return
+    if not cfg.reroot or over or exhausted:
+        st.done[i] = True
+        st.stopped[i] = bool(over or exhausted)
+        return
+    child = tree.best_child(st.roots[i])
+    if child < 0:  # cannot happen after >= 1 simulation from a non-terminal root
+        st.done[i] = True
+        return
+    st.roots[i] = child
+    st.done[i] = bool(tree.terminal[child])
+    st.sims[i] = cfg.simulations
+
+
+def _repeat(tree: Tree, node: int, times: int) -> None:
+    """`times` more samples ended at the judged finished answer `node` (folded into it by dedup or
+    reproduced by a rollout): back each up and record it as a judged outcome (`record_rollouts`), so
+    values and pairs count samples, not distinct answers. Unjudged nodes (interior steps, answers
+    rewarded by a `reward_fn`) are left alone."""
+    if not tree.terminal[node] or tree.verdict[node] == UNKNOWN:
+        return
+    for _ in range(times):
+        backup(tree, node, float(tree.value[node]))
+    record_rollouts(tree, node, times * int(tree.verdict[node] == CORRECT), times)
+
+
+def _over_budget(spent: int, last_wave: int, budget: float, key: str) -> bool:
     """Stop a tree that spent `spent` of `budget` tokens, its last wave costing `last_wave`? At the
     budget, yes; short of it by r < one more such wave, continue with probability r / last_wave (a
     deterministic draw from `key`): the expected spend is then the budget, even when one wave costs
@@ -304,19 +382,21 @@ def _rollout(backend, trees, grow, new, cfg: MCTSConfig, score: Scorer, is_final
     for (i, c), comps in zip(todo, outs):
         tree = trees[i]
         for comp in comps:
-            end = _attach_chain(tree, c, split_completion(backend, comp, cfg.step_delimiter), comp, cfg, is_final)
-            if end is not None:
+            end, is_new = _attach_chain(tree, c, split_completion(backend, comp, cfg.step_delimiter), comp, cfg, is_final)
+            if end is not None and not is_new:
+                _repeat(tree, end, 1)
+            elif end is not None:
                 tree.reward[end] = cfg.correct_reward if judge(tree, end, score) else cfg.wrong_reward
                 backup(tree, end, 0.0)
         spent.append((i, sum(len(x.token_ids) for x in comps)))
     return spent
 
 
-def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final) -> int | None:
-    """Add rollout `pieces` [(text, ids)] under `node`, reusing identical children; the node that ends
-    the path (last piece, depth or token limit, final answer) is marked terminal and returned (an
-    existing terminal the rollout reproduced is returned too: it is one more sample of that answer),
-    or None when the rollout stopped on an existing interior step."""
+def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final) -> tuple[int | None, bool]:
+    """Add rollout `pieces` [(text, ids)] under `node`, reusing identical children. Returns (end, new):
+    the node that ends the path (last piece, depth or token limit, final answer), marked terminal, and
+    whether it is new (an existing terminal the rollout reproduced is one more sample of that answer);
+    end is None when the rollout stopped on an existing interior step."""
     at, offset = node, 0
     for j, (text, ids) in enumerate(pieces):
         lps = comp.logprobs[offset : offset + len(ids)] if comp.logprobs else ()
@@ -328,15 +408,15 @@ def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final
         if same:
             at = same[0]
             if tree.terminal[at]:
-                return at
+                return at, False
             if last:  # a known interior step where this rollout stops unfinished: nothing judged
-                return None
+                return None, False
             continue
         finish = comp.finish_reason if j == len(pieces) - 1 else "stop"
         at = tree.add_child(at, text=text, token_ids=ids, logprobs=lps, finish_reason=finish, terminal=last)
         if last:
-            return at
-    return None
+            return at, True
+    return None, False
 
 
 def _evaluate(trees, grow, new, cfg: MCTSConfig, score: Scorer | None, value_fn: ValueFn,

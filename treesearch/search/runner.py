@@ -22,20 +22,24 @@ from typing import Any, Callable, Sequence
 
 from treesearch.search.baselines import BeamConfig, BestOfNConfig, GreedyConfig, beam_search, best_of_n, greedy, majority_vote
 from treesearch.search.expand import answer_line_done
+from treesearch.search.guided import DVTSConfig, dvts, weighted_best_of_n
 from treesearch.search.mcts import MCTSConfig, mcts
 from treesearch.search.result import Cost, SearchResult
 from treesearch.search.segments import SegmentConfig, segment_rollouts
-from treesearch.search.values import VALUE_METHODS, RolloutConfig, Scorer, ValueConfig, ValueFn, build_value
+from treesearch.search.values import VALUE_METHODS, RolloutConfig, Scorer, Signed, ValueConfig, ValueFn, build_value
 from treesearch.tree import CORRECT, ROOT, Tree
 
 CONFIGS: dict[str, type] = {
     "mcts": MCTSConfig,
     "segments": SegmentConfig,
     "best-of-n": BestOfNConfig,
+    "weighted-bon": BestOfNConfig,
     "beam": BeamConfig,
+    "dvts": DVTSConfig,
     "majority": BestOfNConfig,
     "greedy": GreedyConfig,
 }
+NEEDS_PRM = ("weighted-bon", "dvts")  # their selection is a verifier-weighted vote
 VALUES = VALUE_METHODS
 # value used when none is named: MCTS gets its signal from terminal outcomes; the selectors rank by confidence
 DEFAULT_VALUE = {"mcts": "zero", "segments": "logprob", "best-of-n": "logprob", "beam": "logprob"}
@@ -67,33 +71,6 @@ def make_value(name: str | ValueConfig, backend, score: Scorer, rollout: Rollout
     return build_value(cfg, backend, score)
 
 
-def apply_overrides(config, pairs: Sequence[str], *, where: str = "--set"):
-    """A copy of the frozen `config` with ``key=value`` strings applied, typed by the field."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    changes: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, raw = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq:
-            raise ValueError(f"{where} {pair!r}: expected KEY=VALUE")
-        if key not in fields:
-            raise ValueError(f"{where} {pair!r}: {type(config).__name__} has no field {key!r}; fields: {', '.join(fields)}")
-        kind = type(getattr(config, key))
-        try:
-            if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                value: Any = raw.lower() in ("true", "1", "yes")
-            elif kind is str:
-                value = raw.encode().decode("unicode_escape")  # so "\n" can be typed on a command line
-            else:
-                value = kind(raw)
-        except ValueError:
-            raise ValueError(f"{where} {pair!r}: {key} must be of type {kind.__name__}") from None
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
-
-
 def run_search(
     algo: str,
     backend,
@@ -103,14 +80,21 @@ def run_search(
     *,
     value: str | ValueConfig | None = None,
     rollout: RolloutConfig = RolloutConfig(),
+    prm: ValueFn | None = None,
     batch_size: int = 32,
     progress: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Search all `problems` with `algo` (a key of CONFIGS), `batch_size` problems per batch."""
+    """Search all `problems` with `algo` (a key of CONFIGS), `batch_size` problems per batch.
+
+    `prm`: a process reward model's scores p in [0, 1] (`load_value_prm(..., signed=False)`); it ranks
+    for the selectors (best-of-n, weighted-bon, beam, dvts, segments) and is MCTS's value as 2p − 1,
+    while finished answers are still judged by the task's verifier. weighted-bon and dvts need it."""
     if algo not in CONFIGS:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(CONFIGS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if algo in NEEDS_PRM and prm is None:
+        raise ValueError(f"algorithm {algo!r} needs a process reward model (--prm DIR)")
     config = config if config is not None else CONFIGS[algo]()
     if not isinstance(config, CONFIGS[algo]):
         raise ValueError(f"algorithm {algo!r} takes a {CONFIGS[algo].__name__}, got {type(config).__name__}")
@@ -118,24 +102,15 @@ def run_search(
     if hasattr(config, "step_delimiter") and config.step_delimiter != delimiter:
         config = dataclasses.replace(config, step_delimiter=delimiter)
     score = task_scorer(task, problems)
-    is_final = getattr(task, "is_final", answer_line_done)
-    value_fn = make_value(value or DEFAULT_VALUE.get(algo, "zero"), backend, score, rollout)
+    if prm is not None:
+        value_fn = Signed(prm) if algo == "mcts" else prm
+    else:
+        value_fn = make_value(value or DEFAULT_VALUE.get(algo, "zero"), backend, score, rollout)
 
     def one_batch(trees: list[Tree]) -> SearchResult:
         if algo == "mcts":
-            return mcts(backend, trees, config, score=score, value_fn=value_fn, is_final=is_final)
-        if algo == "segments":
-            return segment_rollouts(backend, trees, config, scorer=value_fn, is_final=is_final)
-        if algo == "best-of-n":
-            return best_of_n(backend, trees, config, scorer=value_fn)
-        if algo == "beam":
-            return beam_search(backend, trees, config, scorer=value_fn, is_final=is_final)
-        if algo == "majority":
-            from verifiers.exact import extract_final_answer
-
-            return majority_vote(backend, trees, config, extract=getattr(task, "extract_answer", extract_final_answer),
-                                 same=getattr(task, "same_answer", None))
-        return greedy(backend, trees, config)
+            return mcts(backend, trees, config, score=score, value_fn=value_fn, is_final=getattr(task, "is_final", answer_line_done))
+        return search_batch(algo, backend, task, trees, config, scorer=value_fn)
 
     problems = list(problems)
     total = SearchResult([], [], Cost())
@@ -148,6 +123,32 @@ def run_search(
             solved = sum(_correct(task, p, t, n) for p, t, n in zip(problems, total.trees, total.selected))
             progress(f"{algo}: {done}/{len(problems)} problems, {solved} solved, {time.perf_counter() - t0:.1f}s")
     return total
+
+
+def search_batch(algo: str, backend, task, trees: list[Tree], config, *, scorer: ValueFn) -> SearchResult:
+    """One batch of a search that needs no verifier (everything but MCTS): the selectors rank by
+    `scorer` (weighted-bon and dvts take a PRM's p in [0, 1]). Shared by `run_search` and test-time
+    evaluation (`treesearch.evaluate`)."""
+    from verifiers.exact import extract_final_answer
+
+    is_final = getattr(task, "is_final", answer_line_done)
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
+    same = getattr(task, "same_answer", None)
+    if algo == "segments":
+        return segment_rollouts(backend, trees, config, scorer=scorer, is_final=is_final)
+    if algo == "best-of-n":
+        return best_of_n(backend, trees, config, scorer=scorer)
+    if algo == "weighted-bon":
+        return weighted_best_of_n(backend, trees, config, scorer=scorer, extract=extract, same=same)
+    if algo == "beam":
+        return beam_search(backend, trees, config, scorer=scorer, is_final=is_final)
+    if algo == "dvts":
+        return dvts(backend, trees, config, scorer=scorer, extract=extract, same=same, is_final=is_final)
+    if algo == "majority":
+        return majority_vote(backend, trees, config, extract=extract, same=same)
+    if algo == "greedy":
+        return greedy(backend, trees, config)
+    raise ValueError(f"search_batch: {algo!r} is not a verifier-free search")
 
 
 def _correct(task, problem, tree: Tree, node: int) -> bool:

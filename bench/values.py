@@ -6,17 +6,18 @@ and is evaluated greedily on the same held-out three-operation problems. Methods
 
 * ``zero``: as shipped: V = 0 backed up at every new interior child, finished answers re-evaluated,
   pairs by the search's Q (margin 0.1). Its sampled tokens per problem set everyone's budget.
-* ``zero_conf``: ``zero``'s very search and pairs, each pair held to the confidence rule below
-  (an ablation: what the rule does without the new search).
+* ``zero_conf``: ``zero``'s very search and pairs, each pair held to ``counts_conf``'s confidence
+  rule (an ablation: what the rule does without the new search).
 * ``counts``: values from judged outcomes only (`unknown_value`: an unjudged child stays unvisited;
   Q is the Beta(1, 1) posterior mean of the outcomes below), every simulation expands something,
   a repeated sample of a finished answer counts as one more outcome, cut steps end their path;
-  half of each tree's budget first, the batch's rest to the trees that reached a verified answer
-  (``focus: 0.5``); pairs by the Beta posterior of judged outcomes (``value: beta``, margin,
-  ``min_judged``, two verified samples below the chosen step), first errors held to the same margin;
-  the confidence rule: every token of the shared prefix and of the chosen step had log-probability
-  >= -1 when sampled (``min_logprob``: this policy reaches a third of its right answers through a
-  wrong line, and those lines usually hold a low-probability slip).
+  pairs by the Beta posterior of judged outcomes (``value: beta``, margin, ``min_judged``, two
+  verified samples below the chosen step), first errors held to the same margin.
+* ``counts_conf``: ``counts`` made for clean pairs: half of each tree's budget first, then the
+  batch's rest to the trees that reached a verified answer (``search.focus: 0.5``), and the
+  confidence rule: every token of the shared prefix and of the chosen step had log-probability
+  >= -1 when sampled (``pairs.min_logprob``; this policy reaches a third of its right answers
+  through a wrong line, and those lines usually hold a low-probability slip).
 * ``rollout``: ``counts`` plus one Monte-Carlo rollout from each new interior child, attached to the
   tree as steps, judged and backed up (Math-Shepherd / OmegaPRM style; its tokens count).
 * ``prm``: ``counts`` with a PRM as the value, trained (`train_prm`) on the trees of a *previous*
@@ -29,8 +30,8 @@ Every method but ``zero`` / ``zero_conf`` runs under ``search.token_budget`` = z
 problem (simulations become a cap), so budgets agree within a few percent; the JSON says how well.
 Clean / inverted rates come from the arithmetic step checker (`step_audit`), a diagnostic only.
 
-    python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,zero_conf,counts,rollout,prm,pav]
-                           [--out runs/bench_values] [--searches EARLIER_OUT] [--seed 0] [--set search.width=2 ...]
+    python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,zero_conf,counts,counts_conf,rollout,prm,pav]
+                           [--out runs/bench_values] [--searches EARLIER_OUT,...] [--seed 0] [--set search.width=2 ...]
 
 Resumable (each method is a `treesearch.loop.Run` directory); runs whose search settings agree share
 one round-0 search (within ``--out``, and from ``--searches``), so pair rules can be varied on the
@@ -53,10 +54,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-METHODS = ("zero", "zero_conf", "counts", "rollout", "prm", "pav")
+METHODS = ("zero", "zero_conf", "counts", "counts_conf", "rollout", "prm", "pav")
 # the new methods' search and pair settings (zero keeps the config's, i.e. today's)
-NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0, "focus": 0.5}
-NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2, "min_logprob": -1.0}
+NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
+NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2}
+CLEAN = {"focus": 0.5, "min_logprob": -1.0}  # counts_conf: search.focus and pairs.min_logprob
 # what fixes a run's round-0 search: runs equal in these share one search (`share_search`)
 SEARCH_KEYS = ("policy", "task", "train_problems", "train_n_ops", "search_batch", "seed", "device", "backend", "search", "value")
 
@@ -66,7 +68,7 @@ def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> 
     if method == "zero":
         return {"value": {"method": "zero"}}
     if method == "zero_conf":  # zero's search and pairs, held to the confidence rule
-        return {"value": {"method": "zero"}, "pairs": {"min_logprob": NEW_PAIRS["min_logprob"]}}
+        return {"value": {"method": "zero"}, "pairs": {"min_logprob": CLEAN["min_logprob"]}}
     search = {**NEW_SEARCH, "token_budget": int(budget), "simulations": cap}
     value: dict = {"method": "counts"}
     if method == "rollout":
@@ -75,7 +77,10 @@ def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> 
         value = {"method": "prm", "prm": prm_path}
     elif method == "pav":
         value = {"method": "pav", "rollout": {"k": 1, "record": True}, "pav_best_of_k": 4}
-    return {"search": search, "value": value, "pairs": dict(NEW_PAIRS)}
+    pairs = dict(NEW_PAIRS)
+    if method == "counts_conf":
+        search["focus"], pairs["min_logprob"] = CLEAN["focus"], CLEAN["min_logprob"]
+    return {"search": search, "value": value, "pairs": pairs}
 
 
 def open_run(out: Path, name: str, config: str, sets: dict, extra: dict, log_lines: list[str]):
@@ -196,8 +201,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "bench_loop.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_values"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    ap.add_argument("--searches", default="", help="an earlier --out: reuse its round-0 searches where the search "
-                                                  "settings match (e.g. to try other pair rules on the same trees)")
+    ap.add_argument("--searches", default="", help="earlier --out directories (comma-separated): reuse their round-0 "
+                                                  "searches where the search settings match (other pair rules, same trees)")
     args = ap.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -212,8 +217,8 @@ def main() -> None:
     results: dict[str, dict] = {}
 
     def sources() -> list[Path]:
-        dirs = [out] + ([Path(args.searches)] if args.searches else [])
-        return [d / m for d in dirs for m in ("zero", "prm_previous_round", *METHODS) if (d / m).is_dir()]
+        dirs = [out] + [Path(d) for d in args.searches.split(",") if d]
+        return [run for d in dirs if d.is_dir() for run in sorted(d.iterdir()) if (run / "config.json").is_file()]
 
     def start(name: str, extra_sets: dict, overrides: dict):
         run = open_run(out, name, args.config, extra_sets, overrides, lines)

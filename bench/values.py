@@ -135,13 +135,6 @@ def share_eval(src: Path, dst: Path) -> None:
         shutil.copy2(src / "round_0" / "eval.json", dst / "round_0" / "eval.json")
 
 
-def sampled_tokens(run_dir: Path) -> int:
-    """Tokens the round-0 search sampled (expansions, rollouts, PRM steps), from each tree's meta."""
-    from treesearch.io import read_jsonl
-
-    return sum(int(d["meta"]["search"].get("sampled_tokens", 0)) for d in read_jsonl(run_dir / "round_0" / "trees.jsonl"))
-
-
 def summary(run_dir: Path) -> dict:
     from tasks import get_task
     from treesearch.io import read_jsonl
@@ -168,7 +161,8 @@ def summary(run_dir: Path) -> dict:
         "rejected_preferred": rejected_preferred(records, trees),
         "problems_with_pairs": pairs.get("problems_with_pairs", 0),
         "by_kind": pairs.get("by_kind", {}),
-        "sampled_tokens": sampled_tokens(run_dir),
+        # tokens the round-0 search sampled (expansions, rollouts, PRM steps), from each tree's meta
+        "sampled_tokens": sum(int(t.meta["search"].get("sampled_tokens", 0)) for t in trees),
         "search_accuracy": round(search["accuracy"], 4),
         "coverage": round(search["coverage"], 4),
         "search_minutes": round(search["cost"].get("wall_s", 0.0) / 60, 2),

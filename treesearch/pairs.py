@@ -283,8 +283,8 @@ def step_audit(pairs: Sequence[dict], check_step: Callable[[str, str], bool]) ->
     pairs (whole solutions) are skipped. ``right_prefix``: the share of pairs whose prefix lines are
     all right, and ``clean_right_prefix`` / ``inverted_right_prefix`` the rates among those (under a
     wrong line, the step that reaches the right answer is the one that does not follow it)."""
-    counts = {"clean": 0, "inverted": 0, "both_wrong": 0, "both_right": 0}
-    right = {"clean": 0, "inverted": 0, "n": 0}
+    counts = dict.fromkeys(("clean", "inverted", "both_wrong", "both_right"), 0)
+    right = dict(counts)  # the same, over pairs whose prefix lines are all right
     for p in pairs:
         if p.get("kind") == "trajectory":
             continue
@@ -294,15 +294,11 @@ def step_audit(pairs: Sequence[dict], check_step: Callable[[str, str], bool]) ->
         verdict = ("clean" if ok_w and not ok_l else "inverted" if ok_l and not ok_w else
                    "both_right" if ok_w else "both_wrong")
         counts[verdict] += 1
-        if _lines_right(p["question"], lines, check_step):
-            right["n"] += 1
-            right[verdict] = right.get(verdict, 0) + 1
-    n = sum(counts.values())
-    out = {"audited": n, **{k: round(v / n, 4) if n else 0.0 for k, v in counts.items()}}
-    out["right_prefix"] = round(right["n"] / n, 4) if n else 0.0
-    for k in ("clean", "inverted"):
-        out[f"{k}_right_prefix"] = round(right[k] / right["n"], 4) if right["n"] else 0.0
-    return out
+        right[verdict] += _lines_right(p["question"], lines, check_step)
+    n, n_right = sum(counts.values()), sum(right.values())
+    rate = lambda c, m: round(c / m, 4) if m else 0.0  # noqa: E731
+    return {"audited": n, **{k: rate(v, n) for k, v in counts.items()}, "right_prefix": rate(n_right, n),
+            "clean_right_prefix": rate(right["clean"], n_right), "inverted_right_prefix": rate(right["inverted"], n_right)}
 
 
 def solution_audit(trees: Iterable[Tree], check_step: Callable[[str, str], bool], delimiter: str = "\n") -> dict:

@@ -11,6 +11,15 @@ class PolicyError(ValueError):
     """A checkpoint that cannot be loaded; the message names the path and what is wrong."""
 
 
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; any other device string as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve(path_or_name: str | Path) -> str:
     """'embedded' means the committed tiny policy; a local directory must hold a checkpoint;
     anything else is passed to transformers as a hub name (needs network or a local HF cache)."""
@@ -35,8 +44,7 @@ def load_policy(path_or_name: str | Path = DEFAULT_POLICY, *, device: str = "aut
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = resolve(path_or_name)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:

@@ -151,7 +151,10 @@ class PRMScorer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "float32") -> "PRMScorer":
-        """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class."""
+        """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class
+        (`device` 'auto': CUDA when present)."""
+        from treesearch.policy import resolve_device
+
         import torch
         from transformers import (
             AutoConfig,
@@ -176,7 +179,7 @@ class PRMScorer:
         except (OSError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{path}: cannot load PRM checkpoint: {first}") from e
-        return cls(model.to(device), tokenizer, dataclasses.replace(config, head=head))
+        return cls(model.to(resolve_device(device)), tokenizer, dataclasses.replace(config, head=head))
 
     # -- encoding -----------------------------------------------------------------------------
     def _single_token(self, text: str, field: str) -> int:

@@ -224,13 +224,14 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     import torch
 
     from treesearch.io import atomic_write_text
+    from treesearch.policy import resolve_device
     from treesearch.rewards.prm import PRMConfig, PRMScorer
 
     out = Path(out)
     if (out / MODEL_DIR / "config.json").is_file() and (out / INFO).is_file():
         return json.loads((out / INFO).read_text())
     t0 = time.perf_counter()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
     rng = random.Random(cfg.seed)
     order = list(range(len(trees)))
     rng.shuffle(order)

@@ -84,7 +84,9 @@ def setup(device: str = "auto") -> DistContext:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistContext(device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        from treesearch.policy import resolve_device
+
+        return DistContext(device=resolve_device(device))
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     import torch.distributed as dist
 

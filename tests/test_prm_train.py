@@ -96,8 +96,11 @@ def test_train_prm_command(tmp_path, capsys):
     write_jsonl(path, [t.to_json() for t in _trees(100, 16)])
     out = tmp_path / "prm"
     assert cli_main(["train-prm", "--trees", str(path), "--out", str(out), "--epochs", "1", "--holdout", "0.25",
-                     "--step-delimiter", "\n\n"]) == 0
+                     "--step-delimiter", "\n\n", "--gradient-checkpointing", "true", "--batch-tokens", "64",
+                     "--progress", "false"]) == 0
     info = json.loads((out / "prm.json").read_text())
+    assert info["config"]["gradient_checkpointing"] is True and info["config"]["progress"] is False
+    assert info["micro_batches"] > info["steps"]
     assert info["trees"] == 16 and (out / "model" / "config.json").is_file() and "val_auc" in info
     assert json.loads((out / "model" / "prm_config.json").read_text())["step_delimiter"] == "\n\n"  # read back as trained
     assert cli_main(["train-prm", "--trees", str(path), "--out", str(tmp_path / "x"), "--label", "nope"]) == 2
@@ -118,3 +121,100 @@ def test_loop_value_prm_uses_the_previous_rounds_trees(tmp_path):
     v = run.value_of(1)
     assert v.method == "prm" and v.prm == str(run.round_dir(0) / "prm" / "model")
     assert load_value_prm(v.prm).head == "token_classification"
+
+
+def _embedded_scorer():
+    from treesearch.rewards.prm import PRMConfig
+    from treesearch.rewards.prm_train import _load_base
+
+    model, tok = _load_base("embedded", 0, "float32")
+    return PRMScorer(model, tok, PRMConfig(head="token_classification"))
+
+
+def test_micro_batches_give_the_whole_batch_gradient():
+    """An optimizer step's trees cut into micro-batches accumulate the very loss and gradient of one pass
+    (weighted BCE and the sibling-pair term both normalised by the step's totals)."""
+    import torch
+
+    from treesearch.rewards.prm_train import _batch_loss, _micro_batches, _pairs, encode_rows
+
+    cfg = PRMTrainConfig(pairwise=0.5, pair_margin=0.2, batch_tokens=0)
+    scorer = _embedded_scorer()
+    model = scorer.model.eval()  # no dropout: the two runs see the same function
+    rows, cut = encode_rows(step_rows(_trees(7, 96)[:16], cfg), scorer)
+    assert cut == 0
+    assert len(_pairs(rows, cfg.pair_margin)[0]) > 0  # the pairwise term is exercised
+    runs = {}
+    for tokens in (0, 96):
+        model.zero_grad(set_to_none=True)
+        loss, got, micro = _batch_loss(model, rows, dataclasses.replace(cfg, batch_tokens=tokens), scorer.pad_id, "cpu",
+                                       backward=True)
+        runs[tokens] = (loss, got, micro, [p.grad.clone() for p in model.parameters()])
+    assert runs[0][2] == 1 and runs[96][2] == len(_micro_batches(rows, 96)) > 4
+    assert runs[96][0] == pytest.approx(runs[0][0], rel=1e-5)
+    assert [y for _, y in runs[96][1]] == [y for _, y in runs[0][1]]
+    for g_micro, g_whole in zip(runs[96][3], runs[0][3]):
+        assert torch.allclose(g_micro, g_whole, atol=1e-6, rtol=1e-4)
+    # a micro-batch never splits a tree (sibling pairs stay together)
+    for group in _micro_batches(rows, 96):
+        for t in {e.tree for e in group}:
+            assert sum(e.tree == t for e in group) == sum(e.tree == t for e in rows)
+
+
+def test_max_length_cuts_rows_and_keeps_the_exact_scores_of_the_kept_steps():
+    import torch
+
+    from treesearch.rewards.prm_train import _scores, encode_rows
+
+    scorer = _embedded_scorer()
+    model = scorer.model.eval()
+    total_cut = 0
+    with torch.no_grad():
+        for row in step_rows(_trees(7, 96)[:8], PRMTrainConfig()):
+            (full,), _ = encode_rows([row], scorer)
+            short, cut = encode_rows([row], scorer, max_length=24)
+            total_cut += cut
+            assert cut == sum(a >= 24 for a in full.at)  # exactly the steps whose tag lies past the cut
+            if not short:  # a row left with no labelled step is dropped
+                assert all(a >= 24 for a in full.at)
+                continue
+            (short,) = short
+            assert len(short.ids) <= 24 and short.ids == full.ids[: len(short.ids)]
+            assert short.at == [a for a in full.at if a < 24] and short.labels == full.labels[: len(short.at)]
+            kept = _scores(model, [full], scorer.pad_id, "cpu")[: len(short.at)]
+            assert torch.allclose(kept, _scores(model, [short], scorer.pad_id, "cpu"), atol=1e-5)
+    assert total_cut > 0
+
+
+@pytest.mark.parametrize("name,arch", [("qwen3", "Qwen3ForTokenClassification"), ("llama3", "LlamaForTokenClassification")])
+def test_prm_trains_on_real_architectures_and_tokenizers(tmp_path, name, arch):
+    """A PRM from a tiny Qwen3 / Llama-3 checkpoint with its real 128k-151k-token tokenizer (Llama-3 has no
+    pad token), trained the way a real one is (bf16 with fp32 masters, gradient checkpointing, micro-batches,
+    a length cut), loads in the PRM scorer with its head, pads with a token it has and scores a row the
+    same alone or beside a longer one."""
+    import torch
+
+    from treesearch import testing_models
+
+    base = testing_models.save_checkpoint(name, tmp_path / name)
+    trees = _trees(7, 96)[:24]
+    cfg = PRMTrainConfig(base=str(base), epochs=3, learning_rate=3e-3, holdout=0.0, dtype="bfloat16",
+                         gradient_checkpointing=True, batch_tokens=512, max_length=48, progress=False)
+    info = train_prm(trees, cfg, tmp_path / "prm")
+    assert info["micro_batches"] > info["steps"] and info["cut_steps"] > 0
+    assert info["train_loss"] < info["first_loss"]  # it learned something, in bf16
+    scorer = PRMScorer.from_pretrained(tmp_path / "prm" / "model")
+    assert type(scorer.model).__name__ == arch and scorer.head == "token_classification"
+    assert len(scorer.tokenizer) > 100_000 and scorer.pad_id == scorer.tokenizer.pad_token_id is not None
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "prm" / "model" / "model.safetensors"), "pt") as f:  # saved in its training dtype
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    assert next(scorer.model.parameters()).dtype == torch.float32  # and read in the scorer's
+    short = [trees[0].prompt, [trees[0].text[trees[0].children[ROOT][0]]]]
+    long_tree = max(trees, key=lambda t: len(t.best_path()))
+    long = [long_tree.prompt, [long_tree.text[n] for n in long_tree.best_path()[1:]]]
+    alone = scorer.score_steps([short[0]], [short[1]])[0]
+    beside = scorer.score_steps([short[0], long[0]], [short[1], long[1]])
+    assert len(beside[1]) == len(long[1]) > 1 and all(0.0 < p < 1.0 for p in beside[0] + beside[1])
+    assert alone == pytest.approx(beside[0], abs=1e-5)

@@ -24,6 +24,18 @@ sibling steps whose labels differ by at least ``pair_margin``:
 node is labelled in the first row that holds it) stay in one batch so sibling
 pairs meet.
 
+At a real model's scale (2k-token solutions, a 150k-token vocabulary, billions
+of weights) a batch of 16 trees does not fit one forward pass, so an optimizer
+step's trees go through in micro-batches of whole trees of at most
+``batch_tokens`` padded tokens, the gradients accumulated with the step's
+totals as the normalisers (the same update as one pass, so sibling pairs still
+meet). ``max_length`` cuts a row after that many PRM tokens; the steps whose
+tag lies past the cut lose their label (counted as ``cut_steps``), and the
+others keep exactly their scores, since the model is causal. ``dtype:
+bfloat16`` holds the weights in bf16 with fp32 master copies and AdamW state
+(`treesearch.train.precision`), and ``gradient_checkpointing`` recomputes each
+layer in the backward pass.
+
     trees = read_trees("runs/x/round_0/trees.jsonl")
     info = train_prm(trees, PRMTrainConfig(base="embedded"), "runs/x/round_0/prm")
     scorer = load_value_prm("runs/x/round_0/prm/model")   # a ValueFn: 2·p_last − 1
@@ -46,6 +58,7 @@ from treesearch.config import field as _f
 from treesearch.tree import Tree
 
 LABELS = ("soft", "beta", "hard")
+DTYPES = ("float32", "bfloat16")
 MODEL_DIR = "model"
 INFO = "prm.json"
 
@@ -66,6 +79,14 @@ class PRMTrainConfig:
     batch_trees: int = _f(16, "trees per optimizer step (all rows of a tree in one batch)")
     holdout: float = _f(0.1, "fraction of trees held out for the validation metrics (0 = none)")
     step_delimiter: str = _f("\n", "the trees' step delimiter (the task's), removed before each step's tag; saved with the PRM")
+    batch_tokens: int = _f(16384, "most padded PRM tokens per forward pass: an optimizer step's trees run in "
+                                  "micro-batches of whole trees, gradients accumulated exactly (a tree over the cap "
+                                  "runs alone); 0 = all of them in one pass")
+    max_length: int = _f(0, "cut each row after this many PRM tokens; steps whose tag lies past the cut are unlabelled "
+                            "(cut_steps in prm.json), the rest keep their exact scores; 0 = no cut")
+    dtype: str = _f("float32", "weights held for training: float32, or bfloat16 with fp32 master weights and AdamW state")
+    gradient_checkpointing: bool = _f(False, "recompute each decoder layer in the backward pass instead of storing its activations")
+    progress: bool = _f(True, "show a tqdm bar over the optimizer steps")
     seed: int = _f(0, "seed of the head's initialisation, the split and the batch order")
     device: str = _f("cpu", "'cpu', 'cuda' or 'auto'")
 
@@ -74,6 +95,10 @@ class PRMTrainConfig:
             raise ValueError(f"PRMTrainConfig.label must be one of {', '.join(LABELS)}, got {self.label!r}")
         if self.min_judged < 1 or self.epochs < 1 or self.batch_trees < 1:
             raise ValueError("PRMTrainConfig.min_judged, epochs and batch_trees must be >= 1")
+        if self.batch_tokens < 0 or self.max_length < 0:
+            raise ValueError("PRMTrainConfig.batch_tokens and max_length must be >= 0 (0 = off)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"PRMTrainConfig.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"PRMTrainConfig.holdout must be in [0, 1), got {self.holdout}")
 
@@ -132,8 +157,9 @@ def step_rows(trees: Sequence[Tree], cfg: PRMTrainConfig) -> list[StepRow]:
     return rows
 
 
-def _load_base(base: str, seed: int):
+def _load_base(base: str, seed: int, dtype: str):
     import torch
+    import transformers
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from treesearch.policy import resolve
@@ -141,50 +167,147 @@ def _load_base(base: str, seed: int):
     where = resolve(base)
     torch.manual_seed(seed)  # the new head's initialisation
     tok = AutoTokenizer.from_pretrained(where)
-    model = AutoModelForTokenClassification.from_pretrained(where, num_labels=1)
-    if tok.pad_token_id is None:
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the new score head is "missing" from a policy checkpoint, as meant
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(where, num_labels=1, dtype=getattr(torch, dtype))
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    if tok.pad_token_id is None:  # Llama-3 ships none; padding sits after every scored position anyway
         tok.pad_token = tok.eos_token
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
 
-def _batch_loss(model, scorer, rows: list[StepRow], cfg: PRMTrainConfig, device):
-    """(loss, [per labelled step] (logit, label)) of right-padded `rows` in one forward pass."""
+@dataclasses.dataclass
+class _Encoded:
+    """A StepRow as the PRM reads it: token ids (cut at max_length) and, per labelled step kept, its
+    tag position, label, weight and sibling key (tree, parent)."""
+
+    tree: int
+    ids: list[int]
+    at: list[int]
+    labels: list[float]
+    weights: list[float]
+    keys: list[tuple[int, int]]
+
+
+def encode_rows(rows: Sequence[StepRow], scorer, max_length: int = 0) -> tuple[list[_Encoded], int]:
+    """(rows encoded as `scorer` reads them, steps unlabelled by the cut): a row is cut after
+    `max_length` tokens (0: never), and a step whose tag lies past the cut loses its label."""
+    out, cut = [], 0
+    for r in rows:
+        ids, ends = scorer.encode(r.prompt, r.steps)
+        if max_length and len(ids) > max_length:
+            ids = ids[:max_length]
+        enc = _Encoded(r.tree, ids, [], [], [], [])
+        for e, lab, w, parent in zip(ends, r.labels, r.weights, r.parents):
+            if lab is None:
+                continue
+            if e >= len(ids):
+                cut += 1
+                continue
+            enc.at.append(e)
+            enc.labels.append(lab)
+            enc.weights.append(w)
+            enc.keys.append((r.tree, parent))
+        if enc.at:
+            out.append(enc)
+    return out, cut
+
+
+def _pairs(group: Sequence[_Encoded], margin: float) -> tuple[list[int], list[int]]:
+    """(hi, lo) indices into the group's labelled steps, in order: sibling steps (same tree and
+    parent) whose labels differ by at least `margin`."""
+    labels = [y for e in group for y in e.labels]
+    keys = [k for e in group for k in e.keys]
+    by_key: dict[tuple[int, int], list[int]] = {}
+    for i, k in enumerate(keys):
+        by_key.setdefault(k, []).append(i)
+    hi, lo = [], []
+    for idx in by_key.values():
+        for a in idx:
+            for b in idx:
+                if a != b and labels[a] - labels[b] >= margin:
+                    hi.append(a)
+                    lo.append(b)
+    return hi, lo
+
+
+def _scores(model, group: Sequence[_Encoded], pad_id: int, device):
+    """The PRM's logits [labelled steps of the group, in order] from one right-padded forward pass."""
+    import torch
+
+    width = max(len(e.ids) for e in group)
+    ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for i, e in enumerate(group):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        mask[i, : len(e.ids)] = 1
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., 0]  # [B, L]
+    rows = torch.tensor([i for i, e in enumerate(group) for _ in e.at], device=device)
+    cols = torch.tensor([t for e in group for t in e.at], device=device)
+    return logits[rows, cols].float()
+
+
+def _loss_terms(s, group: Sequence[_Encoded], cfg: PRMTrainConfig):
+    """(weighted BCE sum, pairwise −log σ(s_w − s_l) sum) of one micro-batch's logits `s`."""
     import torch
     import torch.nn.functional as F
 
-    enc = [scorer.encode(r.prompt, r.steps) for r in rows]
-    width = max(len(ids) for ids, _ in enc)
-    ids = torch.full((len(rows), width), scorer.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, _) in enumerate(enc):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., 0]  # [B, L]
-    at_b, at_t, target, weight, keys = [], [], [], [], []
-    for i, (row, (_, ends)) in enumerate(zip(rows, enc)):
-        for t, (lab, w) in enumerate(zip(row.labels, row.weights)):
-            if lab is not None:
-                at_b.append(i)
-                at_t.append(ends[t])
-                target.append(lab)
-                weight.append(w)
-                keys.append((row.tree, row.parents[t]))
-    s = logits[torch.tensor(at_b, device=device), torch.tensor(at_t, device=device)]
-    y = torch.tensor(target, dtype=s.dtype, device=device)
-    w = torch.tensor(weight, dtype=s.dtype, device=device)
-    loss = (F.binary_cross_entropy_with_logits(s, y, reduction="none") * w).sum() / w.sum().clamp_min(1e-8)
+    y = torch.tensor([v for e in group for v in e.labels], dtype=s.dtype, device=s.device)
+    w = torch.tensor([v for e in group for v in e.weights], dtype=s.dtype, device=s.device)
+    bce = (F.binary_cross_entropy_with_logits(s, y, reduction="none") * w).sum()
+    pair = s.new_zeros(())
     if cfg.pairwise > 0:
-        hi, lo = [], []
-        for a in range(len(keys)):
-            for b in range(len(keys)):
-                if keys[a] == keys[b] and target[a] - target[b] >= cfg.pair_margin:
-                    hi.append(a)
-                    lo.append(b)
+        hi, lo = _pairs(group, cfg.pair_margin)
         if hi:
-            gap = s[torch.tensor(hi, device=device)] - s[torch.tensor(lo, device=device)]
-            loss = loss + cfg.pairwise * F.softplus(-gap).mean()  # −log σ(s_w − s_l)
-    return loss, list(zip(s.detach().cpu().tolist(), target))
+            pair = F.softplus(s[lo] - s[hi]).sum()  # −log σ(s_w − s_l)
+    return bce, pair
+
+
+def _micro_batches(batch: Sequence[_Encoded], batch_tokens: int) -> list[list[_Encoded]]:
+    """`batch` cut into runs of whole trees whose padded size (rows × longest row) stays within
+    `batch_tokens` (0: one run); a tree over the cap runs alone."""
+    if not batch_tokens:
+        return [list(batch)]
+    out: list[list[_Encoded]] = []
+    cur: list[_Encoded] = []
+    for rows in _by_tree(batch):
+        grown = cur + rows
+        if cur and len(grown) * max(len(e.ids) for e in grown) > batch_tokens:
+            out.append(cur)
+            grown = list(rows)
+        cur = grown
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _batch_loss(model, batch: Sequence[_Encoded], cfg: PRMTrainConfig, pad_id: int, device, *, backward: bool):
+    """(loss, [(logit, label)] per labelled step, micro-batches run) of one optimizer step's rows:
+    weighted-mean BCE + pairwise × mean pair term, each micro-batch's share of the step's totals
+    backpropagated as it goes (`backward`), so the gradient is that of the whole batch."""
+    total_w = sum(w for e in batch for w in e.weights)
+    total_pairs = sum(len(_pairs(g, cfg.pair_margin)[0]) for g in _by_tree(batch)) if cfg.pairwise > 0 else 0
+    loss_value, got = 0.0, []
+    micro = _micro_batches(batch, cfg.batch_tokens)
+    for group in micro:
+        s = _scores(model, group, pad_id, device)
+        bce, pair = _loss_terms(s, group, cfg)
+        loss = bce / max(total_w, 1e-8) + (cfg.pairwise * pair / total_pairs if total_pairs else 0.0)
+        if backward:
+            loss.backward()
+        loss_value += float(loss.detach())
+        got.extend(zip(s.detach().cpu().tolist(), [y for e in group for y in e.labels]))
+    return loss_value, got, len(micro)
+
+
+def _by_tree(batch: Sequence[_Encoded]) -> list[list[_Encoded]]:
+    trees: dict[int, list[_Encoded]] = {}
+    for e in batch:
+        trees.setdefault(e.tree, []).append(e)
+    return list(trees.values())
 
 
 def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
@@ -207,14 +330,62 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def _batches(rows: list[StepRow], per: int, rng: random.Random | None) -> list[list[StepRow]]:
-    by_tree: dict[int, list[StepRow]] = {}
+def _batches(rows: list[_Encoded], per: int, rng: random.Random | None) -> list[list[_Encoded]]:
+    by_tree: dict[int, list[_Encoded]] = {}
     for r in rows:
         by_tree.setdefault(r.tree, []).append(r)
     ids = list(by_tree)
     if rng is not None:
         rng.shuffle(ids)
     return [[r for t in ids[i : i + per] for r in by_tree[t]] for i in range(0, len(ids), per)]
+
+
+def _optimizer(model, cfg: PRMTrainConfig):
+    """(AdamW, fp32 master weights or None): bf16 weights train through fp32 masters."""
+    import torch
+
+    from treesearch.train.precision import MasterWeights
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    master = MasterWeights(params) if cfg.dtype == "bfloat16" else None
+    opt = torch.optim.AdamW(master.params if master else params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return opt, master
+
+
+def _fit(model, batches_of, cfg: PRMTrainConfig, pad_id: int, device, log) -> dict:
+    """The optimizer steps over `cfg.epochs` passes (`batches_of(epoch)` gives a pass's batches)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    opt, master = _optimizer(model, cfg)
+    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    passes = [batches_of(e) for e in range(cfg.epochs)]
+    bar = tqdm(total=sum(len(p) for p in passes), desc="train-prm", disable=not cfg.progress, leave=False)
+    losses, micro = [], 0
+    for epoch, batches in enumerate(passes):
+        for batch in batches:
+            opt.zero_grad(set_to_none=True)
+            loss, _, m = _batch_loss(model, batch, cfg, pad_id, device, backward=True)
+            if master is not None:
+                master.pull_grads()
+            torch.nn.utils.clip_grad_norm_(master.params if master else model.parameters(), 1.0)
+            opt.step()
+            if master is not None:
+                master.push()
+            losses.append(loss)
+            micro += m
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+        if log:
+            log(f"prm epoch {epoch + 1}/{cfg.epochs}: loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    bar.close()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    return {"steps": len(losses), "micro_batches": micro, "first_loss": round(losses[0], 5),
+            "train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5)}
 
 
 def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, log=None) -> dict:
@@ -236,40 +407,23 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     order = list(range(len(trees)))
     rng.shuffle(order)
     n_val = int(round(cfg.holdout * len(trees)))
-    val_ids, train_ids = set(order[:n_val]), order[n_val:]
-    rows = step_rows(trees, cfg)
-    train_rows = [r for r in rows if r.tree not in val_ids]
-    val_rows = [r for r in rows if r.tree in val_ids]
-    if not train_rows:
-        raise ValueError(f"no labelled steps in {len(train_ids)} training trees (min_judged {cfg.min_judged})")
-    model, tok = _load_base(cfg.base, cfg.seed)
+    val_ids = set(order[:n_val])
+    model, tok = _load_base(cfg.base, cfg.seed, cfg.dtype)
     model.to(device)
     prm_cfg = PRMConfig(head="token_classification", step_delimiter=cfg.step_delimiter)
     scorer = PRMScorer(model, tok, prm_cfg)  # its encoding is the one the PRM is read with
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    steps, losses = 0, []
-    for epoch in range(cfg.epochs):
-        model.train()
-        for batch in _batches(train_rows, cfg.batch_trees, rng):
-            loss, _ = _batch_loss(model, scorer, batch, cfg, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            steps += 1
-            losses.append(float(loss.detach()))
-        if log:
-            log(f"prm epoch {epoch + 1}/{cfg.epochs}: loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
-    metrics = {"steps": steps, "train_rows": len(train_rows), "train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5)}
+    rows, cut = encode_rows(step_rows(trees, cfg), scorer, cfg.max_length)
+    train_rows = [r for r in rows if r.tree not in val_ids]
+    val_rows = [r for r in rows if r.tree in val_ids]
+    if not train_rows:
+        raise ValueError(f"no labelled steps in {len(trees) - n_val} training trees (min_judged {cfg.min_judged})")
+    metrics = {"train_rows": len(train_rows), "cut_steps": cut,
+               **_fit(model, lambda _: _batches(train_rows, cfg.batch_trees, rng), cfg, scorer.pad_id, device, log)}
     if val_rows:
         model.eval()
-        pairs, vloss = [], []
         with torch.no_grad():
-            for batch in _batches(val_rows, cfg.batch_trees, None):
-                loss, got = _batch_loss(model, scorer, batch, cfg, device)
-                vloss.append(float(loss))
-                pairs.extend(got)
-        metrics.update(val_rows=len(val_rows), val_loss=round(sum(vloss) / len(vloss), 5),
+            vloss, pairs, _ = _batch_loss(model, val_rows, cfg, scorer.pad_id, device, backward=False)
+        metrics.update(val_rows=len(val_rows), val_loss=round(vloss, 5),
                        val_auc=round(auc([s for s, _ in pairs], [y > 0.5 for _, y in pairs]), 4))
     tmp = out / (MODEL_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -132,6 +132,7 @@ def reference_logps(model, tp: TokenizedPairs, *, batch_size: int, pad_id: int, 
 # ---------------------------------------------------------------- the objective
 
 STAT_NAMES = ("loss", "dpo_loss", "rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin", "nll")
+TIE = 1e-4  # nats: a log-ratio margin this close to 0 is float noise (policy = reference at step 1), not a preference
 
 
 def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, epsilon=None, value_gap=None,
@@ -144,7 +145,9 @@ def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, e
     that step's (pairs, chosen tokens): every mean becomes this part's sum over those totals, so the
     parts' losses and stats add up to the whole step's. None: the B pairs are the whole step.
     Returns (loss scalar, stats [7] detached: loss, dpo_loss, rewards/chosen, rewards/rejected,
-    rewards/accuracy, rewards/margin, nll (0 when rpo_alpha is 0)); rewards are β·(logp − ref).
+    rewards/accuracy, rewards/margin, nll (0 when rpo_alpha is 0)); rewards are β·(logp − ref), and
+    rewards/accuracy counts the pairs whose margin h exceeds `TIE` (a tie within float noise is not a
+    preference, so runs that sum in another order agree).
     """
     import torch
 
@@ -167,7 +170,7 @@ def step_dpo_objective(logp, n_tokens, ref_w, ref_l, config: StepDPOConfig, *, e
     loss = dpo + config.rpo_alpha * nll
     with torch.no_grad():
         chosen_r, rejected_r = config.beta * (logp_w - ref_w), config.beta * (logp_l - ref_l)
-        stats = torch.stack([loss, dpo, mean(chosen_r), mean(rejected_r), mean((chosen_r > rejected_r).float()),
+        stats = torch.stack([loss, dpo, mean(chosen_r), mean(rejected_r), mean((h > TIE).float()),
                              mean(chosen_r - rejected_r), nll]).float()
     return loss, stats
 

@@ -179,6 +179,31 @@ def test_eval_cli_prm_strategies(tmp_path, trained_prm, capsys):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert s["coverage"] == sum(r["covered"] for r in records) / 3
     assert "prm_tokens_per_problem" in (out / "summary.md").read_text()
+    assert s["config"]["prm_device"] == "auto"
+    # the PRM's device is the command's to choose; a bad one is a one-line error before anything is written
+    odd = tmp_path / "odd"
+    capsys.readouterr()
+    assert cli_main(["eval", "--strategy", "dvts", "--prm", str(trained_prm), "--prm-device", "gpu0", "--k", "4",
+                     "--n-problems", "2", "--out", str(odd)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown device 'gpu0'" in err and not odd.exists()
+
+
+def test_the_prm_runs_where_it_is_told_in_the_dtype_of_its_device(trained_prm):
+    import torch
+
+    from treesearch.policy import PolicyError, resolve_device, resolve_dtype
+    from treesearch.search.values import ValueConfig, build_value
+
+    assert resolve_dtype("auto", "cuda:1") == torch.bfloat16 and resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("float16", "cpu") == torch.float16 and resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(PolicyError, match="unknown dtype"):
+        resolve_dtype("float13", "cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    auto = load_value_prm(trained_prm)  # auto: CUDA when present (bf16), else CPU (fp32)
+    assert auto.device.type == expected and next(auto.model.parameters()).dtype == resolve_dtype("auto", expected)
+    value = build_value(ValueConfig(method="prm", prm=str(trained_prm), prm_device="cpu"), None, None)
+    assert value.device.type == "cpu" and next(value.model.parameters()).dtype == torch.float32
 
 
 def test_prm_reads_a_best_of_n_solution_step_by_step(policy, trained_prm, problems, arithmetic):

@@ -71,6 +71,7 @@ class EvalConfig:
     prm: str = dataclasses.field(default="", metadata={"help": "PRM checkpoint guiding the search strategies (a `treesearch train-prm` model/ dir or any checkpoint PRMScorer loads); empty = none"})
     prm_aggregate: str = dataclasses.field(default="last", metadata={"help": "a solution's PRM score from its step scores: last | min | prod"})
     prm_sets: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "PRMConfig overrides KEY=VALUE (how the PRM reads a solution)"})
+    prm_device: str = dataclasses.field(default="auto", metadata={"help": "where the PRM runs: auto (CUDA when present, in bf16), cpu, cuda[:N]"})
     prm_select: str = dataclasses.field(default="vote", metadata={"help": "dvts and mcts with a PRM: answer by the PRM-weighted vote (vote) or the best-scored solution (score)"})
 
     def __post_init__(self):
@@ -240,7 +241,7 @@ def load_prm(cfg: EvalConfig, task):
     from treesearch.rewards.prm_train import load_value_prm
 
     return load_value_prm(cfg.prm, aggregate=cfg.prm_aggregate, signed=False,
-                          step_delimiter=getattr(task, "step_delimiter", None), sets=cfg.prm_sets)
+                          step_delimiter=getattr(task, "step_delimiter", None), sets=cfg.prm_sets, device=cfg.prm_device)
 
 
 def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool = True, search_config=None, prm=None):

@@ -12,12 +12,29 @@ class PolicyError(ValueError):
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; any other device string as given."""
-    if device != "auto":
-        return device
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; any other device string as given, once torch
+    reads it as a device (PolicyError, a ValueError, naming it otherwise)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise PolicyError(f"unknown device {device!r}: {str(e).splitlines()[0] if str(e) else 'not a torch device'}") from e
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The torch dtype `dtype` names; 'auto' is bfloat16 on CUDA and float32 elsewhere."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise PolicyError(f"unknown dtype {dtype!r}")
+    return torch_dtype
 
 
 def resolve(path_or_name: str | Path) -> str:
@@ -40,17 +57,11 @@ def resolve(path_or_name: str | Path) -> str:
 def load_policy(path_or_name: str | Path = DEFAULT_POLICY, *, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer) in eval mode. device 'auto' picks CUDA when present; dtype 'auto' is
     bfloat16 on CUDA and float32 on CPU."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = resolve(path_or_name)
     device = resolve_device(device)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype, None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise PolicyError(f"unknown dtype {dtype!r}")
+    torch_dtype = resolve_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)

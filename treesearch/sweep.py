@@ -64,6 +64,7 @@ class SweepConfig:
     prm: str = ""  # PRM checkpoint for the PRM-guided strategies (and beam / MCTS when given)
     prm_aggregate: str = "last"
     prm_sets: tuple[str, ...] = ()  # PRMConfig overrides KEY=VALUE
+    prm_device: str = "auto"  # where the PRM runs (EvalConfig.prm_device)
     draws: int = 8  # random subsets per problem and budget when subsampling
     subsample: bool = True  # False: SAMPLED strategies sample anew at every budget (for checking)
     batch_problems: int = 64
@@ -205,7 +206,8 @@ def _load_prm(cfg: SweepConfig, task):
     """The one PRM scorer (p in [0, 1], steps read at the task's delimiter) every strategy shares; None without."""
     from treesearch.evaluate import EvalConfig, load_prm
 
-    return load_prm(EvalConfig(prm=cfg.prm, prm_aggregate=cfg.prm_aggregate, prm_sets=cfg.prm_sets), task) if cfg.prm else None
+    return load_prm(EvalConfig(prm=cfg.prm, prm_aggregate=cfg.prm_aggregate, prm_sets=cfg.prm_sets,
+                               prm_device=cfg.prm_device), task) if cfg.prm else None
 
 
 def _table_path(out: Path, temperature: float, seed: int, n: int, scored: bool) -> Path:

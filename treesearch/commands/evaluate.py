@@ -51,7 +51,7 @@ def run(args) -> int:
         strategy, k = "sample", _int(strategy[4:], "--strategy maj@K")
     cfg = EvalConfig(
         strategy=strategy, k=k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-        oracle=args.oracle, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets), prm_select=args.prm_select,
+        oracle=args.oracle, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets), prm_device=args.prm_device, prm_select=args.prm_select,
     )
     task, problems = load_problems(args)
     search_config = _search_config(cfg, args.overrides)  # bad settings fail before an engine starts

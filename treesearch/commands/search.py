@@ -110,7 +110,7 @@ def run(args) -> int:
 
         if args.executor or args.value:
             raise ValueError("--prm: the PRM is the value and the ranking itself; it takes no --value and runs in-process (no --executor)")
-        prm = load_value_prm(args.prm, device=args.device, aggregate=args.prm_aggregate, signed=False,
+        prm = load_value_prm(args.prm, device=args.prm_device, aggregate=args.prm_aggregate, signed=False,
                              step_delimiter=getattr(task, "step_delimiter", None), sets=args.prm_sets)
     elif args.algo in NEEDS_PRM:
         raise ValueError(f"--algo {args.algo} needs --prm DIR (a process reward model checkpoint)")

@@ -57,7 +57,7 @@ def config_from_args(args):
     return SweepConfig(strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
                        budgets=_ints(args.budgets, "--budgets", 1), seeds=_ints(args.seeds, "--seeds", 0),
                        temperature=args.temperature, temperatures=_temperatures(args.temperatures),
-                       max_tokens=args.max_tokens, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets),
+                       max_tokens=args.max_tokens, prm=args.prm, prm_aggregate=args.prm_aggregate, prm_sets=tuple(args.prm_sets), prm_device=args.prm_device,
                        draws=args.draws, subsample=not args.no_subsample)
 
 

@@ -150,12 +150,11 @@ class PRMScorer:
         self._last_encoded: list[tuple[list[int], list[int]]] = []
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "float32") -> "PRMScorer":
+    def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "auto") -> "PRMScorer":
         """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class
-        (`device` 'auto': CUDA when present)."""
-        from treesearch.policy import resolve_device
+        (`device` 'auto': CUDA when present; `dtype` 'auto': bfloat16 on CUDA, float32 elsewhere)."""
+        from treesearch.policy import resolve_device, resolve_dtype
 
-        import torch
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -164,6 +163,8 @@ class PRMScorer:
             AutoTokenizer,
         )
 
+        device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device)
         try:
             head = config.head
             if head == "auto":
@@ -175,11 +176,11 @@ class PRMScorer:
                 "sequence_classification": AutoModelForSequenceClassification,
             }[head]
             tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = auto.from_pretrained(str(path), dtype=getattr(torch, dtype))
+            model = auto.from_pretrained(str(path), dtype=torch_dtype)
         except (OSError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{path}: cannot load PRM checkpoint: {first}") from e
-        return cls(model.to(resolve_device(device)), tokenizer, dataclasses.replace(config, head=head))
+        return cls(model.to(device), tokenizer, dataclasses.replace(config, head=head))
 
     # -- encoding -----------------------------------------------------------------------------
     def _single_token(self, text: str, field: str) -> int:

@@ -88,7 +88,7 @@ class PRMTrainConfig:
     gradient_checkpointing: bool = _f(False, "recompute each decoder layer in the backward pass instead of storing its activations")
     progress: bool = _f(True, "show a tqdm bar over the optimizer steps")
     seed: int = _f(0, "seed of the head's initialisation, the split and the batch order")
-    device: str = _f("cpu", "'cpu', 'cuda' or 'auto'")
+    device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
 
     def __post_init__(self):
         if self.label not in LABELS:
@@ -439,7 +439,7 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     return info
 
 
-def load_value_prm(path: str | Path, *, device: str = "cpu", aggregate: str = "last", signed: bool = True,
+def load_value_prm(path: str | Path, *, device: str = "auto", aggregate: str = "last", signed: bool = True,
                    step_delimiter: str | None = None, sets: Sequence[str] = ()):
     """A trained PRM as a search ValueFn: V = 2·p − 1 of the node's last step (its P(correct | prefix)),
     read with the encoding it was trained with (``prm_config.json`` when present; any other Hugging

@@ -187,6 +187,7 @@ class ValueConfig:
     method: str = dataclasses.field(default="zero", metadata={"help": f"one of {', '.join(VALUE_METHODS)}: zero (0 as if measured), counts (judged outcomes only), rollout (Monte-Carlo at expansion), prm (a trained PRM), pav (process advantage, the policy as a Best-of-K prover)"})
     rollout: RolloutConfig = dataclasses.field(default=RolloutConfig(k=2, record=True), metadata={"help": "rollouts of methods rollout and pav"})
     prm: str = dataclasses.field(default="", metadata={"help": "method prm: PRM checkpoint directory; in the loop, empty = the PRM trained on the previous round's trees"})
+    prm_device: str = dataclasses.field(default="auto", metadata={"help": "method prm: where the PRM runs: auto (CUDA when present, in bf16), cpu, cuda[:N]"})
     pav_best_of_k: int = dataclasses.field(default=4, metadata={"help": "method pav: K of the Best-of-K prover built on the policy"})
     pav_alpha: float = dataclasses.field(default=1.0, metadata={"help": "method pav: α in Q^π + α·A^μ"})
 
@@ -213,7 +214,7 @@ def build_value(cfg: ValueConfig, backend, score: Scorer) -> ValueFn:
 
         if not cfg.prm:
             raise ValueError("ValueConfig.method 'prm' needs ValueConfig.prm, a PRM checkpoint directory")
-        return load_value_prm(cfg.prm)
+        return load_value_prm(cfg.prm, device=cfg.prm_device)
     if m == "pav":
         from treesearch.rewards.advantage import PAVConfig, PAVValue
 

@@ -278,3 +278,42 @@ def test_decode_loop_is_incremental(name):
         del tok.decode
     n = len(c.token_ids)
     assert n > 100 and sum(decoded) < 12 * n, (n, sum(decoded))  # a full decode per step would be ~n²/2
+
+
+def test_prm_guided_strategies_read_a_real_tokenizer_policy_step_by_step(fixture, gsm8k, tmp_path):
+    """A PRM from a tiny Qwen3 base with the real tokenizer, trained by `train_prm` on this policy's own
+    trees, guides weighted best-of-N, DVTS and MCTS over a policy whose tokens merge text across
+    newlines (":\\n\\n", ")\\n"): each strategy answers with one of its own samples, the PRM's
+    tokens are counted, and the PRM reads every solution in exactly the steps the task's delimiter cuts,
+    whatever tokens the policy wrote them in."""
+    from treesearch.evaluate import EvalConfig, evaluate_search
+    from treesearch.rewards.prm import split_after
+    from treesearch.rewards.prm_train import PRMTrainConfig, load_value_prm, train_prm
+    from treesearch.search import BestOfNConfig, make_trees
+    from treesearch.search.runner import search_batch
+
+    name, backend = fixture
+    task, problems = gsm8k
+    trees, _ = _search(backend, gsm8k)
+    trees = trees.trees
+    _label(trees)
+    base = save_checkpoint("qwen3", tmp_path / "base")
+    info = train_prm(trees, PRMTrainConfig(base=str(base), epochs=1, holdout=0.0, progress=False), tmp_path / "prm")
+    assert info["steps"] >= 1
+    prm = load_value_prm(tmp_path / "prm" / "model", aggregate="min", signed=False, step_delimiter=task.step_delimiter)
+    res = search_batch("weighted-bon", backend, task, make_trees(backend, problems),
+                       BestOfNConfig(n=6, temperature=1.0, max_tokens=40, seed=1), scorer=prm)
+    multi = 0
+    for tree, chosen in zip(res.trees, res.selected):
+        assert chosen in tree.children[0]
+        for c in tree.children[0]:
+            prm([tree], [c])
+            pieces = split_after(tree.text[c], task.step_delimiter)
+            assert len(prm.last_step_scores[0]) == max(1, len(pieces))
+            multi += len(pieces) > 1
+    assert multi > 0, "some sampled solution spans several lines"
+    for strategy in ("weighted-bon", "dvts", "mcts"):
+        cfg = EvalConfig(strategy=strategy, k=4, max_tokens=40, prm=str(tmp_path / "prm" / "model"), prm_aggregate="min")
+        records, summary = evaluate_search(backend, task, problems, cfg, progress=False, prm=prm)
+        assert len(records) == len(problems) and summary["prm_tokens_per_problem"] > 0, strategy
+        assert summary["tokens_per_problem"] > 0, strategy

@@ -218,3 +218,19 @@ def test_prm_trains_on_real_architectures_and_tokenizers(tmp_path, name, arch):
     beside = scorer.score_steps([short[0], long[0]], [short[1], long[1]])
     assert len(beside[1]) == len(long[1]) > 1 and all(0.0 < p < 1.0 for p in beside[0] + beside[1])
     assert alone == pytest.approx(beside[0], abs=1e-5)
+
+
+def test_rows_are_cut_at_the_base_models_context_by_default(tmp_path):
+    """Without max_length a row never runs past the base's positions: a base with a 32-position
+    context gets its rows cut there, the steps past the cut counted."""
+    from treesearch.policy import load_policy
+
+    model, tok = load_policy("embedded", device="cpu")
+    model.config.max_position_embeddings = 32
+    model.save_pretrained(tmp_path / "short")
+    tok.save_pretrained(tmp_path / "short")
+    trees = _trees(7, 96)[:8]
+    short = train_prm(trees, PRMTrainConfig(base=str(tmp_path / "short"), epochs=1, holdout=0.0, progress=False),
+                      tmp_path / "prm_short")
+    full = train_prm(trees, PRMTrainConfig(epochs=1, holdout=0.0, progress=False), tmp_path / "prm_full")
+    assert full["cut_steps"] == 0 and short["cut_steps"] > 0

@@ -2,6 +2,9 @@
 
     treesearch train-prm --trees runs/x/round_0/trees.jsonl [--trees more.jsonl] --out runs/x/prm \\
         [--base embedded] [--label soft|beta|hard] [--min-judged 1] [--epochs 4] [--pairwise 0.5] ...
+    # a real base: bf16 with fp32 masters, recomputed layers, micro-batches, a causal length cut
+    treesearch train-prm --trees T --out DIR --base Qwen/Qwen2.5-Math-1.5B --dtype bfloat16 \\
+        --gradient-checkpointing true --batch-tokens 16384 --max-length 4096
 
 Every `PRMTrainConfig` field is an option. Writes ``OUT/model`` (a Hugging Face
 token-classification checkpoint that `PRMScorer.from_pretrained` and the search's

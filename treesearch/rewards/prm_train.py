@@ -29,9 +29,10 @@ of weights) a batch of 16 trees does not fit one forward pass, so an optimizer
 step's trees go through in micro-batches of whole trees of at most
 ``batch_tokens`` padded tokens, the gradients accumulated with the step's
 totals as the normalisers (the same update as one pass, so sibling pairs still
-meet). ``max_length`` cuts a row after that many PRM tokens; the steps whose
-tag lies past the cut lose their label (counted as ``cut_steps``), and the
-others keep exactly their scores, since the model is causal. ``dtype:
+meet). ``max_length`` (default: the base's context) cuts a row after that
+many PRM tokens; the steps whose tag lies past the cut lose their label
+(counted as ``cut_steps``), and the others keep exactly their scores, since
+the model is causal. ``dtype:
 bfloat16`` holds the weights in bf16 with fp32 master copies and AdamW state
 (`treesearch.train.precision`), and ``gradient_checkpointing`` recomputes each
 layer in the backward pass.
@@ -83,7 +84,8 @@ class PRMTrainConfig:
                                   "micro-batches of whole trees, gradients accumulated exactly (a tree over the cap "
                                   "runs alone); 0 = all of them in one pass")
     max_length: int = _f(0, "cut each row after this many PRM tokens; steps whose tag lies past the cut are unlabelled "
-                            "(cut_steps in prm.json), the rest keep their exact scores; 0 = no cut")
+                            "(cut_steps in prm.json), the rest keep their exact scores; 0 = the base's context "
+                            "(max_position_embeddings)")
     dtype: str = _f("float32", "weights held for training: float32, or bfloat16 with fp32 master weights and AdamW state")
     gradient_checkpointing: bool = _f(False, "recompute each decoder layer in the backward pass instead of storing its activations")
     progress: bool = _f(True, "show a tqdm bar over the optimizer steps")
@@ -266,6 +268,14 @@ def _loss_terms(s, group: Sequence[_Encoded], cfg: PRMTrainConfig):
     return bce, pair
 
 
+def _by_tree(rows: Sequence[_Encoded]) -> list[list[_Encoded]]:
+    """`rows` grouped by tree, trees in order of first appearance."""
+    trees: dict[int, list[_Encoded]] = {}
+    for e in rows:
+        trees.setdefault(e.tree, []).append(e)
+    return list(trees.values())
+
+
 def _micro_batches(batch: Sequence[_Encoded], batch_tokens: int) -> list[list[_Encoded]]:
     """`batch` cut into runs of whole trees whose padded size (rows × longest row) stays within
     `batch_tokens` (0: one run); a tree over the cap runs alone."""
@@ -303,13 +313,6 @@ def _batch_loss(model, batch: Sequence[_Encoded], cfg: PRMTrainConfig, pad_id: i
     return loss_value, got, len(micro)
 
 
-def _by_tree(batch: Sequence[_Encoded]) -> list[list[_Encoded]]:
-    trees: dict[int, list[_Encoded]] = {}
-    for e in batch:
-        trees.setdefault(e.tree, []).append(e)
-    return list(trees.values())
-
-
 def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     """Area under the ROC curve: P(score of a random positive > that of a random negative), ties half."""
     pos = [s for s, p in zip(scores, positive) if p]
@@ -331,13 +334,11 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
 
 
 def _batches(rows: list[_Encoded], per: int, rng: random.Random | None) -> list[list[_Encoded]]:
-    by_tree: dict[int, list[_Encoded]] = {}
-    for r in rows:
-        by_tree.setdefault(r.tree, []).append(r)
-    ids = list(by_tree)
+    """Optimizer steps of `per` whole trees each, trees shuffled by `rng` (None: in order)."""
+    trees = _by_tree(rows)
     if rng is not None:
-        rng.shuffle(ids)
-    return [[r for t in ids[i : i + per] for r in by_tree[t]] for i in range(0, len(ids), per)]
+        rng.shuffle(trees)
+    return [[r for t in trees[i : i + per] for r in t] for i in range(0, len(trees), per)]
 
 
 def _optimizer(model, cfg: PRMTrainConfig):
@@ -412,7 +413,8 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     model.to(device)
     prm_cfg = PRMConfig(head="token_classification", step_delimiter=cfg.step_delimiter)
     scorer = PRMScorer(model, tok, prm_cfg)  # its encoding is the one the PRM is read with
-    rows, cut = encode_rows(step_rows(trees, cfg), scorer, cfg.max_length)
+    limit = cfg.max_length or int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    rows, cut = encode_rows(step_rows(trees, cfg), scorer, limit)
     train_rows = [r for r in rows if r.tree not in val_ids]
     val_rows = [r for r in rows if r.tree in val_ids]
     if not train_rows:

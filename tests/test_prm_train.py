@@ -127,7 +127,7 @@ def _embedded_scorer():
     from treesearch.rewards.prm import PRMConfig
     from treesearch.rewards.prm_train import _load_base
 
-    model, tok = _load_base("embedded", 0, "float32")
+    model, tok = _load_base("embedded", 0, "float32", "cpu")
     return PRMScorer(model, tok, PRMConfig(head="token_classification"))
 
 

@@ -29,6 +29,14 @@ def require_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
 
 
+def parse_bool(text: str) -> bool:
+    """'true'/'1'/'yes' or 'false'/'0'/'no' (any case) as a bool; ValueError otherwise."""
+    low = text.strip().lower()
+    if low not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return low in ("true", "1", "yes")
+
+
 def apply_overrides(config, pairs: typing.Sequence[str], *, where: str = "--set"):
     """A copy of the frozen `config` with ``key=value`` strings applied, typed by the field."""
     fields = {f.name: f for f in dataclasses.fields(config)}
@@ -43,9 +51,7 @@ def apply_overrides(config, pairs: typing.Sequence[str], *, where: str = "--set"
         kind = type(getattr(config, key))
         try:
             if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                value: Any = raw.lower() in ("true", "1", "yes")
+                value: Any = parse_bool(raw)
             elif kind is str:
                 # escapes such as "\n" can be typed on a command line; other characters stay as given (" ки")
                 value = raw.encode("latin-1", "backslashreplace").decode("unicode_escape")

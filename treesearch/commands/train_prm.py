@@ -19,6 +19,7 @@ import typing
 
 
 def register(subparsers) -> None:
+    from treesearch.config import parse_bool
     from treesearch.rewards.prm_train import PRMTrainConfig
 
     p = subparsers.add_parser("train-prm", help="train a process reward model on search trees (MC / first-error labels)",
@@ -29,18 +30,9 @@ def register(subparsers) -> None:
     hints = typing.get_type_hints(PRMTrainConfig)
     for f in dataclasses.fields(PRMTrainConfig):
         tp = hints[f.name]
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=_boolean if tp is bool else tp,
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=parse_bool if tp is bool else tp,
                            default=None, metavar=tp.__name__.upper(), help=f"{f.metadata['help']} (default: {f.default})")
     p.set_defaults(func=run)
-
-
-def _boolean(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -159,12 +159,12 @@ def step_rows(trees: Sequence[Tree], cfg: PRMTrainConfig) -> list[StepRow]:
     return rows
 
 
-def _load_base(base: str, seed: int, dtype: str):
+def _load_base(base: str, seed: int, dtype: str, device: str):
     import torch
     import transformers
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from treesearch.policy import resolve
+    from treesearch.policy import resolve, resolve_dtype
 
     where = resolve(base)
     torch.manual_seed(seed)  # the new head's initialisation
@@ -172,7 +172,7 @@ def _load_base(base: str, seed: int, dtype: str):
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the new score head is "missing" from a policy checkpoint, as meant
     try:
-        model = AutoModelForTokenClassification.from_pretrained(where, num_labels=1, dtype=getattr(torch, dtype))
+        model = AutoModelForTokenClassification.from_pretrained(where, num_labels=1, dtype=resolve_dtype(dtype, device))
     finally:
         transformers.logging.set_verbosity(verbosity)
     if tok.pad_token_id is None:  # Llama-3 ships none; padding sits after every scored position anyway
@@ -252,19 +252,16 @@ def _scores(model, group: Sequence[_Encoded], pad_id: int, device):
     return logits[rows, cols].float()
 
 
-def _loss_terms(s, group: Sequence[_Encoded], cfg: PRMTrainConfig):
-    """(weighted BCE sum, pairwise −log σ(s_w − s_l) sum) of one micro-batch's logits `s`."""
+def _loss_terms(s, group: Sequence[_Encoded], pairs: tuple[list[int], list[int]]):
+    """(weighted BCE sum, sum of −log σ(s_w − s_l) over `pairs` (hi, lo)) of one micro-batch's logits `s`."""
     import torch
     import torch.nn.functional as F
 
     y = torch.tensor([v for e in group for v in e.labels], dtype=s.dtype, device=s.device)
     w = torch.tensor([v for e in group for v in e.weights], dtype=s.dtype, device=s.device)
     bce = (F.binary_cross_entropy_with_logits(s, y, reduction="none") * w).sum()
-    pair = s.new_zeros(())
-    if cfg.pairwise > 0:
-        hi, lo = _pairs(group, cfg.pair_margin)
-        if hi:
-            pair = F.softplus(s[lo] - s[hi]).sum()  # −log σ(s_w − s_l)
+    hi, lo = pairs
+    pair = F.softplus(s[lo] - s[hi]).sum() if hi else s.new_zeros(())  # −log σ(s_w − s_l)
     return bce, pair
 
 
@@ -299,12 +296,13 @@ def _batch_loss(model, batch: Sequence[_Encoded], cfg: PRMTrainConfig, pad_id: i
     weighted-mean BCE + pairwise × mean pair term, each micro-batch's share of the step's totals
     backpropagated as it goes (`backward`), so the gradient is that of the whole batch."""
     total_w = sum(w for e in batch for w in e.weights)
-    total_pairs = sum(len(_pairs(g, cfg.pair_margin)[0]) for g in _by_tree(batch)) if cfg.pairwise > 0 else 0
+    micro = _micro_batches(batch, cfg.batch_tokens)  # whole trees: every sibling pair lies in one micro-batch
+    pairs = [_pairs(g, cfg.pair_margin) if cfg.pairwise > 0 else ([], []) for g in micro]
+    total_pairs = sum(len(hi) for hi, _ in pairs)
     loss_value, got = 0.0, []
-    micro = _micro_batches(batch, cfg.batch_tokens)
-    for group in micro:
+    for group, group_pairs in zip(micro, pairs):
         s = _scores(model, group, pad_id, device)
-        bce, pair = _loss_terms(s, group, cfg)
+        bce, pair = _loss_terms(s, group, group_pairs)
         loss = bce / max(total_w, 1e-8) + (cfg.pairwise * pair / total_pairs if total_pairs else 0.0)
         if backward:
             loss.backward()
@@ -353,8 +351,8 @@ def _optimizer(model, cfg: PRMTrainConfig):
     return opt, master
 
 
-def _fit(model, batches_of, cfg: PRMTrainConfig, pad_id: int, device, log) -> dict:
-    """The optimizer steps over `cfg.epochs` passes (`batches_of(epoch)` gives a pass's batches)."""
+def _fit(model, rows: list[_Encoded], cfg: PRMTrainConfig, pad_id: int, device, rng: random.Random, log) -> dict:
+    """The optimizer steps over `cfg.epochs` shuffled passes over `rows` (`cfg.batch_trees` trees a step)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -363,7 +361,7 @@ def _fit(model, batches_of, cfg: PRMTrainConfig, pad_id: int, device, log) -> di
         model.config.use_cache = False
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    passes = [batches_of(e) for e in range(cfg.epochs)]
+    passes = [_batches(rows, cfg.batch_trees, rng) for _ in range(cfg.epochs)]
     bar = tqdm(total=sum(len(p) for p in passes), desc="train-prm", disable=not cfg.progress, leave=False)
     losses, micro = [], 0
     for epoch, batches in enumerate(passes):
@@ -409,7 +407,7 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     rng.shuffle(order)
     n_val = int(round(cfg.holdout * len(trees)))
     val_ids = set(order[:n_val])
-    model, tok = _load_base(cfg.base, cfg.seed, cfg.dtype)
+    model, tok = _load_base(cfg.base, cfg.seed, cfg.dtype, device)
     model.to(device)
     prm_cfg = PRMConfig(head="token_classification", step_delimiter=cfg.step_delimiter)
     scorer = PRMScorer(model, tok, prm_cfg)  # its encoding is the one the PRM is read with
@@ -420,7 +418,7 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     if not train_rows:
         raise ValueError(f"no labelled steps in {len(trees) - n_val} training trees (min_judged {cfg.min_judged})")
     metrics = {"train_rows": len(train_rows), "cut_steps": cut,
-               **_fit(model, lambda _: _batches(train_rows, cfg.batch_trees, rng), cfg, scorer.pad_id, device, log)}
+               **_fit(model, train_rows, cfg, scorer.pad_id, device, rng, log)}
     if val_rows:
         model.eval()
         with torch.no_grad():

@@ -32,7 +32,7 @@ from treesearch.rewards import (
 from treesearch.search import MCTSConfig, make_trees, mcts, task_scorer
 from treesearch.search.testing import ScriptedBackend, bandit_policy
 from treesearch.search.values import RolloutConfig, RolloutValue
-from treesearch.tree import CORRECT, WRONG
+from treesearch.tree import CORRECT, WRONG, Tree
 
 GREEDY = SamplingParams(n=1, temperature=0.0, max_tokens=64)
 
@@ -233,6 +233,86 @@ def test_token_classification_prm_scores_every_step_end(token_prm_dir, arithmeti
         with torch.no_grad():
             logits = scorer.model(input_ids=torch.tensor([ids[: e + 1]])).logits[0, -1]
         assert got == pytest.approx(float(torch.softmax(logits, -1)[1]), abs=1e-5)
+
+
+def test_prm_rows_are_cut_at_its_context_and_keep_the_scores_that_fit(token_prm_dir, arithmetic, problems):
+    """A solution longer than the PRM's context is read up to it: the steps that fit keep their exact
+    scores, the rest are counted as cut, and a node whose own steps all lie past the cut adds no PRM tokens."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    prompts, steps = _solutions(arithmetic, problems)
+    whole = PRMScorer.from_pretrained(token_prm_dir)
+    assert whole.max_length == whole.model.config.max_position_embeddings
+    ids, ends = whole.encode(prompts[0], steps[0])
+    assert len(ends) >= 3
+    limit = ends[1] + 1  # room for exactly the first two steps
+    full = whole.score_steps(prompts[:2], steps[:2])
+    cut = PRMScorer.from_pretrained(token_prm_dir, PRMConfig(max_length=limit, aggregate="last"))
+    got = cut.score_steps(prompts[:2], steps[:2])
+    assert got[0] == pytest.approx(full[0][:2], abs=1e-5)
+    ids1, ends1 = whole.encode(prompts[1], steps[1])
+    assert got[1] == pytest.approx(full[1][: sum(e < limit for e in ends1)], abs=1e-5)
+    assert cut.steps_cut == len(ends) - 2 + sum(e >= limit for e in ends1) > 0
+    # the default is the model's own context
+    model = AutoModelForTokenClassification.from_pretrained(token_prm_dir)
+    model.config.max_position_embeddings = limit
+    short = PRMScorer(model, AutoTokenizer.from_pretrained(token_prm_dir), PRMConfig(aggregate="last"))
+    assert short.max_length == limit and short.score_steps(prompts[:1], steps[:1])[0] == pytest.approx(got[0], abs=1e-5)
+    # over a tree: the value reads the steps that fit; a step wholly past the cut costs nothing new
+    tree = Tree(problem_id="p0", prompt=prompts[0], prompt_ids=[1])
+    node = 0
+    for s in steps[0]:
+        node = tree.add_child(node, text=s, token_ids=[1], logprobs=[0.0], finish_reason="stop")
+    path = tree.path(node)[1:]
+    values = cut([tree] * len(path), path)
+    assert values[-1] == pytest.approx(full[0][1], abs=1e-5)  # last: the last step that fit
+    assert cut.last_tokens[2:] == [0] * (len(path) - 2) and cut.last_tokens[1] > 0
+    with pytest.raises(ValueError, match="max_length"):
+        PRMConfig(max_length=-1)
+
+
+def test_implicit_head_reads_the_log_ratio_of_two_checkpoints(tmp_path, policy, perturbed, arithmetic, problems):
+    """An implicit PRM given as a checkpoint and its reference: p_t = σ(β·Σ log πθ/πref) over step t's
+    tokens and tag, the same alone or padded in a batch; the same model twice gives 1/2."""
+    perturbed[0].save_pretrained(tmp_path / "theta")
+    perturbed[1].save_pretrained(tmp_path / "theta")
+    beta = 0.5
+    scorer = PRMScorer.from_pretrained(tmp_path / "theta", PRMConfig(head="implicit", reference="embedded", beta=beta,
+                                                                     batch_size=4))
+    prompts, steps = _solutions(arithmetic, problems)
+    scores = scorer.score_steps(prompts, steps)
+    assert [len(s) for s in scores] == [len(s) for s in steps]
+    one_by_one = [scorer.score_steps([p], [s])[0] for p, s in zip(prompts, steps)]
+    assert [x for r in one_by_one for x in r] == pytest.approx([x for r in scores for x in r], abs=1e-5)
+    for j in (0, 1):
+        ids, ends = scorer.encode(prompts[j], steps[j])
+        start = len(scorer.prompt_ids(prompts[j]))
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            lp = [torch.log_softmax(m(input_ids=x).logits[0, :-1], -1).gather(-1, x[0, 1:, None])[:, 0]
+                  for m in (perturbed[0], policy[0])]
+        diff = (lp[0] - lp[1])[start - 1 :]  # the step tokens: ids[start:]
+        bounds = [start - 1] + ends  # step t: tokens bounds[t] + 1 .. ends[t]
+        want = [float(torch.sigmoid(beta * diff[a - start + 1 : b - start + 1].sum())) for a, b in zip(bounds, ends)]
+        assert scores[j] == pytest.approx(want, abs=1e-5)
+    assert len({round(x, 4) for r in scores for x in r}) > 3  # the models really differ
+    same = PRMScorer(policy[0], policy[1], PRMConfig(head="implicit", beta=beta), reference=policy[0])
+    assert all(x == pytest.approx(0.5, abs=1e-6) for r in same.score_steps(prompts, steps) for x in r)
+    n = same.tokens_read
+    assert n == 2 * sum(len(same.encode(p, s)[0]) for p, s in zip(prompts, steps))  # both models' tokens
+    with pytest.raises(ValueError, match="reference"):
+        PRMScorer.from_pretrained(tmp_path / "theta", PRMConfig(head="implicit"))
+    with pytest.raises(ValueError, match="reference"):
+        PRMScorer(policy[0], policy[1], PRMConfig(head="implicit"))
+    # at test time, from the command line: an implicit PRM guides weighted best-of-N
+    from treesearch.cli import main as cli_main
+
+    out = tmp_path / "eval"
+    assert cli_main(["eval", "--strategy", "weighted-bon", "--prm", str(tmp_path / "theta"), "--prm-set", "head=implicit",
+                     "--prm-set", "reference=embedded", "--prm-set", f"beta={beta}", "--k", "4", "--n-problems", "2",
+                     "--n-ops", "2", "--max-tokens", "96", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prm_tokens_per_problem"] > 0 and summary["config"]["prm_sets"][0] == "head=implicit"
 
 
 def test_reward_token_prm_with_the_causal_lm(policy, arithmetic, problems):

@@ -16,7 +16,12 @@ Three heads, picked by ``PRMConfig.head`` (``auto``: from the checkpoint's archi
   TRL's PRM trainer on stepwise data): ``p_t = softmax(logits at the tag)[positive_label]``
   (sigmoid when the head has one label);
 * ``sequence_classification`` (``AutoModelForSequenceClassification``): one row per
-  prefix (question + steps 1..t), ``p_t`` from its pooled logits likewise.
+  prefix (question + steps 1..t), ``p_t`` from its pooled logits likewise;
+* ``implicit`` (two causal LMs sharing a tokenizer, the PRM πθ and its ``reference`` πref:
+  an implicit PRM as in "Free Process Rewards without Process Labels", e.g. EurusPRM, or a
+  Step-DPO policy with the policy it started from): ``p_t = σ(r_t)`` with the step reward
+  ``r_t = β·Σ_{i in step t} log πθ(y_i)/πref(y_i)`` over the step's tokens and its tag, so the
+  ``min`` aggregate ranks solutions as the paper's min over step rewards.
 
 Token modes score a whole solution in one row; all rows of a batch go through
 the model in chunks of ``batch_size``, right padded (causal attention keeps
@@ -31,7 +36,10 @@ seen), which a
 search under a token budget adds to its sampled tokens. A node whose text holds
 several steps (a best-of-N sample is a whole solution) is split after each
 ``step_delimiter`` (`steps_of`), so the PRM scores every step whatever the tree's
-shape, and last / min / prod aggregate over the task's steps.
+shape, and last / min / prod aggregate over the task's steps. No row runs past the PRM's
+context (``max_length``, by default its ``max_position_embeddings``): a longer solution is
+read up to the cut, its steps past it are left unscored (``steps_cut``) and aggregate over
+the steps that fit.
 `treesearch.rewards.prm_train` trains such a PRM on the trees' own labels.
 """
 from __future__ import annotations
@@ -43,7 +51,7 @@ from typing import Sequence
 
 from treesearch.tree import Tree
 
-HEADS = ("auto", "reward_token", "token_classification", "sequence_classification")
+HEADS = ("auto", "reward_token", "token_classification", "sequence_classification", "implicit")
 AGGREGATES = ("min", "last", "prod")
 
 
@@ -56,7 +64,11 @@ _f = field  # a dataclass field with help text (treesearch.config.field)
 class PRMConfig:
     """How the PRM reads a solution and which of its outputs is the step score."""
 
-    head: str = _f("auto", "reward_token | token_classification | sequence_classification | auto (from the checkpoint's architecture)")
+    head: str = _f("auto", "reward_token | token_classification | sequence_classification | implicit (needs reference) | "
+                           "auto (from the checkpoint's architecture; never implicit)")
+    reference: str = _f("", "implicit head: the reference model πref (a checkpoint directory or hub name, 'embedded'), "
+                            "sharing the PRM's tokenizer")
+    beta: float = _f(0.05, "implicit head: β of the log-ratio β·log πθ/πref (the value the PRM was trained with)")
     good_token: str = _f("+", "reward_token head: the token meaning 'step is correct' (Math-Shepherd: '+'); must be one token")
     bad_token: str = _f("-", "reward_token head: the token meaning 'step is wrong' (Math-Shepherd: '-'); must be one token")
     step_tag: str = _f("\n", "appended to every step; the score is read at its last token (Math-Shepherd: ' ки')")
@@ -68,6 +80,9 @@ class PRMConfig:
     aggregate: str = _f("min", "value of a node from its path's step scores: min (Math-Shepherd), last, or prod")
     signed: bool = _f(False, "return 2p − 1 in [-1, 1] (the ±1 outcome scale of MCTS) instead of p in [0, 1]")
     batch_size: int = _f(16, "rows per forward pass")
+    max_length: int = _f(0, "longest row the PRM reads, in its tokens; a row is cut there and the steps whose scored "
+                            "token lies past the cut get no score (counted in `steps_cut`); 0: the model's "
+                            "max_position_embeddings (no cut if it has none)")
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -78,6 +93,10 @@ class PRMConfig:
             raise ValueError("PRMConfig.step_tag must not be empty: the score is read at its last token")
         if self.batch_size < 1:
             raise ValueError(f"PRMConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.beta <= 0:
+            raise ValueError(f"PRMConfig.beta must be > 0, got {self.beta}")
+        if self.max_length < 0:
+            raise ValueError(f"PRMConfig.max_length must be >= 0 (0: the model's context), got {self.max_length}")
 
 
 def head_of(architecture: str) -> str:
@@ -121,7 +140,7 @@ class PRMScorer:
     the root, 2p − 1 when signed). `last_step_scores` keeps the step scores of the latest call.
     """
 
-    def __init__(self, model, tokenizer, config: PRMConfig = PRMConfig()):
+    def __init__(self, model, tokenizer, config: PRMConfig = PRMConfig(), *, reference=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config
@@ -137,23 +156,33 @@ class PRMScorer:
                 model.config.pad_token_id = self.pad_id
             self.pad_id = int(model.config.pad_token_id)
         self.label_ids: tuple[int, int] | None = None
-        if self.head == "reward_token":
+        self.reference = None
+        if self.head == "implicit":
+            if reference is None:
+                raise ValueError("PRMConfig.head 'implicit' needs a reference model (PRMConfig.reference)")
+            if reference.get_output_embeddings().weight.shape[0] != model.get_output_embeddings().weight.shape[0]:
+                raise ValueError("implicit PRM: the reference model's vocabulary differs from the PRM's; they must share a tokenizer")
+            self.reference = reference.eval()
+        elif self.head == "reward_token":
             self.label_ids = (self._single_token(config.good_token, "good_token"), self._single_token(config.bad_token, "bad_token"))
         else:
             n_labels = int(getattr(model.config, "num_labels", 0) or 0)
             if n_labels > 1 and not 0 <= config.positive_label < n_labels:
                 raise ValueError(f"PRMConfig.positive_label {config.positive_label} out of range for {n_labels} labels")
+        self.max_length = int(config.max_length or getattr(model.config, "max_position_embeddings", 0) or 0)
         self.last_step_scores: list[list[float]] = []
         self.last_tokens: list[int] = []
         self.tokens_read = 0
+        self.steps_cut = 0  # steps left unscored because their tag lies past max_length
         self._questions_read: set[str] = set()  # problems whose question the PRM has read (last_tokens)
         self._last_encoded: list[tuple[list[int], list[int]]] = []
 
     @classmethod
     def from_pretrained(cls, path: str | Path, config: PRMConfig = PRMConfig(), *, device: str = "cpu", dtype: str = "auto") -> "PRMScorer":
-        """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class
-        (`device` 'auto': CUDA when present; `dtype` 'auto': bfloat16 on CUDA, float32 elsewhere)."""
-        from treesearch.policy import resolve_device, resolve_dtype
+        """Load tokenizer and model from a checkpoint directory or hub name, with the head's Auto class,
+        and for the implicit head `config.reference` too (`device` 'auto': CUDA when present; `dtype`
+        'auto': bfloat16 on CUDA, float32 elsewhere)."""
+        from treesearch.policy import resolve, resolve_device, resolve_dtype
 
         from transformers import (
             AutoConfig,
@@ -172,15 +201,25 @@ class PRMScorer:
                 head = head_of(arch)
             auto = {
                 "reward_token": AutoModelForCausalLM,
+                "implicit": AutoModelForCausalLM,
                 "token_classification": AutoModelForTokenClassification,
                 "sequence_classification": AutoModelForSequenceClassification,
             }[head]
+            if head == "implicit" and not config.reference:
+                raise ValueError("the implicit head needs PRMConfig.reference (--prm-set reference=DIR)")
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = auto.from_pretrained(str(path), dtype=torch_dtype)
         except (OSError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{path}: cannot load PRM checkpoint: {first}") from e
-        return cls(model.to(device), tokenizer, dataclasses.replace(config, head=head))
+        reference = None
+        if head == "implicit":
+            try:
+                reference = AutoModelForCausalLM.from_pretrained(resolve(config.reference), dtype=torch_dtype).to(device)
+            except (OSError, ValueError, KeyError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ValueError(f"{config.reference}: cannot load the implicit PRM's reference: {first}") from e
+        return cls(model.to(device), tokenizer, dataclasses.replace(config, head=head), reference=reference)
 
     # -- encoding -----------------------------------------------------------------------------
     def _single_token(self, text: str, field: str) -> int:
@@ -216,12 +255,23 @@ class PRMScorer:
             raise ValueError("PRM input is empty")
         return ids, ends
 
+    def _cut(self, ids: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+        """A row no longer than max_length: the steps whose scored token falls past it are dropped (a
+        causal model scores the kept ones exactly as in the whole row)."""
+        if not self.max_length or len(ids) <= self.max_length:
+            return ids, ends
+        kept = [e for e in ends if e < self.max_length]
+        self.steps_cut += len(ends) - len(kept)
+        return (ids[: kept[-1] + 1] if kept else []), kept
+
     # -- scoring ------------------------------------------------------------------------------
-    def _forward(self, rows: list[list[int]], ends: list[list[int]] | None = None):
+    def _forward(self, rows: list[list[int]], ends: list[list[int]] | None = None, starts: list[int] | None = None):
         """Scores of right-padded `rows`, in chunks of batch_size, one tensor per row: the pooled logits
         [L] (sequence head), or, at the positions `ends[i]` of row i, the label logits [len(ends[i]), L]
-        (token head) or the (good, bad) logits [len(ends[i]), 2] (reward_token head). The reward-token
-        head projects only those positions onto the two label rows of the LM head, never the vocabulary."""
+        (token head), the (good, bad) logits [len(ends[i]), 2] (reward_token head) or each step's
+        implicit reward β·Σ log πθ/πref over its tokens, the first step starting at `starts[i]`
+        [len(ends[i]), 1] (implicit head). The reward-token head projects only those positions onto
+        the two label rows of the LM head, never the vocabulary."""
         import torch
 
         from treesearch.train.logps import head_of
@@ -243,6 +293,9 @@ class PRMScorer:
                     out.extend(logits[i] for i in range(len(chunk)))
                     continue
                 at = [torch.tensor(ends[start + i], dtype=torch.long) for i in range(len(chunk))]
+                if self.head == "implicit":
+                    out.extend(self._implicit(inputs, chunk, at, starts[start : start + len(chunk)]))
+                    continue
                 if parts is not None:
                     decoder, lm_head = parts
                     hidden = decoder(**inputs, use_cache=False).last_hidden_state
@@ -257,6 +310,30 @@ class PRMScorer:
                     out.append(lg[:, list(self.label_ids)] if self.head == "reward_token" else lg)
         return out
 
+    def _implicit(self, inputs: dict, chunk: list[list[int]], at, starts: list[int]):
+        """Each step's β·Σ (log πθ − log πref) over its tokens (step t: after step t−1's end, up to its own): [len(ends), 1] per row."""
+        import torch
+
+        from treesearch.train.logps import position_logps
+
+        rows_, cols, targets = [], [], []
+        for i, (r, s0) in enumerate(zip(chunk, starts)):
+            for j in range(max(s0, 1), len(r)):  # token j is predicted at position j - 1
+                rows_.append(i)
+                cols.append(j - 1)
+                targets.append(r[j])
+        idx = [torch.tensor(x, dtype=torch.long, device=self.device) for x in (rows_, cols, targets)]
+        diff = (position_logps(self.model, inputs, *idx) - position_logps(self.reference, inputs, *idx)).cpu()
+        out, k = [], 0
+        for i, (r, s0) in enumerate(zip(chunk, starts)):
+            n = len(r) - max(s0, 1)
+            q = torch.zeros(len(r), dtype=torch.float32)
+            q[max(s0, 1):] = torch.cumsum(diff[k : k + n], 0)
+            k += n
+            q_end = q[at[i]]
+            out.append(self.config.beta * torch.diff(q_end, prepend=q_end.new_zeros(1)).unsqueeze(-1))
+        return out
+
     def _prob(self, logits) -> float:
         """P(step is correct) from one position's scores: the (good, bad) logits for reward_token, else
         the classification head's label logits."""
@@ -269,10 +346,11 @@ class PRMScorer:
         return float(torch.softmax(logits, dim=-1)[self.config.positive_label])
 
     def score_steps(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
-        """[len(prompts)] lists of p_t, one per step of each solution; solutions without steps get []."""
+        """[len(prompts)] lists of p_t, one per step of each solution; solutions without steps get [], and a
+        solution longer than max_length only the scores of its steps that fit."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
-        encoded = [self.encode(p, s) if s else ([], []) for p, s in zip(prompts, steps)]
+        encoded = [self._cut(*self.encode(p, s)) if s else ([], []) for p, s in zip(prompts, steps)]
         self._last_encoded = encoded
         if self.head == "sequence_classification":
             # one row per prefix: question + steps 1..t, pooled at its last token
@@ -290,8 +368,9 @@ class PRMScorer:
                 out[j].append(self._prob(lg))
             return out
         live = [j for j, (ids, _) in enumerate(encoded) if ids]
-        scores = self._forward([encoded[j][0] for j in live], [encoded[j][1] for j in live]) if live else []
-        self.tokens_read += sum(len(encoded[j][0]) for j in live)
+        starts = [len(self.prompt_ids(prompts[j])) for j in live] if self.head == "implicit" else None
+        scores = self._forward([encoded[j][0] for j in live], [encoded[j][1] for j in live], starts) if live else []
+        self.tokens_read += sum(len(encoded[j][0]) for j in live) * (2 if self.head == "implicit" else 1)
         out = [[] for _ in encoded]
         for j, lg in zip(live, scores):
             out[j] = [self._prob(row) for row in lg]
@@ -310,17 +389,22 @@ class PRMScorer:
             own.append(len(pieces[-1]) if pieces else 0)
         scores = self.score_steps([t.prompt for t in trees], steps)
         self.last_step_scores = scores
-        # what a prefix-cached PRM computes anew: the node's own steps, and a question the first time
+        # what a prefix-cached PRM computes anew: the node's own steps (those inside max_length), and a
+        # question the first time
         self.last_tokens = []
-        for tree, (_, e), k in zip(trees, self._last_encoded, own):
-            if len(e) > k:
-                self.last_tokens.append(e[-1] - e[-1 - k])
-            elif e:
+        for tree, (_, e), k, row in zip(trees, self._last_encoded, own, steps):
+            before = len(row) - k  # steps of the path above the node
+            mine = len(e) - before  # the node's own steps that were scored
+            if mine <= 0:
+                self.last_tokens.append(0)
+            elif before:
+                self.last_tokens.append(e[-1] - e[-1 - mine])
+            else:
                 question = len(self.prompt_ids(tree.prompt))
                 first = tree.problem_id not in self._questions_read
                 self._questions_read.add(tree.problem_id)
                 self.last_tokens.append(e[-1] + 1 - (0 if first else question))
-            else:
-                self.last_tokens.append(0)
+        if self.head == "implicit":  # two models read every token
+            self.last_tokens = [2 * n for n in self.last_tokens]
         values = [aggregate(s, self.config.aggregate) if s else 0.5 for s in scores]
         return [2.0 * v - 1.0 for v in values] if self.config.signed else values

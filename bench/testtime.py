@@ -4,6 +4,10 @@
    ``OUT/prm``): an MCTS search (judged-count values, one rollout per expansion) over
    ``--prm-problems`` 3-operation *training* problems, then `train_prm` on its trees (the PRM
    never sees a test problem). Step scores aggregate by ``--prm-aggregate`` (min, Math-Shepherd's).
+   With ``--prm-kind verifier`` it is instead the policy trained into a verifier of its own
+   solutions (`treesearch.rewards.verifier_train`, cached in ``OUT/verifier``) on
+   ``--verifier-samples`` best-of-N samples of each of ``--verifier-problems`` 3-operation
+   training problems; read it with ``--prm-aggregate last``.
 2. Temperature, tuned for every strategy alike (maj@k included) on ``--dev`` held-out
    3-operation problems that are not scored below: each strategy at budget ``--tune-budget``,
    seed 0, at every temperature of ``--temperatures``; the most accurate wins.
@@ -39,6 +43,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 STRATEGIES = "greedy,maj,best-of-n,best-of-n-prm,weighted-bon,beam,dvts,mcts,segments"
+
+
+def build_verifier(backend, task, out: Path, problems: int, samples: int, temperature: float) -> Path:
+    """Train the policy into a verifier of its own solutions (`treesearch.rewards.verifier_train`) on
+    `samples` best-of-N solutions of each of `problems` 3-operation *training* problems; cached in
+    out/verifier."""
+    from treesearch.rewards.verifier_train import MODEL_DIR, VerifierTrainConfig, graded_samples, train_verifier
+    from treesearch.search import BestOfNConfig, run_search
+
+    model = out / "verifier" / MODEL_DIR
+    if not (model / "config.json").is_file():
+        train = task.problems("train", problems, seed=0, n_ops=3)
+        res = run_search("best-of-n", backend, task, train, BestOfNConfig(n=samples, temperature=temperature, max_tokens=256),
+                         batch_size=64)
+        info = train_verifier(graded_samples(res.trees, task), VerifierTrainConfig(base="embedded"), out / "verifier")
+        print(f"verifier: {info['problems']} training problems, {info['pairs']} pairs, {res.cost.computed_tokens} tokens; "
+              f"within-problem AUC {info.get('val_auc_base')} -> {info.get('val_auc')}", flush=True)
+    return model
 
 
 def build_prm(backend, task, out: Path, problems: int, epochs: int) -> Path:
@@ -109,6 +131,12 @@ def main() -> None:
     ap.add_argument("--prm", default="", help="a PRM checkpoint; default: train one on training problems (cached)")
     ap.add_argument("--prm-problems", type=int, default=1000)
     ap.add_argument("--prm-epochs", type=int, default=2)
+    ap.add_argument("--prm-kind", default="step", choices=("step", "verifier"),
+                    help="what --prm is trained as when not given: a step PRM on MCTS trees, or the policy trained "
+                         "into a verifier of its own best-of-N samples (then --prm-aggregate last)")
+    ap.add_argument("--verifier-problems", type=int, default=4096)
+    ap.add_argument("--verifier-samples", type=int, default=16)
+    ap.add_argument("--verifier-temperature", type=float, default=0.7)
     ap.add_argument("--prm-aggregate", default="min", choices=("last", "min", "prod"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_testtime")
@@ -130,7 +158,12 @@ def main() -> None:
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     budgets = tuple(int(b) for b in args.budgets.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    prm = args.prm or str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
+    if args.prm:
+        prm = args.prm
+    elif args.prm_kind == "verifier":
+        prm = str(build_verifier(backend, task, out, args.verifier_problems, args.verifier_samples, args.verifier_temperature))
+    else:
+        prm = str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
     base = SweepConfig(strategies=strategies, budgets=budgets, seeds=seeds, max_tokens=args.max_tokens, prm=prm,
                        prm_aggregate=args.prm_aggregate, draws=args.draws)
     temps = tune(backend, task, dev, strategies, [float(t) for t in args.temperatures.split(",")], args.tune_budget,

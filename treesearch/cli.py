@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "treesearch.commands.tasks",
     "treesearch.commands.train",
     "treesearch.commands.train_prm",
+    "treesearch.commands.train_verifier",
     "treesearch.commands.viz",
 ]
 

@@ -37,6 +37,22 @@ def parse_bool(text: str) -> bool:
     return low in ("true", "1", "yes")
 
 
+def add_flags(group, cls: type, *, prefix: str = "cfg_") -> None:
+    """One ``--field-name`` option per field of the config dataclass `cls` (bools read true/false), each
+    defaulting to None so `from_flags` keeps the dataclass's own default."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        group.add_argument("--" + f.name.replace("_", "-"), dest=prefix + f.name, type=parse_bool if tp is bool else tp,
+                           default=None, metavar=tp.__name__.upper(), help=f"{f.metadata['help']} (default: {f.default!r})")
+
+
+def from_flags(cls: type[T], args, *, prefix: str = "cfg_", **defaults: Any) -> T:
+    """`cls` from the options `add_flags` made: the given ones, else `defaults`, else the field defaults."""
+    given = {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+    return cls(**{**defaults, **given})
+
+
 def apply_overrides(config, pairs: typing.Sequence[str], *, where: str = "--set"):
     """A copy of the frozen `config` with ``key=value`` strings applied, typed by the field."""
     fields = {f.name: f for f in dataclasses.fields(config)}

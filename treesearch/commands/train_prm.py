@@ -14,12 +14,10 @@ existing finished output is reported, not retrained.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 
 
 def register(subparsers) -> None:
-    from treesearch.config import parse_bool
+    from treesearch.config import add_flags
     from treesearch.rewards.prm_train import PRMTrainConfig
 
     p = subparsers.add_parser("train-prm", help="train a process reward model on search trees (MC / first-error labels)",
@@ -27,19 +25,16 @@ def register(subparsers) -> None:
     p.add_argument("--trees", action="append", required=True, metavar="FILE", help="trees JSONL (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory: model/, prm.json")
     group = p.add_argument_group("training options (PRMTrainConfig fields)")
-    hints = typing.get_type_hints(PRMTrainConfig)
-    for f in dataclasses.fields(PRMTrainConfig):
-        tp = hints[f.name]
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=parse_bool if tp is bool else tp,
-                           default=None, metavar=tp.__name__.upper(), help=f"{f.metadata['help']} (default: {f.default})")
+    add_flags(group, PRMTrainConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from treesearch.config import from_flags
     from treesearch.rewards.prm_train import PRMTrainConfig, train_prm
     from treesearch.search.runner import read_trees
 
-    cfg = PRMTrainConfig(**{k.removeprefix("cfg_"): v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None})
+    cfg = from_flags(PRMTrainConfig, args)
     trees = [t for path in args.trees for t in read_trees(path)]
     info = train_prm(trees, cfg, args.out, log=print)
     print(f"PRM on {info['trees']} trees ({info['train_rows']} rows, {info['steps']} steps) -> {args.out}/model; "

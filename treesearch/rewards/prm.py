@@ -21,7 +21,10 @@ Three heads, picked by ``PRMConfig.head`` (``auto``: from the checkpoint's archi
   an implicit PRM as in "Free Process Rewards without Process Labels", e.g. EurusPRM, or a
   Step-DPO policy with the policy it started from): ``p_t = σ(r_t)`` with the step reward
   ``r_t = β·Σ_{i in step t} log πθ(y_i)/πref(y_i)`` over the step's tokens and its tag, so the
-  ``min`` aggregate ranks solutions as the paper's min over step rewards.
+  ``min`` aggregate ranks solutions as the paper's min over step rewards;
+* ``likelihood`` (a causal LM trained as a verifier by `treesearch.rewards.verifier_train`):
+  ``p_t = exp(β·mean log πθ(y_i))`` over the solution's tokens through step t's tag, the
+  Bradley–Terry strength the verifier was trained with (``last``: the whole solution's).
 
 Token modes score a whole solution in one row; all rows of a batch go through
 the model in chunks of ``batch_size``, right padded (causal attention keeps
@@ -51,7 +54,8 @@ from typing import Sequence
 
 from treesearch.tree import Tree
 
-HEADS = ("auto", "reward_token", "token_classification", "sequence_classification", "implicit")
+HEADS = ("auto", "reward_token", "token_classification", "sequence_classification", "implicit", "likelihood")
+LM_HEADS = ("reward_token", "implicit", "likelihood")  # heads read from a causal LM's own token probabilities
 AGGREGATES = ("min", "last", "prod")
 
 
@@ -65,14 +69,18 @@ class PRMConfig:
     """How the PRM reads a solution and which of its outputs is the step score."""
 
     head: str = _f("auto", "reward_token | token_classification | sequence_classification | implicit (needs reference) | "
-                           "auto (from the checkpoint's architecture; never implicit)")
+                           "likelihood | auto (from the checkpoint's architecture; never implicit or likelihood)")
     reference: str = _f("", "implicit head: the reference model πref (a checkpoint directory or hub name, 'embedded'), "
                             "sharing the PRM's tokenizer")
-    beta: float = _f(0.05, "implicit head: β of the log-ratio β·log πθ/πref (the value the PRM was trained with)")
+    beta: float = _f(0.05, "implicit head: β of the log-ratio β·log πθ/πref; likelihood head: β of exp(β·mean log πθ) "
+                           "(the value the PRM was trained with)")
     good_token: str = _f("+", "reward_token head: the token meaning 'step is correct' (Math-Shepherd: '+'); must be one token")
     bad_token: str = _f("-", "reward_token head: the token meaning 'step is wrong' (Math-Shepherd: '-'); must be one token")
     step_tag: str = _f("\n", "appended to every step; the score is read at its last token (Math-Shepherd: ' ки')")
     separator: str = _f("", "text between a step's tag and the next step (Math-Shepherd: '\\n')")
+    final_tag: str = _f("", "the tag after a solution's last step when that step does not end with step_delimiter (the "
+                            "sample ended there), instead of step_tag; '' = step_tag. A likelihood verifier uses its "
+                            "tokenizer's end-of-turn token, so a finished solution is read as the policy wrote it")
     step_delimiter: str = _f("\n", "removed from the end of each tree step before the tag is appended")
     prompt_template: str = _f("{prompt}\n", "the question before the steps: a format string with {prompt}, or 'chat' (the PRM tokenizer's chat template)")
     add_special_tokens: bool = _f(True, "let the PRM tokenizer add its special tokens (e.g. BOS) to the question")
@@ -200,8 +208,7 @@ class PRMScorer:
                 arch = (AutoConfig.from_pretrained(str(path)).architectures or [""])[0]
                 head = head_of(arch)
             auto = {
-                "reward_token": AutoModelForCausalLM,
-                "implicit": AutoModelForCausalLM,
+                **dict.fromkeys(LM_HEADS, AutoModelForCausalLM),
                 "token_classification": AutoModelForTokenClassification,
                 "sequence_classification": AutoModelForSequenceClassification,
             }[head]
@@ -247,7 +254,8 @@ class PRMScorer:
         ends = []
         for i, step in enumerate(steps):
             core = step.removesuffix(cfg.step_delimiter) if cfg.step_delimiter else step
-            ids += self._ids(core + cfg.step_tag)
+            ended = cfg.final_tag and i == len(steps) - 1 and core == step
+            ids += self._ids(core + (cfg.final_tag if ended else cfg.step_tag))
             ends.append(len(ids) - 1)
             if cfg.separator and i < len(steps) - 1:
                 ids += self._ids(cfg.separator)
@@ -255,7 +263,7 @@ class PRMScorer:
             raise ValueError("PRM input is empty")
         return ids, ends
 
-    def _cut(self, ids: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+    def clip(self, ids: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
         """A row no longer than max_length: the steps whose scored token falls past it are dropped (a
         causal model scores the kept ones exactly as in the whole row)."""
         if not self.max_length or len(ids) <= self.max_length:
@@ -270,7 +278,8 @@ class PRMScorer:
         [L] (sequence head), or, at the positions `ends[i]` of row i, the label logits [len(ends[i]), L]
         (token head), the (good, bad) logits [len(ends[i]), 2] (reward_token head) or each step's
         implicit reward β·Σ log πθ/πref over its tokens, the first step starting at `starts[i]`
-        [len(ends[i]), 1] (implicit head). The reward-token head projects only those positions onto
+        [len(ends[i]), 1] (implicit head), or β·the mean log πθ of the step tokens through each end
+        [len(ends[i]), 1] (likelihood head). The reward-token head projects only those positions onto
         the two label rows of the LM head, never the vocabulary."""
         import torch
 
@@ -293,8 +302,8 @@ class PRMScorer:
                     out.extend(logits[i] for i in range(len(chunk)))
                     continue
                 at = [torch.tensor(ends[start + i], dtype=torch.long) for i in range(len(chunk))]
-                if self.head == "implicit":
-                    out.extend(self._implicit(inputs, chunk, at, starts[start : start + len(chunk)]))
+                if self.head in ("implicit", "likelihood"):
+                    out.extend(self._from_logps(inputs, chunk, at, starts[start : start + len(chunk)]))
                     continue
                 if parts is not None:
                     decoder, lm_head = parts
@@ -310,8 +319,10 @@ class PRMScorer:
                     out.append(lg[:, list(self.label_ids)] if self.head == "reward_token" else lg)
         return out
 
-    def _implicit(self, inputs: dict, chunk: list[list[int]], at, starts: list[int]):
-        """Each step's β·Σ (log πθ − log πref) over its tokens (step t: after step t−1's end, up to its own): [len(ends), 1] per row."""
+    def _from_logps(self, inputs: dict, chunk: list[list[int]], at, starts: list[int]):
+        """Per row, [len(ends), 1]: implicit head, each step's β·Σ (log πθ − log πref) over its tokens
+        (step t: after step t−1's end, up to its own); likelihood head, β·mean log πθ of the tokens
+        from the first step's through each end."""
         import torch
 
         from treesearch.train.logps import position_logps
@@ -323,7 +334,10 @@ class PRMScorer:
                 cols.append(j - 1)
                 targets.append(r[j])
         idx = [torch.tensor(x, dtype=torch.long, device=self.device) for x in (rows_, cols, targets)]
-        diff = (position_logps(self.model, inputs, *idx) - position_logps(self.reference, inputs, *idx)).cpu()
+        diff = position_logps(self.model, inputs, *idx)
+        if self.reference is not None:
+            diff = diff - position_logps(self.reference, inputs, *idx)
+        diff = diff.cpu()
         out, k = [], 0
         for i, (r, s0) in enumerate(zip(chunk, starts)):
             n = len(r) - max(s0, 1)
@@ -331,7 +345,11 @@ class PRMScorer:
             q[max(s0, 1):] = torch.cumsum(diff[k : k + n], 0)
             k += n
             q_end = q[at[i]]
-            out.append(self.config.beta * torch.diff(q_end, prepend=q_end.new_zeros(1)).unsqueeze(-1))
+            if self.head == "likelihood":
+                per = q_end / (at[i] - max(s0, 1) + 1).clamp(min=1).float()
+            else:
+                per = torch.diff(q_end, prepend=q_end.new_zeros(1))
+            out.append(self.config.beta * per.unsqueeze(-1))
         return out
 
     def _prob(self, logits) -> float:
@@ -341,6 +359,8 @@ class PRMScorer:
 
         if self.head == "reward_token":
             return float(torch.softmax(logits, dim=-1)[0])
+        if self.head == "likelihood":
+            return float(torch.exp(logits[0]))
         if logits.shape[-1] == 1:
             return float(torch.sigmoid(logits[0]))
         return float(torch.softmax(logits, dim=-1)[self.config.positive_label])
@@ -350,7 +370,7 @@ class PRMScorer:
         solution longer than max_length only the scores of its steps that fit."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} step lists")
-        encoded = [self._cut(*self.encode(p, s)) if s else ([], []) for p, s in zip(prompts, steps)]
+        encoded = [self.clip(*self.encode(p, s)) if s else ([], []) for p, s in zip(prompts, steps)]
         self._last_encoded = encoded
         if self.head == "sequence_classification":
             # one row per prefix: question + steps 1..t, pooled at its last token
@@ -368,7 +388,7 @@ class PRMScorer:
                 out[j].append(self._prob(lg))
             return out
         live = [j for j, (ids, _) in enumerate(encoded) if ids]
-        starts = [len(self.prompt_ids(prompts[j])) for j in live] if self.head == "implicit" else None
+        starts = [len(self.prompt_ids(prompts[j])) for j in live] if self.head in ("implicit", "likelihood") else None
         scores = self._forward([encoded[j][0] for j in live], [encoded[j][1] for j in live], starts) if live else []
         self.tokens_read += sum(len(encoded[j][0]) for j in live) * (2 if self.head == "implicit" else 1)
         out = [[] for _ in encoded]

@@ -1,0 +1,265 @@
+"""A verifier trained from the policy's own samples: the policy fine-tuned to rank a problem's right
+solutions above its wrong ones by its mean token log-probability.
+
+The policy's mean log-probability already ranks a problem's samples better than chance (it is
+best-of-N's default score), but as a generator's likelihood, not a judge's. Here a copy of the
+policy is trained on the judged samples of training problems with a Bradley–Terry loss over
+pairs (right y⁺, wrong y⁻) of the same problem, on length-normalised log-likelihoods (as in
+SimPO)::
+
+    s(y) = mean_i log πθ(y_i | x, y_<i)        L = −log σ(β·(s(y⁺) − s(y⁻)))
+
+Only within-problem pairs enter: the verifier learns what separates solutions of one question,
+never how hard a question looks (what the PRMs trained on step labels learned here). It is saved
+as a causal-LM checkpoint with a ``prm_config.json`` for the ``likelihood`` head, so `PRMScorer`
+reads ``p = exp(β·s)`` (the Bradley–Terry strength it was trained with) and every PRM-guided
+strategy can use it; its rows are encoded by that very scorer, so training and test time read
+the same tokens. The samples come from any trees: every finished leaf is a solution, graded by
+the task's verifier against the tree's gold answer (`graded_samples`).
+
+    rows = graded_samples(read_trees("runs/bon/trees.jsonl"), task)   # best-of-N trees of training problems
+    info = train_verifier(rows, VerifierTrainConfig(base="embedded"), "runs/verifier")
+    prm = load_value_prm("runs/verifier/model", signed=False)         # head: likelihood
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Callable, Sequence
+
+from treesearch.config import field
+from treesearch.tree import Tree
+
+MODEL_DIR = "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifierTrainConfig:
+    """How the verifier is trained (`train_verifier`)."""
+
+    base: str = field("embedded", "the model it starts from: the policy whose samples it ranks (checkpoint or 'embedded')")
+    beta: float = field(20.0, "β of the Bradley–Terry loss on mean log-probability differences (and of the saved head)")
+    lr: float = field(3e-5, "AdamW learning rate")
+    epochs: int = field(1, "passes over the pairs (each epoch draws new pairs)")
+    pairs_per_problem: int = field(4, "(right, wrong) pairs drawn per problem and epoch")
+    batch_pairs: int = field(32, "pairs per optimizer step")
+    holdout: float = field(0.1, "share of problems held out for the within-problem AUC (0: none)")
+    prompt_template: str = field("chat", "the question before the steps, as the policy saw it: chat (the base tokenizer's chat template) or a format string with {prompt}")
+    final_tag: str = field("eos", "read after a solution's last step when the sample ended there: 'eos' (the base "
+                                  "tokenizer's end-of-turn token, as the policy wrote it) or any text; '' = step_delimiter")
+    step_delimiter: str = field("\n", "the task's step delimiter (how the scorer splits a solution into steps)")
+    seed: int = field(0, "pair draws, holdout split and initialisation")
+    device: str = field("auto", "auto (CUDA when present), cpu, cuda[:N]")
+    dtype: str = field("float32", "float32, or bfloat16 (bf16 weights trained through fp32 master copies and AdamW state)")
+    gradient_checkpointing: bool = field(False, "recompute each layer's activations in the backward pass (a real base's long rows)")
+    progress: bool = field(True, "a tqdm bar over the optimizer steps")
+
+    def __post_init__(self):
+        for name in ("beta", "lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"VerifierTrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("epochs", "pairs_per_problem", "batch_pairs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VerifierTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"VerifierTrainConfig.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"VerifierTrainConfig.holdout must be in [0, 1), got {self.holdout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Graded:
+    """One problem's solutions, each (text, right)."""
+
+    id: str
+    prompt: str
+    solutions: tuple[tuple[str, bool], ...]
+
+
+def graded_samples(trees: Sequence[Tree], task) -> list[Graded]:
+    """Every finished leaf of every tree as a solution, judged by `task.score` against the tree's gold
+    answer (a leaf cut at a limit is skipped: nothing to judge)."""
+    from tasks.base import Problem
+    from treesearch.search.expand import finished
+
+    out = []
+    for t in trees:
+        problem = Problem(id=t.problem_id, prompt=t.prompt, answer=t.answer,
+                          meta={k: v for k, v in t.meta.items() if k != "search"})
+        sols = tuple((t.text_of(n), float(task.score(problem, t.text_of(n))) >= 0.5)
+                     for n in t.leaves() if n and finished(t, n))
+        if sols:
+            out.append(Graded(t.problem_id, t.prompt, sols))
+    return out
+
+
+def _encode(scorer, g: Graded) -> list[tuple[list[int], int, bool]]:
+    """(PRM token ids, first step token, right) of each solution, encoded as the likelihood head reads it."""
+    start = len(scorer.prompt_ids(g.prompt))
+    rows = []
+    for text, right in g.solutions:
+        ids, ends = scorer.clip(*scorer.encode(g.prompt, scorer.steps_of(text)))
+        if ends and ends[-1] >= start:
+            rows.append((ids[: ends[-1] + 1], start, right))
+    return rows
+
+
+def mean_logps(model, rows: Sequence[tuple[list[int], int]], pad_id: int, device) -> "torch.Tensor":
+    """Mean log πθ of each row's tokens from its start to its end: [len(rows)] float32, differentiable."""
+    import torch
+
+    from treesearch.train.logps import position_logps
+
+    width = max(len(r) for r, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    r_idx, c_idx, tgt, owner = [], [], [], []
+    for i, (r, s0) in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+        for j in range(max(s0, 1), len(r)):
+            r_idx.append(i), c_idx.append(j - 1), tgt.append(r[j]), owner.append(i)
+    t = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    lp = position_logps(model, {"input_ids": ids.to(device), "attention_mask": mask.to(device)}, t(r_idx), t(c_idx), t(tgt))
+    own = t(owner)
+    total = torch.zeros(len(rows), device=device).index_add(0, own, lp)
+    count = torch.zeros(len(rows), device=device).index_add(0, own, torch.ones_like(lp))
+    return total / count.clamp(min=1)
+
+
+def within_auc(scores: Sequence[Sequence[float]], right: Sequence[Sequence[bool]]) -> float:
+    """P(a right solution outscores a wrong one of the same problem), ties half; nan without such pairs."""
+    num = den = 0.0
+    for s, r in zip(scores, right):
+        pos = [x for x, ok in zip(s, r) if ok]
+        neg = [x for x, ok in zip(s, r) if not ok]
+        for a in pos:
+            num += sum(1.0 if a > b else 0.5 if a == b else 0.0 for b in neg)
+        den += len(pos) * len(neg)
+    return num / den if den else float("nan")
+
+
+def _score(model, encoded, pad_id, device, batch: int = 64) -> list[list[float]]:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = []
+        for rows in encoded:
+            vals = []
+            for k in range(0, len(rows), batch):
+                vals += mean_logps(model, [(r, s) for r, s, _ in rows[k : k + batch]], pad_id, device).tolist()
+            out.append(vals)
+    return out
+
+
+def _pairs(encoded, n: int, rng: random.Random):
+    pairs = []
+    for rows in encoded:
+        pos = [(r, s) for r, s, ok in rows if ok]
+        neg = [(r, s) for r, s, ok in rows if not ok]
+        if pos and neg:
+            pairs += [(rng.choice(pos), rng.choice(neg)) for _ in range(n)]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> tuple[list[float], int]:
+    """The optimizer steps over `cfg.epochs` epochs of freshly drawn pairs: (losses, pairs drawn)."""
+    import torch
+
+    from treesearch.train.precision import MasterWeights
+
+    master = MasterWeights(list(model.parameters())) if cfg.dtype == "bfloat16" else None
+    opt = torch.optim.AdamW(master.params if master else model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    losses, n_pairs = [], 0
+    for epoch in range(cfg.epochs):
+        pairs = _pairs(encoded, cfg.pairs_per_problem, rng)
+        if not pairs:
+            raise ValueError("no problem has both a right and a wrong solution: nothing to train the verifier on")
+        n_pairs += len(pairs)
+        steps = range(0, len(pairs), cfg.batch_pairs)
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc=f"verifier epoch {epoch + 1}/{cfg.epochs}", unit="step")
+        model.train()
+        for k in steps:
+            chunk = pairs[k : k + cfg.batch_pairs]
+            s = mean_logps(model, [p for p, _ in chunk] + [q for _, q in chunk], pad_id, device)
+            loss = -torch.nn.functional.logsigmoid(cfg.beta * (s[: len(chunk)] - s[len(chunk):])).mean()
+            opt.zero_grad()
+            loss.backward()
+            if master is not None:
+                master.pull_grads()
+            opt.step()
+            if master is not None:
+                master.push()
+            losses.append(float(loss.detach()))
+        log(f"verifier epoch {epoch + 1}: {len(pairs)} pairs, loss {sum(losses[-len(steps):]) / len(steps):.4f}")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    return losses, n_pairs
+
+
+def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir: str | Path, *,
+                   log: Callable[[str], None] = lambda _: None) -> dict:
+    """Train the verifier on `samples` (see the module docstring); writes ``OUT/model`` (a causal-LM
+    checkpoint with ``prm_config.json`` for the likelihood head) and ``OUT/verifier.json`` (config and
+    metrics: pairs, losses, within-problem AUC of the held-out problems before and after). A finished
+    output is reported, not retrained."""
+    import torch
+
+    from treesearch.policy import load_policy, resolve_device
+    from treesearch.rewards.prm import PRMConfig, PRMScorer
+    from treesearch.io import atomic_write_text
+    from treesearch.train.checkpoints import atomic_dir
+
+    out = Path(out_dir)
+    if (out / "verifier.json").is_file() and (out / MODEL_DIR / "config.json").is_file():
+        return json.loads((out / "verifier.json").read_text())
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    model, tok = load_policy(cfg.base, device=device, dtype=cfg.dtype)
+    final_tag = tok.eos_token if cfg.final_tag == "eos" else cfg.final_tag
+    if final_tag is None:
+        raise ValueError(f"{cfg.base}: the tokenizer has no eos token for final_tag 'eos'; give the text")
+    prm_cfg = PRMConfig(head="likelihood", beta=cfg.beta, aggregate="last", step_delimiter=cfg.step_delimiter,
+                        step_tag=cfg.step_delimiter or "\n", final_tag=final_tag, prompt_template=cfg.prompt_template)
+    scorer = PRMScorer(model, tok, prm_cfg)
+    order = list(samples)
+    rng.shuffle(order)
+    n_val = int(round(cfg.holdout * len(order)))
+    val, train = order[:n_val], order[n_val:]
+    enc_train = [_encode(scorer, g) for g in train]
+    enc_val = [_encode(scorer, g) for g in val]
+    right_val = [[ok for _, _, ok in rows] for rows in enc_val]
+    info: dict = {"config": dataclasses.asdict(cfg), "problems": len(train), "val_problems": len(val),
+                  "solutions": sum(len(r) for r in enc_train),
+                  "right_share": sum(ok for rows in enc_train for *_, ok in rows) / max(1, sum(len(r) for r in enc_train))}
+    if val:
+        info["val_auc_base"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+    losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)
+    info.update(pairs=n_pairs, cut_steps=scorer.steps_cut, first_loss=losses[0], train_loss=sum(losses[-10:]) / len(losses[-10:]))
+    if val:
+        info["val_auc"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+    model.eval()
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "prm_config.json").write_text(json.dumps(dataclasses.asdict(prm_cfg), indent=2) + "\n")
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_dir(out / MODEL_DIR, write)
+    atomic_write_text(out / "verifier.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+__all__ = ["Graded", "MODEL_DIR", "VerifierTrainConfig", "graded_samples", "mean_logps", "train_verifier", "within_auc"]

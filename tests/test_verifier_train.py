@@ -135,9 +135,10 @@ def test_train_verifier_command_and_a_verifier_guided_eval(tmp_path, capsys):
 @pytest.mark.parametrize("name,arch,dtype", [("llama3", "LlamaForCausalLM", "float32"),  # Qwen3: test_prm_train's
                                              ("embedded", "Qwen2ForCausalLM", "bfloat16")])
 def test_verifier_trains_on_real_architectures_and_tokenizers(tmp_path, arithmetic, name, arch, dtype):
-    """From a tiny Llama-3 checkpoint around its real 128k-token tokenizer (chat template, no pad token), and in bf16 through fp32 masters with gradient checkpointing (on the embedded policy: a CPU's
-    bf16 matmuls over a 151k-token head are too slow for a test): the loss falls, the checkpoint is saved
-    in its training dtype and loads as a likelihood-head PRM that scores a solution the same alone or padded."""
+    """From a tiny Llama-3 checkpoint around its real 128k-token tokenizer (chat template, no pad token),
+    and in bf16 through fp32 masters with gradient checkpointing (on the embedded policy: a CPU's bf16
+    matmuls over a 151k-token head are too slow for a test): the loss falls, the checkpoint is saved in
+    its training dtype and loads as a likelihood-head PRM that scores a solution the same alone or padded."""
     from safetensors import safe_open
 
     from treesearch import testing_models

@@ -183,6 +183,7 @@ class PRMScorer:
         self.tokens_read = 0
         self.steps_cut = 0  # steps left unscored because their tag lies past max_length
         self._questions_read: set[str] = set()  # problems whose question the PRM has read (last_tokens)
+        self._prompts: dict[str, list[int]] = {}  # question -> its token ids (prompt_ids)
         self._last_encoded: list[tuple[list[int], list[int]]] = []
 
     @classmethod
@@ -239,13 +240,17 @@ class PRMScorer:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"]) if text else []
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        """The PRM's token ids of the question, before the first step."""
-        cfg = self.config
-        if cfg.prompt_template == "chat":
-            from treesearch.prompting import render_prompt
+        """The PRM's token ids of the question, before the first step (a fresh list; each question is
+        tokenized once: a search asks about the same question at every node)."""
+        if prompt not in self._prompts:
+            cfg = self.config
+            if cfg.prompt_template == "chat":
+                from treesearch.prompting import render_prompt
 
-            return self._ids(render_prompt(self.tokenizer, prompt), special=False)
-        return self._ids(cfg.prompt_template.format(prompt=prompt), special=cfg.add_special_tokens)
+                self._prompts[prompt] = self._ids(render_prompt(self.tokenizer, prompt), special=False)
+            else:
+                self._prompts[prompt] = self._ids(cfg.prompt_template.format(prompt=prompt), special=cfg.add_special_tokens)
+        return list(self._prompts[prompt])
 
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
         """(token ids of the question and its tagged steps, [len(steps)] index of each step's scored token)."""
@@ -325,18 +330,11 @@ class PRMScorer:
         from the first step's through each end."""
         import torch
 
-        from treesearch.train.logps import position_logps
+        from treesearch.train.logps import continuation_logps
 
-        rows_, cols, targets = [], [], []
-        for i, (r, s0) in enumerate(zip(chunk, starts)):
-            for j in range(max(s0, 1), len(r)):  # token j is predicted at position j - 1
-                rows_.append(i)
-                cols.append(j - 1)
-                targets.append(r[j])
-        idx = [torch.tensor(x, dtype=torch.long, device=self.device) for x in (rows_, cols, targets)]
-        diff = position_logps(self.model, inputs, *idx)
+        diff, _ = continuation_logps(self.model, inputs, chunk, starts)
         if self.reference is not None:
-            diff = diff - position_logps(self.reference, inputs, *idx)
+            diff = diff - continuation_logps(self.reference, inputs, chunk, starts)[0]
         diff = diff.cpu()
         out, k = [], 0
         for i, (r, s0) in enumerate(zip(chunk, starts)):

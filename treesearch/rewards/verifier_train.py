@@ -88,8 +88,8 @@ def graded_samples(trees: Sequence[Tree], task) -> list[Graded]:
     for t in trees:
         problem = Problem(id=t.problem_id, prompt=t.prompt, answer=t.answer,
                           meta={k: v for k, v in t.meta.items() if k != "search"})
-        sols = tuple((t.text_of(n), float(task.score(problem, t.text_of(n))) >= 0.5)
-                     for n in t.leaves() if n and finished(t, n))
+        texts = [t.text_of(n) for n in t.leaves() if n and finished(t, n)]
+        sols = tuple((text, float(task.score(problem, text)) >= 0.5) for text in texts)
         if sols:
             out.append(Graded(t.problem_id, t.prompt, sols))
     return out
@@ -110,34 +110,32 @@ def mean_logps(model, rows: Sequence[tuple[list[int], int]], pad_id: int, device
     """Mean log πθ of each row's tokens from its start to its end: [len(rows)] float32, differentiable."""
     import torch
 
-    from treesearch.train.logps import position_logps
+    from treesearch.train.logps import continuation_logps
 
     width = max(len(r) for r, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    r_idx, c_idx, tgt, owner = [], [], [], []
-    for i, (r, s0) in enumerate(rows):
+    for i, (r, _) in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = 1
-        for j in range(max(s0, 1), len(r)):
-            r_idx.append(i), c_idx.append(j - 1), tgt.append(r[j]), owner.append(i)
-    t = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-    lp = position_logps(model, {"input_ids": ids.to(device), "attention_mask": mask.to(device)}, t(r_idx), t(c_idx), t(tgt))
-    own = t(owner)
-    total = torch.zeros(len(rows), device=device).index_add(0, own, lp)
-    count = torch.zeros(len(rows), device=device).index_add(0, own, torch.ones_like(lp))
+    inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    lp, own = continuation_logps(model, inputs, [r for r, _ in rows], [s0 for _, s0 in rows])
+    total = torch.zeros(len(rows), device=lp.device).index_add(0, own, lp)
+    count = torch.zeros(len(rows), device=lp.device).index_add(0, own, torch.ones_like(lp))
     return total / count.clamp(min=1)
 
 
 def within_auc(scores: Sequence[Sequence[float]], right: Sequence[Sequence[bool]]) -> float:
-    """P(a right solution outscores a wrong one of the same problem), ties half; nan without such pairs."""
+    """P(a right solution outscores a wrong one of the same problem), ties half: each problem's AUC
+    (`prm_train.auc`) weighted by its (right, wrong) pair count; nan without such pairs."""
+    from treesearch.rewards.prm_train import auc
+
     num = den = 0.0
     for s, r in zip(scores, right):
-        pos = [x for x, ok in zip(s, r) if ok]
-        neg = [x for x, ok in zip(s, r) if not ok]
-        for a in pos:
-            num += sum(1.0 if a > b else 0.5 if a == b else 0.0 for b in neg)
-        den += len(pos) * len(neg)
+        pairs = sum(r) * (len(r) - sum(r))
+        if pairs:
+            num += pairs * auc(s, r)
+            den += pairs
     return num / den if den else float("nan")
 
 

@@ -140,6 +140,21 @@ def position_logps(model, inputs: dict, rows: torch.Tensor, cols: torch.Tensor, 
     return selected_logps(hidden[rows, cols], head.weight, targets, getattr(head, "bias", None))
 
 
+def continuation_logps(model, inputs: dict, rows, starts) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(rows[i][j]) for every j >= starts[i] (and >= 1) of each right-padded row of `inputs`: the flat
+    [M] float32 log-probabilities, row after row, and the row [M] each belongs to. Differentiable."""
+    r_idx, c_idx, tgt = [], [], []
+    for i, (r, s0) in enumerate(zip(rows, starts)):
+        for j in range(max(s0, 1), len(r)):  # token j is predicted at position j - 1
+            r_idx.append(i)
+            c_idx.append(j - 1)
+            tgt.append(r[j])
+    device = inputs["input_ids"].device
+    owner = torch.tensor(r_idx, dtype=torch.long, device=device)
+    cols, targets = (torch.tensor(x, dtype=torch.long, device=device) for x in (c_idx, tgt))
+    return position_logps(model, inputs, owner, cols, targets), owner
+
+
 def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probabilities of each output sequence's scored tokens, and their counts.
 

@@ -7,6 +7,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _xdist_group_applied(request):
+    """Under ``--dist loadgroup`` an ``xdist_group`` test must carry its group in its node id, or the
+    scheduler silently drops the group and each worker starts its own vLLM engine (pytest 9.2 with
+    pytest-xdist 3.8: pyproject pins pytest below 9.2)."""
+    item = request.node
+    if (os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup")
+            and item.get_closest_marker("xdist_group") and "@" not in item.nodeid):
+        pytest.fail(f"pytest-xdist loadgroup is not applied by pytest {pytest.__version__}: {item.nodeid} has no "
+                    f"@group suffix; install pytest<9.2 (`make install`)", pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     import torch

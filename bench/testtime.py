@@ -7,7 +7,9 @@
    With ``--prm-kind verifier`` it is instead the policy trained into a verifier of its own
    solutions (`treesearch.rewards.verifier_train`, cached in ``OUT/verifier``) on
    ``--verifier-samples`` best-of-N samples of each of ``--verifier-problems`` 3-operation
-   training problems; read it with ``--prm-aggregate last``.
+   training problems; read it with ``--prm-aggregate last``. ``--verifier-sft-steps S`` first
+   fine-tunes its backbone on reference solutions of 64·S training problems (the verifier gets
+   its own, stronger backbone; the policy searched is unchanged).
 2. Temperature, tuned for every strategy alike (maj@k included) on ``--dev`` held-out
    3-operation problems that are not scored below: each strategy at budget ``--tune-budget``,
    seed 0, at every temperature of ``--temperatures``; the most accurate wins.
@@ -25,6 +27,8 @@ Headline (the last line, one JSON object):
   sample tables at the k whose tokens are closest, required within 10%; target >= 5);
 * ``segments_coverage_ratio``: segments' coverage (some trajectory verifies) at the headline budget
   over independent sampling's at equal tokens computed, same temperature (target >= 1.0);
+* ``verifier_greedy_accuracy`` (a likelihood verifier only): its checkpoint's own greedy accuracy
+  on the same problems, decoding as a policy: how strong a judge the policy was searched with;
 * ``table``: every frontier point (strategy, budget, temperature, seeds, accuracy, ci95, seed_sd,
   coverage, tokens_per_problem), and ``temperatures``: the tuned temperature of each strategy.
 """
@@ -45,22 +49,38 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 STRATEGIES = "greedy,maj,best-of-n,best-of-n-prm,weighted-bon,beam,dvts,mcts,segments"
 
 
-def build_verifier(backend, task, out: Path, problems: int, samples: int, temperature: float) -> Path:
+def build_verifier(backend, task, out: Path, problems: int, samples: int, temperature: float, sft_steps: int = 0) -> Path:
     """Train the policy into a verifier of its own solutions (`treesearch.rewards.verifier_train`) on
-    `samples` best-of-N solutions of each of `problems` 3-operation *training* problems; cached in
-    out/verifier."""
-    from treesearch.rewards.verifier_train import MODEL_DIR, VerifierTrainConfig, graded_samples, train_verifier
+    `samples` best-of-N solutions of each of `problems` 3-operation *training* problems, its backbone first
+    fine-tuned for `sft_steps` on reference solutions of 64 x `sft_steps` training problems (2-5 operations,
+    seed 1) when asked; cached in out/verifier."""
+    from treesearch.rewards.verifier_train import MODEL_DIR, VerifierTrainConfig, graded_samples, references, train_verifier
     from treesearch.search import BestOfNConfig, run_search
 
     model = out / "verifier" / MODEL_DIR
     if not (model / "config.json").is_file():
         train = task.problems("train", problems, seed=0, n_ops=3)
+        print(f"verifier data: {samples} samples of {problems} training problems at T {temperature:g}", flush=True)
         res = run_search("best-of-n", backend, task, train, BestOfNConfig(n=samples, temperature=temperature, max_tokens=256),
                          batch_size=64)
-        info = train_verifier(graded_samples(res.trees, task), VerifierTrainConfig(base="embedded"), out / "verifier")
+        cfg = VerifierTrainConfig(base="embedded", sft_steps=sft_steps)
+        refs = references(task.problems("train", cfg.sft_batch * sft_steps, seed=1)) if sft_steps else []
+        info = train_verifier(graded_samples(res.trees, task), cfg, out / "verifier", references=refs, log=print)
         print(f"verifier: {info['problems']} training problems, {info['pairs']} pairs, {res.cost.computed_tokens} tokens; "
-              f"within-problem AUC {info.get('val_auc_base')} -> {info.get('val_auc')}", flush=True)
+              f"within-problem AUC {info.get('val_auc_base')} -> {info.get('val_auc_sft', '-')} (references) -> "
+              f"{info.get('val_auc')}", flush=True)
     return model
+
+
+def greedy_of(path: Path, task, problems) -> float:
+    """Greedy accuracy of a checkpoint decoding as a policy: what a verifier's backbone could do on its own."""
+    from treesearch.backends.hf import HFBackend
+    from treesearch.search import GreedyConfig, run_search
+    from treesearch.search.runner import summarize
+
+    res = run_search("greedy", HFBackend.from_pretrained(str(path), device="cpu"), task, problems, GreedyConfig(max_tokens=128),
+                     batch_size=64)
+    return summarize(res, task, problems)["accuracy"]
 
 
 def build_prm(backend, task, out: Path, problems: int, epochs: int) -> Path:
@@ -137,6 +157,8 @@ def main() -> None:
     ap.add_argument("--verifier-problems", type=int, default=4096)
     ap.add_argument("--verifier-samples", type=int, default=16)
     ap.add_argument("--verifier-temperature", type=float, default=0.7)
+    ap.add_argument("--verifier-sft-steps", type=int, default=0,
+                    help="fine-tune the verifier's backbone on reference solutions of training problems first (steps of 64)")
     ap.add_argument("--prm-aggregate", default="min", choices=("last", "min", "prod"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_testtime")
@@ -161,7 +183,8 @@ def main() -> None:
     if args.prm:
         prm = args.prm
     elif args.prm_kind == "verifier":
-        prm = str(build_verifier(backend, task, out, args.verifier_problems, args.verifier_samples, args.verifier_temperature))
+        prm = str(build_verifier(backend, task, out, args.verifier_problems, args.verifier_samples, args.verifier_temperature,
+                                 args.verifier_sft_steps))
     else:
         prm = str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
     base = SweepConfig(strategies=strategies, budgets=budgets, seeds=seeds, max_tokens=args.max_tokens, prm=prm,
@@ -171,7 +194,11 @@ def main() -> None:
     cfg = dataclasses.replace(base, temperatures=tuple(temps.items()))
     rows = run_sweep(backend, task, problems, cfg, out / "sweep")
     points = frontier(rows)
-    plot_sweep(points, out / "sweep" / "sweep.png",
+    levels = {}
+    prm_cfg = Path(prm) / "prm_config.json"
+    if prm_cfg.is_file() and json.loads(prm_cfg.read_text()).get("head") == "likelihood":  # a causal LM: it can decode
+        levels["the verifier's own greedy"] = round(greedy_of(Path(prm), task, problems), 4)
+    plot_sweep(points, out / "sweep" / "sweep.png", levels=levels,
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
 
     hb = args.headline_budget
@@ -207,6 +234,8 @@ def main() -> None:
                      "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind["coverage"], 4),
                      "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind["tokens_per_problem"], 1)],
                      "independent_k": ind["k"]})
+    if levels:
+        head["verifier_greedy_accuracy"] = levels["the verifier's own greedy"]
     print(frontier_table(points))
     print(f"wall {time.time() - t0:.0f} s; plot {out / 'sweep' / 'sweep.png'}", flush=True)
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in points]

@@ -160,3 +160,50 @@ def test_verifier_trains_on_real_architectures_and_tokenizers(tmp_path, arithmet
     alone = prm.score_steps([g.prompt], steps[:1])[0]
     beside = prm.score_steps([g.prompt, g.prompt], [steps[0], steps[1] + ["and more\n"] * 3])[0]
     assert alone == pytest.approx(beside, rel=1e-4) and all(0.0 < p <= 1.0 for p in alone)
+
+
+def test_reference_fine_tuning_teaches_the_backbone_the_task_before_it_ranks(tmp_path, arithmetic):
+    """`sft_steps` fine-tunes the verifier's backbone on reference solutions before the ranking loss: the
+    references' NLL falls, held-out references (other problems) become more likely under the saved verifier
+    than under the policy, and the ranking stage still runs on top; the stage needs references, and says so
+    before anything is written."""
+    from treesearch.policy import load_policy
+    from treesearch.rewards.verifier_train import references
+
+    rows = _graded(arithmetic, arithmetic.problems("train", 16, seed=6, n_ops=3))
+    refs = references(arithmetic.problems("train", 512, seed=9))
+    cfg = VerifierTrainConfig(beta=5.0, lr=1e-4, epochs=1, pairs_per_problem=1, batch_pairs=8, holdout=0.0,
+                              sft_steps=40, sft_batch=32, sft_lr=5e-4, progress=False, device="cpu")
+    info = train_verifier(rows, cfg, tmp_path / "v", references=refs)
+    assert info["references"] == len(refs) == 512 and info["sft_loss"] < info["sft_first_loss"]
+    assert info["pairs"] == len(rows)  # the ranking stage ran after it: one pair per problem
+
+    held = arithmetic.problems("test", 24, seed=3, n_ops=3)
+    prm_cfg = PRMConfig(head="likelihood", beta=1.0, aggregate="last", prompt_template="chat", final_tag="<|im_end|>")
+
+    def mean_logp(prm):
+        scores = prm.score_steps([p.prompt for p in held], [prm.steps_of(p.solution) for p in held])
+        return sum(math.log(s[-1]) for s in scores) / len(scores)  # beta 1: log p = mean token log-prob
+
+    before = mean_logp(PRMScorer(*load_policy("embedded", device="cpu"), prm_cfg))
+    after = mean_logp(PRMScorer(*load_policy(str(tmp_path / "v" / "model"), device="cpu"), prm_cfg))
+    assert after > before + 0.02, (before, after)  # measured: -0.192 -> -0.148
+
+    from tasks.base import Problem
+
+    assert references([Problem("x", "Q: 1+1=?", "2")]) == []  # no reference solution: nothing to fine-tune on
+    with pytest.raises(ValueError, match="needs reference solutions"):
+        train_verifier(rows, cfg, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(ValueError, match="sft_steps"):
+        VerifierTrainConfig(sft_steps=-1)
+
+
+def test_train_verifier_command_takes_references_with_fine_tuning_steps(tmp_path, capsys):
+    """--references N and --sft-steps S go together; alone, either is a one-line error (exit 2) before any work."""
+    trees = tmp_path / "t.jsonl"
+    trees.write_text("")
+    for flags in (["--references", "64"], ["--sft-steps", "4"]):
+        assert cli_main(["train-verifier", "--trees", str(trees), "--out", str(tmp_path / "v"), *flags]) == 2
+        assert "go together" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()

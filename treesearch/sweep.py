@@ -336,8 +336,9 @@ def frontier_table(points: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(points: Sequence[dict], path: Path, *, title: str = "") -> None:
-    """Accuracy against tokens computed (log scale), one line per strategy, its 95% band shaded."""
+def plot_sweep(points: Sequence[dict], path: Path, *, title: str = "", levels: dict[str, float] | None = None) -> None:
+    """Accuracy against tokens computed (log scale), one line per strategy, its 95% band shaded; `levels` are
+    labelled horizontal reference lines (e.g. what a verifier's own backbone decodes greedily)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,10 +355,13 @@ def plot_sweep(points: Sequence[dict], path: Path, *, title: str = "") -> None:
             ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.15, lw=0)
         else:
             ax.errorbar(x, y, yerr=band, color=line.get_color(), capsize=2, lw=1)
+    for label, level in (levels or {}).items():
+        ax.axhline(level, color="0.4", ls="--", lw=1, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("policy tokens computed per problem (prefill + decode)")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, max(0.05, min(1.0, max(p["accuracy"] + p["ci95"] for p in points) + 0.08)))
+    top = max([p["accuracy"] + p["ci95"] for p in points] + list((levels or {}).values()))
+    ax.set_ylim(0, max(0.05, min(1.0, top + 0.08)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     if title:

@@ -17,8 +17,15 @@ strategy can use it; its rows are encoded by that very scorer, so training and t
 the same tokens. The samples come from any trees: every finished leaf is a solution, graded by
 the task's verifier against the tree's gold answer (`graded_samples`).
 
+Its backbone can first learn the task on its own (``sft_steps``): supervised fine-tuning on
+reference solutions of training problems, the way Cobbe et al.'s verifiers start from a model
+fine-tuned on the training set. The policy stays as it is; only its judge gets the task's
+references, so a weak policy can be searched with a stronger verifier (a PRM on a stronger base,
+as in search-and-learn). That stage's own greedy skill is worth reporting beside any gain it buys.
+
     rows = graded_samples(read_trees("runs/bon/trees.jsonl"), task)   # best-of-N trees of training problems
-    info = train_verifier(rows, VerifierTrainConfig(base="embedded"), "runs/verifier")
+    refs = references(task.problems("train", 32_000, seed=1))          # (prompt, reference solution) records
+    info = train_verifier(rows, VerifierTrainConfig(base="embedded", sft_steps=500), "runs/verifier", references=refs)
     prm = load_value_prm("runs/verifier/model", signed=False)         # head: likelihood
 """
 from __future__ import annotations
@@ -50,6 +57,10 @@ class VerifierTrainConfig:
     final_tag: str = field("eos", "read after a solution's last step when the sample ended there: 'eos' (the base "
                                   "tokenizer's end-of-turn token, as the policy wrote it) or any text; '' = step_delimiter")
     step_delimiter: str = field("\n", "the task's step delimiter (how the scorer splits a solution into steps)")
+    sft_steps: int = field(0, "optimizer steps of supervised fine-tuning on reference solutions before the ranking "
+                              "loss (0: none; needs references): the verifier's backbone learns the task beyond the policy")
+    sft_lr: float = field(1e-3, "peak AdamW learning rate of the reference fine-tuning (linear warm-up, cosine decay)")
+    sft_batch: int = field(64, "reference solutions per fine-tuning step")
     seed: int = field(0, "pair draws, holdout split and initialisation")
     device: str = field("auto", "auto (CUDA when present), cpu, cuda[:N]")
     dtype: str = field("float32", "float32, or bfloat16 (bf16 weights trained through fp32 master copies and AdamW state)")
@@ -57,14 +68,16 @@ class VerifierTrainConfig:
     progress: bool = field(True, "a tqdm bar over the optimizer steps")
 
     def __post_init__(self):
-        for name in ("beta", "lr"):
+        for name in ("beta", "lr", "sft_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"VerifierTrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("epochs", "pairs_per_problem", "batch_pairs"):
+        for name in ("epochs", "pairs_per_problem", "batch_pairs", "sft_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VerifierTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"VerifierTrainConfig.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.sft_steps < 0:
+            raise ValueError(f"VerifierTrainConfig.sft_steps must be >= 0, got {self.sft_steps}")
         if not 0 <= self.holdout < 1:
             raise ValueError(f"VerifierTrainConfig.holdout must be in [0, 1), got {self.holdout}")
 
@@ -93,6 +106,12 @@ def graded_samples(trees: Sequence[Tree], task) -> list[Graded]:
         if sols:
             out.append(Graded(t.problem_id, t.prompt, sols))
     return out
+
+
+def references(problems) -> list[Graded]:
+    """Problems with a reference solution (`Problem.solution`) as one-solution records for the fine-tuning
+    stage; problems without one are skipped."""
+    return [Graded(p.id, p.prompt, ((p.solution, True),)) for p in problems if p.solution]
 
 
 def _encode(scorer, g: Graded) -> list[tuple[list[int], int, bool]]:
@@ -164,17 +183,68 @@ def _pairs(encoded, n: int, rng: random.Random):
     return pairs
 
 
+class _Optimizer:
+    """AdamW over the model's parameters, through fp32 master copies when the model is bf16."""
+
+    def __init__(self, model, cfg: VerifierTrainConfig, lr: float, *, clip: float = 0.0):
+        import torch
+
+        from treesearch.train.precision import MasterWeights
+
+        self.master = MasterWeights(list(model.parameters())) if cfg.dtype == "bfloat16" else None
+        self.params = self.master.params if self.master else list(model.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
+        self.clip = clip
+
+    def step(self, loss, lr: float | None = None) -> float:
+        """Backward `loss` and take one step (at `lr` when given); returns the loss."""
+        import torch
+
+        self.opt.zero_grad()
+        loss.backward()
+        if self.master is not None:
+            self.master.pull_grads()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if lr is not None:
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+        self.opt.step()
+        if self.master is not None:
+            self.master.push()
+        return float(loss.detach())
+
+
+def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> list[float]:
+    """`cfg.sft_steps` steps of next-token NLL on reference rows (mean over each row's solution tokens), linear
+    warm-up over the first 10% then cosine decay from `cfg.sft_lr`; gradients clipped at norm 1."""
+    import math
+
+    if not rows:
+        raise ValueError("VerifierTrainConfig.sft_steps > 0 needs reference solutions (train_verifier(references=...))")
+    opt = _Optimizer(model, cfg, cfg.sft_lr, clip=1.0)
+    warm = max(1, cfg.sft_steps // 10)
+    steps = range(cfg.sft_steps)
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="verifier references", unit="step")
+    model.train()
+    losses = []
+    for k in steps:
+        lr = cfg.sft_lr * min(1.0, (k + 1) / warm) * 0.5 * (1 + math.cos(math.pi * k / cfg.sft_steps))
+        batch = rng.sample(rows, min(cfg.sft_batch, len(rows)))
+        losses.append(opt.step(-mean_logps(model, batch, pad_id, device).mean(), lr))
+    log(f"verifier references: {cfg.sft_steps} steps over {len(rows)} solutions, loss {sum(losses[:10]) / len(losses[:10]):.4f} -> "
+        f"{sum(losses[-10:]) / len(losses[-10:]):.4f}")
+    return losses
+
+
 def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> tuple[list[float], int]:
     """The optimizer steps over `cfg.epochs` epochs of freshly drawn pairs: (losses, pairs drawn)."""
     import torch
 
-    from treesearch.train.precision import MasterWeights
-
-    master = MasterWeights(list(model.parameters())) if cfg.dtype == "bfloat16" else None
-    opt = torch.optim.AdamW(master.params if master else model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
-        model.config.use_cache = False
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    opt = _Optimizer(model, cfg, cfg.lr)
     losses, n_pairs = [], 0
     for epoch in range(cfg.epochs):
         pairs = _pairs(encoded, cfg.pairs_per_problem, rng)
@@ -190,27 +260,18 @@ def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: ran
         for k in steps:
             chunk = pairs[k : k + cfg.batch_pairs]
             s = mean_logps(model, [p for p, _ in chunk] + [q for _, q in chunk], pad_id, device)
-            loss = -torch.nn.functional.logsigmoid(cfg.beta * (s[: len(chunk)] - s[len(chunk):])).mean()
-            opt.zero_grad()
-            loss.backward()
-            if master is not None:
-                master.pull_grads()
-            opt.step()
-            if master is not None:
-                master.push()
-            losses.append(float(loss.detach()))
+            losses.append(opt.step(-torch.nn.functional.logsigmoid(cfg.beta * (s[: len(chunk)] - s[len(chunk):])).mean()))
         log(f"verifier epoch {epoch + 1}: {len(pairs)} pairs, loss {sum(losses[-len(steps):]) / len(steps):.4f}")
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
     return losses, n_pairs
 
 
 def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir: str | Path, *,
-                   log: Callable[[str], None] = lambda _: None) -> dict:
-    """Train the verifier on `samples` (see the module docstring); writes ``OUT/model`` (a causal-LM
-    checkpoint with ``prm_config.json`` for the likelihood head) and ``OUT/verifier.json`` (config and
-    metrics: pairs, losses, within-problem AUC of the held-out problems before and after). A finished
-    output is reported, not retrained."""
+                   references: Sequence[Graded] = (), log: Callable[[str], None] = lambda _: None) -> dict:
+    """Train the verifier on `samples` (see the module docstring), first fine-tuned for `cfg.sft_steps` on
+    `references` (`references(problems)`) when asked; writes ``OUT/model`` (a causal-LM checkpoint with
+    ``prm_config.json`` for the likelihood head) and ``OUT/verifier.json`` (config and metrics: pairs,
+    losses, within-problem AUC of the held-out problems before, after the references and at the end). A
+    finished output is reported, not retrained."""
     import torch
 
     from treesearch.policy import load_policy, resolve_device
@@ -241,9 +302,22 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     info: dict = {"config": dataclasses.asdict(cfg), "problems": len(train), "val_problems": len(val),
                   "solutions": sum(len(r) for r in enc_train),
                   "right_share": sum(ok for rows in enc_train for *_, ok in rows) / max(1, sum(len(r) for r in enc_train))}
+    if cfg.sft_steps and not references:  # before any work: the stage cannot run
+        raise ValueError("VerifierTrainConfig.sft_steps > 0 needs reference solutions (train_verifier(references=...))")
     if val:
         info["val_auc_base"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
+        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.sft_steps:
+        refs = [(r, s0) for g in references for r, s0, _ in _encode(scorer, g)]
+        sft = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
+        info.update(references=len(refs), sft_first_loss=sum(sft[:10]) / len(sft[:10]), sft_loss=sum(sft[-10:]) / len(sft[-10:]))
+        if val:
+            info["val_auc_sft"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
     losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
     info.update(pairs=n_pairs, cut_steps=scorer.steps_cut, first_loss=losses[0], train_loss=sum(losses[-10:]) / len(losses[-10:]))
     if val:
         info["val_auc"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
@@ -260,4 +334,5 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     return info
 
 
-__all__ = ["Graded", "MODEL_DIR", "VerifierTrainConfig", "graded_samples", "mean_logps", "train_verifier", "within_auc"]
+__all__ = ["Graded", "MODEL_DIR", "VerifierTrainConfig", "graded_samples", "mean_logps", "references", "train_verifier",
+           "within_auc"]

@@ -19,7 +19,7 @@
 
     .venv/bin/python bench/testtime.py [--problems 500] [--seeds 0,1,2] [--budgets 4,16,64] [--out runs/bench_testtime]
 
-Headline (the last line, one JSON object):
+Headline (the last line, one JSON object, also written to ``OUT/headline.json``):
 
 * ``best_strategy``: the most accurate strategy at budget ``--headline-budget`` (16), greedy excluded;
 * ``best_vs_greedy_points``: its accuracy minus greedy's, in points (target >= 10);
@@ -169,6 +169,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tasks import get_task
     from treesearch.backends.hf import HFBackend
+    from treesearch.io import atomic_write_text
     from treesearch.sweep import SweepConfig, cached_tables, frontier, frontier_table, plot_sweep, run_sweep
 
     t0 = time.time()
@@ -239,8 +240,10 @@ def main() -> None:
     print(frontier_table(points))
     print(f"wall {time.time() - t0:.0f} s; plot {out / 'sweep' / 'sweep.png'}", flush=True)
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in points]
-    print(json.dumps({**head, "temperatures": temps, "problems": len(problems), "seeds": list(seeds),
-                      "budgets": list(budgets), "prm": prm, "table": table}))
+    line = json.dumps({**head, "temperatures": temps, "problems": len(problems), "seeds": list(seeds),
+                       "budgets": list(budgets), "prm": prm, "table": table})
+    atomic_write_text(out / "headline.json", line + "\n")  # what notebook 03 reads
+    print(line)
 
 
 if __name__ == "__main__":

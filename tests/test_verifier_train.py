@@ -11,7 +11,7 @@ from treesearch.cli import main as cli_main
 from treesearch.rewards.prm import PRMConfig, PRMScorer
 from treesearch.rewards.prm_train import load_value_prm
 from treesearch.rewards.verifier_train import (
-    Graded, VerifierTrainConfig, graded_samples, train_verifier, within_auc,
+    Graded, VerifierTrainConfig, graded_samples, references, train_verifier, within_auc,
 )
 from treesearch.tree import Tree
 
@@ -135,7 +135,7 @@ def test_train_verifier_command_and_a_verifier_guided_eval(tmp_path, capsys):
 @pytest.mark.parametrize("name,arch,dtype", [("llama3", "LlamaForCausalLM", "float32"),  # Qwen3: test_prm_train's
                                              ("embedded", "Qwen2ForCausalLM", "bfloat16")])
 def test_verifier_trains_on_real_architectures_and_tokenizers(tmp_path, arithmetic, name, arch, dtype):
-    """From a tiny Llama-3 checkpoint around its real 128k-token tokenizer (chat template, no pad token),
+    """From a tiny Llama-3 checkpoint around its real 128k-token tokenizer (chat template, no pad token), reference stage included,
     and in bf16 through fp32 masters with gradient checkpointing (on the embedded policy: a CPU's bf16
     matmuls over a 151k-token head are too slow for a test): the loss falls, the checkpoint is saved in
     its training dtype and loads as a likelihood-head PRM that scores a solution the same alone or padded."""
@@ -146,9 +146,11 @@ def test_verifier_trains_on_real_architectures_and_tokenizers(tmp_path, arithmet
     base = "embedded" if name == "embedded" else str(testing_models.save_checkpoint(name, tmp_path / name))
     rows = _graded(arithmetic, arithmetic.problems("train", 8, seed=8, n_ops=3), flip=True)  # against the policy's preference
     cfg = VerifierTrainConfig(base=base, beta=5.0, lr=1e-3 if name == "embedded" else 3e-3, epochs=3, pairs_per_problem=2,
-                              batch_pairs=4, holdout=0.0,
+                              batch_pairs=4, holdout=0.0, sft_steps=2, sft_batch=4,
                               dtype=dtype, gradient_checkpointing=dtype == "bfloat16", progress=False, device="cpu")
-    info = train_verifier(rows, cfg, tmp_path / "v")
+    refs = references(arithmetic.problems("train", 8, seed=9))  # the reference stage through the same precision path
+    info = train_verifier(rows, cfg, tmp_path / "v", references=refs)
+    assert info["references"] == 8 and math.isfinite(info["sft_loss"])
     assert info["train_loss"] < info["first_loss"]
     with safe_open(str(tmp_path / "v" / "model" / "model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16" if dtype == "bfloat16" else "F32"}
@@ -168,7 +170,6 @@ def test_reference_fine_tuning_teaches_the_backbone_the_task_before_it_ranks(tmp
     than under the policy, and the ranking stage still runs on top; the stage needs references, and says so
     before anything is written."""
     from treesearch.policy import load_policy
-    from treesearch.rewards.verifier_train import references
 
     rows = _graded(arithmetic, arithmetic.problems("train", 16, seed=6, n_ops=3))
     refs = references(arithmetic.problems("train", 512, seed=9))

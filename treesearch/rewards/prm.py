@@ -288,19 +288,14 @@ class PRMScorer:
         the two label rows of the LM head, never the vocabulary."""
         import torch
 
-        from treesearch.train.logps import head_of
+        from treesearch.train.logps import head_of, right_pad
 
         parts = head_of(self.model) if self.head == "reward_token" else None
         out = []
         with torch.no_grad():
             for start in range(0, len(rows), self.config.batch_size):
                 chunk = rows[start : start + self.config.batch_size]
-                width = max(len(r) for r in chunk)
-                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for i, r in enumerate(chunk):
-                    ids[i, : len(r)] = torch.tensor(r)
-                    mask[i, : len(r)] = 1
+                ids, mask = right_pad(chunk, self.pad_id)
                 inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
                 if self.head == "sequence_classification":
                     logits = self.model(**inputs).logits.float()

@@ -240,12 +240,9 @@ def _scores(model, group: Sequence[_Encoded], pad_id: int, device):
     """The PRM's logits [labelled steps of the group, in order] from one right-padded forward pass."""
     import torch
 
-    width = max(len(e.ids) for e in group)
-    ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(group), width), dtype=torch.long)
-    for i, e in enumerate(group):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        mask[i, : len(e.ids)] = 1
+    from treesearch.train.logps import right_pad
+
+    ids, mask = right_pad([e.ids for e in group], pad_id)
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., 0]  # [B, L]
     rows = torch.tensor([i for i, e in enumerate(group) for _ in e.at], device=device)
     cols = torch.tensor([t for e in group for t in e.at], device=device)

@@ -129,14 +129,9 @@ def mean_logps(model, rows: Sequence[tuple[list[int], int]], pad_id: int, device
     """Mean log πθ of each row's tokens from its start to its end: [len(rows)] float32, differentiable."""
     import torch
 
-    from treesearch.train.logps import continuation_logps
+    from treesearch.train.logps import continuation_logps, right_pad
 
-    width = max(len(r) for r, _ in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, _) in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    ids, mask = right_pad([r for r, _ in rows], pad_id)
     inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
     lp, own = continuation_logps(model, inputs, [r for r, _ in rows], [s0 for _, s0 in rows])
     total = torch.zeros(len(rows), device=lp.device).index_add(0, own, lp)

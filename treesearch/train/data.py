@@ -331,6 +331,8 @@ def collate(tp: TokenizedPairs, idx: Sequence[int], pad_id: int, *, packed: bool
     """
     import torch
 
+    from treesearch.train.logps import right_pad
+
     b = len(idx)
     score: list[list[int]] = [[], [], [], []]
     rows: list[list[int]] = []
@@ -353,12 +355,8 @@ def collate(tp: TokenizedPairs, idx: Sequence[int], pad_id: int, *, packed: bool
                 row = half * b + r
                 rows.append(prompt + step)
                 _add_scores(score, row, n - 1, n, step, row)
-    width = max(len(x) for x in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(rows), width), dtype=torch.bool)
-    for r, x in enumerate(rows):
-        input_ids[r, : len(x)] = torch.tensor(x)
-        valid[r, : len(x)] = True
+    input_ids, valid = right_pad(rows, pad_id)
+    width, valid = input_ids.shape[1], valid.bool()
     out = {"input_ids": input_ids, "n_seqs": 2 * b}
     out.update({k: torch.tensor(v, dtype=torch.long) for k, v in
                 zip(("score_rows", "score_cols", "score_targets", "score_seq"), score)})

@@ -140,6 +140,18 @@ def position_logps(model, inputs: dict, rows: torch.Tensor, cols: torch.Tensor, 
     return selected_logps(hidden[rows, cols], head.weight, targets, getattr(head, "bias", None))
 
 
+def right_pad(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows as one right-padded batch: (input_ids [B, L] long, attention_mask [B, L] long, 1 on real tokens),
+    L the longest row."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def continuation_logps(model, inputs: dict, rows, starts) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(rows[i][j]) for every j >= starts[i] (and >= 1) of each right-padded row of `inputs`: the flat
     [M] float32 log-probabilities, row after row, and the row [M] each belongs to. Differentiable."""

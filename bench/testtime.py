@@ -72,13 +72,13 @@ def build_verifier(backend, task, out: Path, problems: int, samples: int, temper
     return model
 
 
-def greedy_of(path: Path, task, problems) -> float:
+def greedy_of(path: Path, task, problems, max_tokens: int = 128) -> float:
     """Greedy accuracy of a checkpoint decoding as a policy: what a verifier's backbone could do on its own."""
     from treesearch.backends.hf import HFBackend
     from treesearch.search import GreedyConfig, run_search
     from treesearch.search.runner import summarize
 
-    res = run_search("greedy", HFBackend.from_pretrained(str(path), device="cpu"), task, problems, GreedyConfig(max_tokens=128),
+    res = run_search("greedy", HFBackend.from_pretrained(str(path), device="cpu"), task, problems, GreedyConfig(max_tokens=max_tokens),
                      batch_size=64)
     return summarize(res, task, problems)["accuracy"]
 
@@ -198,7 +198,7 @@ def main() -> None:
     levels = {}
     prm_cfg = Path(prm) / "prm_config.json"
     if prm_cfg.is_file() and json.loads(prm_cfg.read_text()).get("head") == "likelihood":  # a causal LM: it can decode
-        levels["the verifier's own greedy"] = round(greedy_of(Path(prm), task, problems), 4)
+        levels["the verifier's own greedy"] = round(greedy_of(Path(prm), task, problems, args.max_tokens), 4)
     plot_sweep(points, out / "sweep" / "sweep.png", levels=levels,
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
 

@@ -195,11 +195,11 @@ def main() -> None:
     cfg = dataclasses.replace(base, temperatures=tuple(temps.items()))
     rows = run_sweep(backend, task, problems, cfg, out / "sweep")
     points = frontier(rows)
-    levels = {}
     prm_cfg = Path(prm) / "prm_config.json"
-    if prm_cfg.is_file() and json.loads(prm_cfg.read_text()).get("head") == "likelihood":  # a causal LM: it can decode
-        levels["the verifier's own greedy"] = round(greedy_of(Path(prm), task, problems, args.max_tokens), 4)
-    plot_sweep(points, out / "sweep" / "sweep.png", levels=levels,
+    own = None  # a likelihood verifier is a causal LM: what it decodes greedily on the same problems
+    if prm_cfg.is_file() and json.loads(prm_cfg.read_text()).get("head") == "likelihood":
+        own = round(greedy_of(Path(prm), task, problems, args.max_tokens), 4)
+    plot_sweep(points, out / "sweep" / "sweep.png", levels={"the verifier's own greedy": own} if own is not None else {},
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
 
     hb = args.headline_budget
@@ -235,8 +235,8 @@ def main() -> None:
                      "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind["coverage"], 4),
                      "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind["tokens_per_problem"], 1)],
                      "independent_k": ind["k"]})
-    if levels:
-        head["verifier_greedy_accuracy"] = levels["the verifier's own greedy"]
+    if own is not None:
+        head["verifier_greedy_accuracy"] = own
     print(frontier_table(points))
     print(f"wall {time.time() - t0:.0f} s; plot {out / 'sweep' / 'sweep.png'}", flush=True)
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in points]

@@ -336,50 +336,29 @@ def _batches(rows: list[_Encoded], per: int, rng: random.Random | None) -> list[
     return [[r for t in trees[i : i + per] for r in t] for i in range(0, len(trees), per)]
 
 
-def _optimizer(model, cfg: PRMTrainConfig):
-    """(AdamW, fp32 master weights or None): bf16 weights train through fp32 masters."""
-    import torch
-
-    from treesearch.train.precision import MasterWeights
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    master = MasterWeights(params) if cfg.dtype == "bfloat16" else None
-    opt = torch.optim.AdamW(master.params if master else params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return opt, master
-
-
 def _fit(model, rows: list[_Encoded], cfg: PRMTrainConfig, pad_id: int, device, rng: random.Random, log) -> dict:
     """The optimizer steps over `cfg.epochs` shuffled passes over `rows` (`cfg.batch_trees` trees a step)."""
-    import torch
     from tqdm.auto import tqdm
 
-    opt, master = _optimizer(model, cfg)
-    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
-        model.config.use_cache = False
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from treesearch.train.precision import AdamWStep, checkpointing
+
+    opt = AdamWStep(model, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, bf16=cfg.dtype == "bfloat16", clip=1.0)
     model.train()
     passes = [_batches(rows, cfg.batch_trees, rng) for _ in range(cfg.epochs)]
     bar = tqdm(total=sum(len(p) for p in passes), desc="train-prm", disable=not cfg.progress, leave=False)
     losses, micro = [], 0
-    for epoch, batches in enumerate(passes):
-        for batch in batches:
-            opt.zero_grad(set_to_none=True)
-            loss, _, m = _batch_loss(model, batch, cfg, pad_id, device, backward=True)
-            if master is not None:
-                master.pull_grads()
-            torch.nn.utils.clip_grad_norm_(master.params if master else model.parameters(), 1.0)
-            opt.step()
-            if master is not None:
-                master.push()
-            losses.append(loss)
-            micro += m
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-        if log:
-            log(f"prm epoch {epoch + 1}/{cfg.epochs}: loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    with checkpointing(model, cfg.gradient_checkpointing):
+        for epoch, batches in enumerate(passes):
+            for batch in batches:
+                loss, _, m = _batch_loss(model, batch, cfg, pad_id, device, backward=True)
+                opt.step()
+                losses.append(loss)
+                micro += m
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if log:
+                log(f"prm epoch {epoch + 1}/{cfg.epochs}: loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     bar.close()
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
     return {"steps": len(losses), "micro_batches": micro, "first_loss": round(losses[0], 5),
             "train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5)}
 

@@ -178,46 +178,14 @@ def _pairs(encoded, n: int, rng: random.Random):
     return pairs
 
 
-class _Optimizer:
-    """AdamW over the model's parameters, through fp32 master copies when the model is bf16."""
-
-    def __init__(self, model, cfg: VerifierTrainConfig, lr: float, *, clip: float = 0.0):
-        import torch
-
-        from treesearch.train.precision import MasterWeights
-
-        self.master = MasterWeights(list(model.parameters())) if cfg.dtype == "bfloat16" else None
-        self.params = self.master.params if self.master else list(model.parameters())
-        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
-        self.clip = clip
-
-    def step(self, loss, lr: float | None = None) -> float:
-        """Backward `loss` and take one step (at `lr` when given); returns the loss."""
-        import torch
-
-        self.opt.zero_grad()
-        loss.backward()
-        if self.master is not None:
-            self.master.pull_grads()
-        if self.clip:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-        if lr is not None:
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-        self.opt.step()
-        if self.master is not None:
-            self.master.push()
-        return float(loss.detach())
-
-
 def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> list[float]:
     """`cfg.sft_steps` steps of next-token NLL on reference rows (mean over each row's solution tokens), linear
     warm-up over the first 10% then cosine decay from `cfg.sft_lr`; gradients clipped at norm 1."""
     import math
 
-    if not rows:
-        raise ValueError("VerifierTrainConfig.sft_steps > 0 needs reference solutions (train_verifier(references=...))")
-    opt = _Optimizer(model, cfg, cfg.sft_lr, clip=1.0)
+    from treesearch.train.precision import AdamWStep
+
+    opt = AdamWStep(model, lr=cfg.sft_lr, bf16=cfg.dtype == "bfloat16", clip=1.0)
     warm = max(1, cfg.sft_steps // 10)
     steps = range(cfg.sft_steps)
     if cfg.progress:
@@ -228,8 +196,10 @@ def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random
     losses = []
     for k in steps:
         lr = cfg.sft_lr * min(1.0, (k + 1) / warm) * 0.5 * (1 + math.cos(math.pi * k / cfg.sft_steps))
-        batch = rng.sample(rows, min(cfg.sft_batch, len(rows)))
-        losses.append(opt.step(-mean_logps(model, batch, pad_id, device).mean(), lr))
+        loss = -mean_logps(model, rng.sample(rows, min(cfg.sft_batch, len(rows))), pad_id, device).mean()
+        loss.backward()
+        opt.step(lr)
+        losses.append(float(loss.detach()))
     log(f"verifier references: {cfg.sft_steps} steps over {len(rows)} solutions, loss {sum(losses[:10]) / len(losses[:10]):.4f} -> "
         f"{sum(losses[-10:]) / len(losses[-10:]):.4f}")
     return losses
@@ -239,7 +209,9 @@ def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: ran
     """The optimizer steps over `cfg.epochs` epochs of freshly drawn pairs: (losses, pairs drawn)."""
     import torch
 
-    opt = _Optimizer(model, cfg, cfg.lr)
+    from treesearch.train.precision import AdamWStep
+
+    opt = AdamWStep(model, lr=cfg.lr, bf16=cfg.dtype == "bfloat16")
     losses, n_pairs = [], 0
     for epoch in range(cfg.epochs):
         pairs = _pairs(encoded, cfg.pairs_per_problem, rng)
@@ -255,7 +227,10 @@ def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: ran
         for k in steps:
             chunk = pairs[k : k + cfg.batch_pairs]
             s = mean_logps(model, [p for p, _ in chunk] + [q for _, q in chunk], pad_id, device)
-            losses.append(opt.step(-torch.nn.functional.logsigmoid(cfg.beta * (s[: len(chunk)] - s[len(chunk):])).mean()))
+            loss = -torch.nn.functional.logsigmoid(cfg.beta * (s[: len(chunk)] - s[len(chunk):])).mean()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
         log(f"verifier epoch {epoch + 1}: {len(pairs)} pairs, loss {sum(losses[-len(steps):]) / len(steps):.4f}")
     return losses, n_pairs
 
@@ -273,6 +248,7 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     from treesearch.rewards.prm import PRMConfig, PRMScorer
     from treesearch.io import atomic_write_text
     from treesearch.train.checkpoints import atomic_dir
+    from treesearch.train.precision import checkpointing
 
     out = Path(out_dir)
     if (out / "verifier.json").is_file() and (out / MODEL_DIR / "config.json").is_file():
@@ -297,22 +273,19 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     info: dict = {"config": dataclasses.asdict(cfg), "problems": len(train), "val_problems": len(val),
                   "solutions": sum(len(r) for r in enc_train),
                   "right_share": sum(ok for rows in enc_train for *_, ok in rows) / max(1, sum(len(r) for r in enc_train))}
-    if cfg.sft_steps and not references:  # before any work: the stage cannot run
+    refs = [(r, s0) for g in references for r, s0, _ in _encode(scorer, g)] if cfg.sft_steps else []
+    if cfg.sft_steps and not refs:  # before any work: the stage cannot run
         raise ValueError("VerifierTrainConfig.sft_steps > 0 needs reference solutions (train_verifier(references=...))")
     if val:
         info["val_auc_base"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
-    if cfg.gradient_checkpointing:  # non-reentrant: the embedding input needs no grad
-        model.config.use_cache = False
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.sft_steps:
-        refs = [(r, s0) for g in references for r, s0, _ in _encode(scorer, g)]
-        sft = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
-        info.update(references=len(refs), sft_first_loss=sum(sft[:10]) / len(sft[:10]), sft_loss=sum(sft[-10:]) / len(sft[-10:]))
-        if val:
-            info["val_auc_sft"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
-    losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+    with checkpointing(model, cfg.gradient_checkpointing):
+        if refs:
+            sft = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
+            info.update(references=len(refs), sft_first_loss=sum(sft[:10]) / len(sft[:10]),
+                        sft_loss=sum(sft[-10:]) / len(sft[-10:]))
+            if val:
+                info["val_auc_sft"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+        losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)
     info.update(pairs=n_pairs, cut_steps=scorer.steps_cut, first_loss=losses[0], train_loss=sum(losses[-10:]) / len(losses[-10:]))
     if val:
         info["val_auc"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)

@@ -12,6 +12,8 @@ same is done by keeping the shards fp32 and computing in bf16 (`dist.wrap(mixed_
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -44,3 +46,49 @@ class MasterWeights:
         for m, s in zip(self.params, state):
             m.copy_(s)
         self.push()
+
+
+class AdamWStep:
+    """AdamW over a model's trained parameters, through `MasterWeights` when the model is bf16: one optimizer
+    step after the caller's backward pass(es) (the PRM and verifier trainers).
+
+        opt = AdamWStep(model, lr=3e-5, bf16=True, clip=1.0)
+        loss.backward(); opt.step()                  # masters pulled, clipped, stepped, pushed; grads cleared
+    """
+
+    def __init__(self, model: torch.nn.Module, *, lr: float, weight_decay: float = 0.0, bf16: bool = False,
+                 clip: float = 0.0):
+        trained = [p for p in model.parameters() if p.requires_grad]
+        self.master = MasterWeights(trained) if bf16 else None
+        self.params = self.master.params if self.master else trained
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        self.clip = clip
+
+    def step(self, lr: float | None = None) -> None:
+        """Apply the accumulated gradients (at `lr` when given), clipped to norm `clip` when > 0, then clear them."""
+        if self.master is not None:
+            self.master.pull_grads()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if lr is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.master is not None:
+            self.master.push()
+
+
+@contextlib.contextmanager
+def checkpointing(model, enabled: bool = True):
+    """Gradient checkpointing on `model` (a transformers model) inside the block when `enabled`: each layer's
+    activations are recomputed in the backward pass (non-reentrant: the embedding input needs no grad)."""
+    if not enabled:
+        yield
+        return
+    model.config.use_cache = False
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        model.gradient_checkpointing_disable()

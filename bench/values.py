@@ -18,6 +18,11 @@ and is evaluated greedily on the same held-out three-operation problems. Methods
   confidence rule: every token of the shared prefix and of the chosen step had log-probability
   >= -1 when sampled (``pairs.min_logprob``; this policy reaches a third of its right answers
   through a wrong line, and those lines usually hold a low-probability slip).
+* ``samples``: ``counts`` whose trees start from three independent complete solutions at temperature
+  0.7 (``search.root_samples: 3``, ``search.temperature: 0.7``: a trie of samples, every step on it
+  with a Monte-Carlo estimate), the simulations spending what is left of the budget (little: three
+  solutions are about zero's budget); pairs as ``counts`` but one verified sample below the chosen step.
+* ``samples_strict``: ``samples``' very trees, two verified samples below the chosen step.
 * ``rollout``: ``counts`` plus one Monte-Carlo rollout from each new interior child, attached to the
   tree as steps, judged and backed up (Math-Shepherd / OmegaPRM style; its tokens count).
 * ``prm``: ``counts`` with a PRM as the value, trained (`train_prm`) on the trees of a *previous*
@@ -54,11 +59,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-METHODS = ("zero", "zero_conf", "counts", "counts_conf", "rollout", "prm", "pav")
+METHODS = ("zero", "zero_conf", "counts", "counts_conf", "samples", "samples_strict", "rollout", "prm", "pav")
 # the new methods' search and pair settings (zero keeps the config's, i.e. today's)
 NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
 NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2}
 CLEAN = {"focus": 0.5, "min_logprob": -1.0}  # counts_conf: search.focus and pairs.min_logprob
+SAMPLES = {"root_samples": 3, "temperature": 0.7}  # samples: a trie of independent solutions first (T 0.5: see README)
 # what fixes a run's round-0 search: runs equal in these share one search (`share_search`)
 SEARCH_KEYS = ("policy", "task", "train_problems", "train_n_ops", "search_batch", "seed", "device", "backend", "search", "value")
 
@@ -80,6 +86,10 @@ def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> 
     pairs = dict(NEW_PAIRS)
     if method == "counts_conf":
         search["focus"], pairs["min_logprob"] = CLEAN["focus"], CLEAN["min_logprob"]
+    if method in ("samples", "samples_strict"):
+        search.update(SAMPLES)
+        # three samples rarely put two verified ones below a step: one suffices, except for `samples_strict`
+        pairs["min_correct"] = 2 if method == "samples_strict" else 1
     return {"search": search, "value": value, "pairs": pairs}
 
 

@@ -87,6 +87,57 @@ def test_attached_rollouts_judge_every_new_child_and_count_their_tokens():
     assert sum(t.meta["search"]["sampled_tokens"] for t in res.trees) == backend.stats.decode_tokens
 
 
+def test_root_samples_seed_the_tree_with_a_trie_of_judged_solutions():
+    k = 6
+    cfg = dataclasses.replace(NEW, root_samples=k, simulations=2)
+    backend, res = _search(cfg, depth=3, n=8)
+    _, plain = _search(dataclasses.replace(NEW, simulations=2), depth=3, n=8)
+    for t, p in zip(res.trees, plain.trees):
+        t.check_values()
+        correct, total = judged_stats(t)
+        # all k samples are judged outcomes below the root (repeats counted), plus the simulations' answers
+        assert total[ROOT] >= k
+        assert total[ROOT] > judged_stats(p)[1][ROOT]
+        # a trie: no two children of a node share their text
+        for node in range(t.num_nodes):
+            texts = [t.text[c] for c in t.children[node]]
+            assert len(texts) == len(set(texts))
+    # every sampled token counted, the samples' included
+    assert sum(t.meta["search"]["sampled_tokens"] for t in res.trees) == backend.stats.decode_tokens
+    # a budget the samples already spend stops the tree before any simulation
+    _, spent = _search(dataclasses.replace(cfg, simulations=10, token_budget=1), depth=3, n=8)
+    assert all(int(t.expanded.sum()) == 0 for t in spent.trees)
+    # under a budget near the samples' cost the batch spends its total on average: trees whose samples
+    # ran long take nothing more, the others share what the batch has left
+    per_tree = [t.meta["search"]["sampled_tokens"] for t in spent.trees]
+    budget = round(1.2 * np.mean(per_tree))
+    backend, res = _search(dataclasses.replace(cfg, simulations=64, token_budget=budget), depth=3, n=40)
+    got = [t.meta["search"]["sampled_tokens"] for t in res.trees]
+    assert sum(got) == backend.stats.decode_tokens
+    assert abs(np.mean(got) / budget - 1) < 0.10, (np.mean(got), budget)
+    with pytest.raises(ValueError, match="root_samples"):
+        MCTSConfig(root_samples=-1)
+
+
+def test_root_samples_share_the_batch_budget_they_left(monkeypatch):
+    import sys
+
+    mcts_mod = sys.modules["treesearch.search.mcts"]  # the package re-exports the function under this name
+
+    # three trees whose samples cost 150, 50 and 100 tokens under a budget of 102 each: a per-tree
+    # stop would let the short one spend 52 more while the long one keeps its 48 overshoot
+    monkeypatch.setattr(mcts_mod, "_rollout", lambda *a, **k: [(0, 150), (1, 50), (2, 100)])
+    cfg = dataclasses.replace(NEW, root_samples=3, token_budget=102)
+    trees = [Tree(problem_id=str(i), prompt="Q", prompt_ids=[1]) for i in range(3)]
+    st = mcts_mod._Batch.start(trees, cfg)
+    mcts_mod._sample_roots(None, trees, st, cfg, None, None)
+    assert st.budget == [152, 52, 102]  # 6 tokens left, 2 each
+    monkeypatch.setattr(mcts_mod, "_rollout", lambda *a, **k: [(0, 150), (1, 80), (2, 100)])
+    st = mcts_mod._Batch.start(trees, cfg)
+    mcts_mod._sample_roots(None, trees, st, cfg, None, None)
+    assert all(st.done) and all(st.stopped)  # the samples spent the batch's budget
+
+
 def test_token_budget_is_met_on_average_and_rollout_tokens_count():
     budget = 30
     backend = ScriptedBackend(bandit_policy(ARMS, depth=3))

@@ -40,7 +40,15 @@ With ``rollouts`` k > 0 every new interior child also gets k Monte-Carlo
 completions (Math-Shepherd / OmegaPRM), one batched call per wave, each added
 under it as a chain of steps (identical steps shared), its end judged and
 backed up like any terminal, so the child's Q is a mean of real outcomes and
-the rollouts' steps become part of the tree. With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
+the rollouts' steps become part of the tree. With ``root_samples`` k > 0 the
+search starts from k independent complete solutions sampled from the root
+(one batched call), merged into the tree as chains of steps (identical steps
+shared: a trie of samples, the Monte-Carlo estimate of every step on them),
+each end judged and backed up; the simulations then grow the tree from there.
+Under a token budget the samples are one indivisible draw, so the budget a
+long problem's samples overshot is taken back from the batch: its unspent
+tokens are shared equally among its trees.
+With ``token_budget`` a tree stops once the tokens it sampled (expansions plus
 what the value function reports in ``last_tokens``: rollouts, PRM steps; and
 the ``rollouts`` MCTS attaches itself) reach the budget, the last wave
 stochastically rounded so the expected spend is the budget (`_over_budget`);
@@ -114,6 +122,7 @@ class MCTSConfig:
     revisit_terminals: bool = _f(True, "a simulation that selects a finished answer re-evaluates it and expands nothing (original); false: selection skips subtrees with nothing left to expand")
     end_cut_steps: bool = _f(False, "a step cut by step_max_tokens ends the path (terminal, judged) instead of becoming an interior node continued mid-line")
     value_prior: float = _f(0.0, "Q = r + value_sum / (visits + value_prior): a prior mean of 0 worth value_prior evaluations (2 = Beta(1,1) with ±1 outcome backups)")
+    root_samples: int = _f(0, "independent complete solutions sampled from the root before the simulations, merged into the tree as step chains (a trie), judged and backed up (their tokens count); 0 = none")
     rollouts: int = _f(0, "Monte-Carlo rollouts from each new interior child, continued to the end, added to the tree as steps, judged and backed up (their tokens count); 0 = none")
     token_budget: int = _f(0, "sampled tokens per tree (expansions + value-function rollouts / PRM steps); 0 = off, else simulations is a cap")
     focus: float = _f(0.0, "with token_budget: each tree first spends this share of its budget, then the batch's unspent tokens go in equal shares to the trees that reached a verified answer (where pairs come from); 0 = off")
@@ -124,8 +133,8 @@ class MCTSConfig:
         require_positive(self, "simulations", "root_factor", "width", "max_depth", "step_max_tokens", "max_tokens")
         if self.temperature < 0:
             raise ValueError(f"MCTSConfig.temperature must be >= 0, got {self.temperature}")
-        if self.value_prior < 0 or self.token_budget < 0 or self.rollouts < 0:
-            raise ValueError("MCTSConfig.value_prior, rollouts and token_budget must be >= 0")
+        if self.value_prior < 0 or self.token_budget < 0 or self.rollouts < 0 or self.root_samples < 0:
+            raise ValueError("MCTSConfig.value_prior, rollouts, root_samples and token_budget must be >= 0")
         if not 0 <= self.focus < 1 or (self.focus and not self.token_budget) or (self.focus and self.reroot):
             raise ValueError(f"MCTSConfig.focus must be in [0, 1) and needs token_budget > 0 and reroot off, got {self.focus}")
 
@@ -209,8 +218,8 @@ def mcts(
     Trees may already hold nodes (a search resumes where it stopped).
     """
     cfg = config
-    if score is None and (reward_fn is None or cfg.rollouts or cfg.focus):
-        raise ValueError("mcts needs `score` (outcomes of finished solutions), or `reward_fn` and no rollouts or focus")
+    if score is None and (reward_fn is None or cfg.rollouts or cfg.root_samples or cfg.focus):
+        raise ValueError("mcts needs `score` (outcomes of finished solutions), or `reward_fn` and no rollouts, root_samples or focus")
     select = select or functools.partial(puct, c_puct=cfg.c_puct, length_penalty=cfg.length_penalty,
                                          value_prior=cfg.value_prior)
     widen = functools.partial(may_widen, c=cfg.widen_c, alpha=cfg.widen_alpha)
@@ -219,6 +228,8 @@ def mcts(
     waves = functools.partial(_waves, backend, trees, st, cfg, score=score, value_fn=value_fn, reward_fn=reward_fn,
                               select=select, widen=widen, is_final=is_final)
     with meter(backend) as m:
+        if cfg.root_samples:
+            _sample_roots(backend, trees, st, cfg, score, is_final)
         waves()
         if cfg.focus and _refocus(trees, st, cfg):
             waves()
@@ -313,7 +324,8 @@ def _waves(backend, trees: Sequence[Tree], st: _Batch, cfg: MCTSConfig, *, score
         for i, c, k in repeats:
             _repeat(trees[i], c, k)
         if cfg.rollouts:
-            for i, t in _rollout(backend, trees, grow, new, cfg, score, is_final, cfg.seed + st.wave):
+            todo = [(i, c) for i, kids in zip(grow, new) for c in kids if not trees[i].terminal[c]]
+            for i, t in _rollout(backend, trees, todo, cfg.rollouts, cfg, score, is_final, cfg.seed + st.wave):
                 wave_tokens[i] += t
         for i in live:
             st.spent[i] += wave_tokens[i]
@@ -366,17 +378,17 @@ def _over_budget(spent: int, last_wave: int, budget: float, key: str) -> bool:
     return u >= (budget - spent) / last_wave
 
 
-def _rollout(backend, trees, grow, new, cfg: MCTSConfig, score: Scorer, is_final, seed: int) -> list[tuple[int, int]]:
-    """``cfg.rollouts`` completions from every new interior child in ONE generate call, each added
-    under it as a chain of steps (identical steps shared) up to its end, the depth limit or a final
+def _rollout(backend, trees, todo: list[tuple[int, int]], n: int, cfg: MCTSConfig, score: Scorer, is_final,
+             seed: int) -> list[tuple[int, int]]:
+    """`n` completions from every (tree index, node) in `todo` in ONE generate call, each added under
+    its node as a chain of steps (identical steps shared) up to its end, the depth limit or a final
     answer; the chain's end is judged and backed up. Returns [(tree index, tokens sampled)]."""
     from treesearch.rewards.omega import split_completion  # lazy: the rewards package imports the search
 
-    todo = [(i, c) for i, kids in zip(grow, new) for c in kids if not trees[i].terminal[c]]
     if not todo:
         return []
     budget = max(1, cfg.max_tokens - min(trees[i].num_tokens(c) for i, c in todo))
-    params = SamplingParams(n=cfg.rollouts, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=budget, seed=seed)
+    params = SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=budget, seed=seed)
     outs = backend.generate([trees[i].context_ids(c) for i, c in todo], params)
     spent = []
     for (i, c), comps in zip(todo, outs):
@@ -390,6 +402,32 @@ def _rollout(backend, trees, grow, new, cfg: MCTSConfig, score: Scorer, is_final
                 backup(tree, end, 0.0)
         spent.append((i, sum(len(x.token_ids) for x in comps)))
     return spent
+
+
+ROOT_SEED = 1_000_003  # offset of the root samples' seed: no wave (seed + w) draws the same numbers
+
+
+def _sample_roots(backend, trees: Sequence[Tree], st: "_Batch", cfg: MCTSConfig, score: Scorer, is_final) -> None:
+    """`cfg.root_samples` complete solutions from the root of every live tree (one call), merged as
+    step chains; their tokens count. Under a token budget the samples are one indivisible draw, so a
+    long problem's overshoot its share: the batch's unspent budget is then shared equally among its
+    trees (none left: the search stops), and the batch spends its total budget on average."""
+    live = [i for i in range(len(trees)) if not st.done[i]]
+    for i, tokens in _rollout(backend, trees, [(i, ROOT) for i in live], cfg.root_samples, cfg, score, is_final,
+                              cfg.seed + ROOT_SEED):
+        st.spent[i] += tokens
+    if not cfg.token_budget or not live:
+        return
+    pool = sum(st.budget[i] - st.spent[i] for i in live)
+    for i in live:
+        st.budget[i] = st.spent[i] + max(0.0, pool) / len(live)
+        # a wave is spent whole before the budget is checked: take the first one with probability
+        # share / its expected cost (`width` steps of this tree's mean step length), as `_over_budget`
+        # rounds every last wave, so a share smaller than a wave is spent on average, not exceeded
+        t = trees[i]
+        step = sum(len(t.token_ids[n]) for n in range(1, t.num_nodes)) / max(1, t.num_nodes - 1)
+        if pool <= 0 or _over_budget(st.spent[i], cfg.width * step, st.budget[i], f"{t.problem_id}:{cfg.seed}:root"):
+            st.done[i] = st.stopped[i] = True
 
 
 def _attach_chain(tree: Tree, node: int, pieces, comp, cfg: MCTSConfig, is_final) -> tuple[int | None, bool]:

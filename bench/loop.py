@@ -44,7 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHARED = ("eval.json", "trees.jsonl", "search.json")  # round 0's method-independent outputs
 
 
-def parse_sets(items: list[str]) -> dict:
+def parse_sets(items: list[str], flag: str = "--set") -> dict:
     """``["search.width=2", "train_problems=4096"]`` -> nested overrides (values parsed as YAML)."""
     import yaml
 
@@ -52,7 +52,7 @@ def parse_sets(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"bench/loop.py: error: --set {item!r}: expected KEY=VALUE")
+            raise SystemExit(f"{Path(sys.argv[0]).name}: error: {flag} {item!r}: expected KEY=VALUE")
         node = out
         *parents, leaf = key.split(".")
         for p in parents:

@@ -37,6 +37,7 @@ Clean / inverted rates come from the arithmetic step checker (`step_audit`), a d
 
     python bench/values.py [--problems 8192] [--eval 3000] [--methods zero,zero_conf,counts,counts_conf,rollout,prm,pav]
                            [--out runs/bench_values] [--searches EARLIER_OUT,...] [--seed 0] [--set search.width=2 ...]
+                           [--method-set samples:search.temperature=0.5 ...]
 
 Resumable (each method is a `treesearch.loop.Run` directory); runs whose search settings agree share
 one round-0 search (within ``--out``, and from ``--searches``), so pair rules can be varied on the
@@ -205,6 +206,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "bench_loop.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_values"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--method-set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                    help="override a field of one method's own settings, e.g. samples:search.temperature=0.5 "
+                         "(a method's search and pair settings win over --set)")
     ap.add_argument("--searches", default="", help="earlier --out directories (comma-separated): reuse their round-0 "
                                                   "searches where the search settings match (other pair rules, same trees)")
     args = ap.parse_args()
@@ -213,6 +217,16 @@ def main() -> None:
     if bad or "zero" not in methods:
         ap.error(f"--methods: {'unknown method ' + repr(bad[0]) if bad else 'zero is required (it sets the budget)'}")
     from treesearch.config import merge
+
+    own: dict[str, dict] = {}  # --method-set, parsed before any work
+    for item in args.method_set:
+        name, sep, rest = item.partition(":")
+        if not sep or name not in METHODS:
+            ap.error(f"--method-set {item!r}: expected METHOD:KEY=VALUE with METHOD one of {', '.join(METHODS)}")
+        own[name] = merge(own.get(name, {}), parse_sets([rest], f"--method-set {name}:"))
+
+    def overrides(m: str, *a) -> dict:
+        return merge(method_overrides(m, *a), own.get(m, {}))
 
     sets = merge(parse_sets(args.set), {"rounds": 1, "train_problems": args.problems, "seed": args.seed,
                                         "method": "step_dpo", "eval": {"problems": args.eval, "k": 0}})
@@ -231,7 +245,7 @@ def main() -> None:
             print(f"{name}: round-0 search shared from {src}", flush=True)
         return run
 
-    zero = start("zero", sets, method_overrides("zero", 0, 0))
+    zero = start("zero", sets, overrides("zero", 0, 0))
     zero.run()
     results["zero"] = summary(zero.root)
     budget = round(results["zero"]["sampled_tokens"] / args.problems)
@@ -248,7 +262,7 @@ def main() -> None:
     for m in methods:
         if m == "zero":
             continue
-        run = start(m, sets, method_overrides(m, budget, args.cap, prm_path))
+        run = start(m, sets, overrides(m, budget, args.cap, prm_path))
         share_eval(zero.root, run.root)
         run.run()
         results[m] = summary(run.root)

@@ -132,6 +132,20 @@ def test_shipped_configs_load_strictly(name):
     assert cfg.rounds >= 1 and cfg.train_problems >= 1 and cfg.eval.problems >= 1
 
 
+@pytest.mark.parametrize("item, message", [("bogus:x=1", "expected METHOD:KEY=VALUE"),
+                                           ("samples:search.temperature", "--method-set samples: 'search.temperature'")])
+def test_bench_values_rejects_a_bad_method_set_before_any_work(tmp_path, item, message):
+    import subprocess
+    import sys
+
+    bench = CONFIG.parent.parent / "bench" / "values.py"
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, str(bench), "--out", str(out), "--method-set", item],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and message in res.stderr
+    assert not out.exists()  # nothing searched or written
+
+
 def test_bench_loop_overrides_nest_and_reject_bad_items():
     import importlib.util
 

@@ -410,7 +410,7 @@ ROOT_SEED = 1_000_003  # offset of the root samples' seed: no wave (seed + w) dr
 def _sample_roots(backend, trees: Sequence[Tree], st: "_Batch", cfg: MCTSConfig, score: Scorer, is_final) -> None:
     """`cfg.root_samples` complete solutions from the root of every live tree (one call), merged as
     step chains; their tokens count. Under a token budget the samples are one indivisible draw, so a
-    long problem's overshoot its share: the batch's unspent budget is then shared equally among its
+    long problem's samples overshoot its share: the batch's unspent budget is then shared equally among its
     trees (none left: the search stops), and the batch spends its total budget on average."""
     live = [i for i in range(len(trees)) if not st.done[i]]
     for i, tokens in _rollout(backend, trees, [(i, ROOT) for i in live], cfg.root_samples, cfg, score, is_final,

@@ -75,12 +75,10 @@ def build_verifier(backend, task, out: Path, problems: int, samples: int, temper
 def greedy_of(path: Path, task, problems, max_tokens: int = 128) -> float:
     """Greedy accuracy of a checkpoint decoding as a policy: what a verifier's backbone could do on its own."""
     from treesearch.backends.hf import HFBackend
-    from treesearch.search import GreedyConfig, run_search
-    from treesearch.search.runner import summarize
+    from treesearch.evaluate import EvalConfig, evaluate
 
-    res = run_search("greedy", HFBackend.from_pretrained(str(path), device="cpu"), task, problems, GreedyConfig(max_tokens=max_tokens),
-                     batch_size=64)
-    return summarize(res, task, problems)["accuracy"]
+    backend = HFBackend.from_pretrained(str(path), device="cpu")
+    return evaluate(backend, task, problems, EvalConfig(strategy="greedy", max_tokens=max_tokens))[1]["accuracy"]
 
 
 def build_prm(backend, task, out: Path, problems: int, epochs: int) -> Path:
@@ -195,9 +193,10 @@ def main() -> None:
     cfg = dataclasses.replace(base, temperatures=tuple(temps.items()))
     rows = run_sweep(backend, task, problems, cfg, out / "sweep")
     points = frontier(rows)
-    prm_cfg = Path(prm) / "prm_config.json"
+    from treesearch.rewards.prm_train import saved_prm_config
+
     own = None  # a likelihood verifier is a causal LM: what it decodes greedily on the same problems
-    if prm_cfg.is_file() and json.loads(prm_cfg.read_text()).get("head") == "likelihood":
+    if saved_prm_config(prm).head == "likelihood":
         own = round(greedy_of(Path(prm), task, problems, args.max_tokens), 4)
     plot_sweep(points, out / "sweep" / "sweep.png", levels={"the verifier's own greedy": own} if own is not None else {},
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")

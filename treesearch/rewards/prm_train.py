@@ -415,6 +415,17 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     return info
 
 
+def saved_prm_config(path: str | Path):
+    """The `PRMConfig` a checkpoint was saved with (its ``prm_config.json``; unknown keys ignored), or
+    `PRMConfig`'s defaults for any other Hugging Face PRM checkpoint."""
+    from treesearch.rewards.prm import PRMConfig
+
+    p = Path(path) / "prm_config.json"
+    known = {f.name for f in dataclasses.fields(PRMConfig)}
+    saved = json.loads(p.read_text()) if p.is_file() else {}
+    return PRMConfig(**{k: v for k, v in saved.items() if k in known})
+
+
 def load_value_prm(path: str | Path, *, device: str = "auto", aggregate: str = "last", signed: bool = True,
                    step_delimiter: str | None = None, sets: Sequence[str] = ()):
     """A trained PRM as a search ValueFn: V = 2·p − 1 of the node's last step (its P(correct | prefix)),
@@ -425,12 +436,10 @@ def load_value_prm(path: str | Path, *, device: str = "auto", aggregate: str = "
     the ``--prm-set`` flags) override `PRMConfig` fields last, e.g. a Math-Shepherd checkpoint's
     ``step_tag= ки``."""
     from treesearch.config import apply_overrides
-    from treesearch.rewards.prm import PRMConfig, PRMScorer
+    from treesearch.rewards.prm import PRMScorer
 
     p = Path(path)
-    known = {f.name for f in dataclasses.fields(PRMConfig)}
-    saved = json.loads((p / "prm_config.json").read_text()) if (p / "prm_config.json").is_file() else {}
-    cfg = dataclasses.replace(PRMConfig(**{k: v for k, v in saved.items() if k in known}), aggregate=aggregate, signed=signed)
+    cfg = dataclasses.replace(saved_prm_config(p), aggregate=aggregate, signed=signed)
     if step_delimiter is not None:
         cfg = dataclasses.replace(cfg, step_delimiter=step_delimiter)
     return PRMScorer.from_pretrained(p, apply_overrides(cfg, sets, where="--prm-set"), device=device)

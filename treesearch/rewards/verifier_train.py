@@ -178,9 +178,10 @@ def _pairs(encoded, n: int, rng: random.Random):
     return pairs
 
 
-def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> list[float]:
+def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> tuple[float, float]:
     """`cfg.sft_steps` steps of next-token NLL on reference rows (mean over each row's solution tokens), linear
-    warm-up over the first 10% then cosine decay from `cfg.sft_lr`; gradients clipped at norm 1."""
+    warm-up over the first 10% then cosine decay from `cfg.sft_lr`; gradients clipped at norm 1. Returns the
+    mean loss of the first and of the last ten steps."""
     import math
 
     from treesearch.train.precision import AdamWStep
@@ -200,9 +201,9 @@ def _sft(model, rows, cfg: VerifierTrainConfig, pad_id: int, device, rng: random
         loss.backward()
         opt.step(lr)
         losses.append(float(loss.detach()))
-    log(f"verifier references: {cfg.sft_steps} steps over {len(rows)} solutions, loss {sum(losses[:10]) / len(losses[:10]):.4f} -> "
-        f"{sum(losses[-10:]) / len(losses[-10:]):.4f}")
-    return losses
+    first, last = sum(losses[:10]) / len(losses[:10]), sum(losses[-10:]) / len(losses[-10:])
+    log(f"verifier references: {cfg.sft_steps} steps over {len(rows)} solutions, loss {first:.4f} -> {last:.4f}")
+    return first, last
 
 
 def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: random.Random, log) -> tuple[list[float], int]:
@@ -280,9 +281,8 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
         info["val_auc_base"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
     with checkpointing(model, cfg.gradient_checkpointing):
         if refs:
-            sft = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
-            info.update(references=len(refs), sft_first_loss=sum(sft[:10]) / len(sft[:10]),
-                        sft_loss=sum(sft[-10:]) / len(sft[-10:]))
+            first, last = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
+            info.update(references=len(refs), sft_first_loss=first, sft_loss=last)
             if val:
                 info["val_auc_sft"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
         losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)

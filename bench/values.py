@@ -4,8 +4,10 @@ Every method searches the same training problems (configs/bench_loop.yaml's roun
 MCTS width 2), extracts step pairs, trains one round of Step-DPO on them (the loop's trainer settings)
 and is evaluated greedily on the same held-out three-operation problems. Methods:
 
-* ``zero``: as shipped: V = 0 backed up at every new interior child, finished answers re-evaluated,
-  pairs by the search's Q (margin 0.1). Its sampled tokens per problem set everyone's budget.
+* ``zero``: the loop's settings before this comparison (``BEFORE``: 8 simulations, V = 0 backed up at
+  every new interior child, finished answers re-evaluated, pairs by the search's Q, margin 0.1).
+  Its sampled tokens per problem set everyone's budget. Every method starts from ``BEFORE``, so the
+  config's own search and pair settings (``samples``' since this comparison) do not leak in.
 * ``zero_conf``: ``zero``'s very search and pairs, each pair held to ``counts_conf``'s confidence
   rule (an ablation: what the rule does without the new search).
 * ``counts``: values from judged outcomes only (`unknown_value`: an unjudged child stays unvisited;
@@ -43,7 +45,8 @@ Resumable (each method is a `treesearch.loop.Run` directory); runs whose search 
 one round-0 search (within ``--out``, and from ``--searches``), so pair rules can be varied on the
 same trees. Last line: JSON
 ``{"methods": {NAME: {"pairs", "clean_rate", "inverted_rate", "sampled_tokens", "accuracy", ...}},
-"best": NAME, "base_accuracy", ...}``; best = highest held-out accuracy.
+"best": NAME, "base_accuracy", ...}``; best = highest held-out accuracy. Plot: ``OUT/values.png``
+(accuracy against the problems with pairs and against the clean rate, one point per method).
 """
 from __future__ import annotations
 
@@ -61,7 +64,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 METHODS = ("zero", "zero_conf", "counts", "counts_conf", "samples", "samples_strict", "rollout", "prm", "pav")
-# the new methods' search and pair settings (zero keeps the config's, i.e. today's)
+# every method starts from the loop's settings before search values were compared (issue 17), whatever
+# the config's defaults are now: `zero` is exactly that search and pair rule
+BEFORE = {"search": {"simulations": 8, "temperature": 1.0, "root_samples": 0, "token_budget": 0, "revisit_terminals": True,
+                     "end_cut_steps": False, "value_prior": 0.0},
+          "value": {"method": "zero"},
+          "pairs": {"value": "q", "margin": 0.1, "min_judged": 0, "min_correct": 0}}
+# the new methods' search and pair settings
 NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
 NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2}
 CLEAN = {"focus": 0.5, "min_logprob": -1.0}  # counts_conf: search.focus and pairs.min_logprob
@@ -71,11 +80,17 @@ SEARCH_KEYS = ("policy", "task", "train_problems", "train_n_ops", "search_batch"
 
 
 def method_overrides(method: str, budget: int, cap: int, prm_path: str = "") -> dict:
-    """Config overrides of one method (see the module docstring)."""
+    """Config overrides of one method (see the module docstring), over `BEFORE`."""
+    from treesearch.config import merge
+
+    return merge(BEFORE, _own_settings(method, budget, cap, prm_path))
+
+
+def _own_settings(method: str, budget: int, cap: int, prm_path: str) -> dict:
     if method == "zero":
-        return {"value": {"method": "zero"}}
+        return {}
     if method == "zero_conf":  # zero's search and pairs, held to the confidence rule
-        return {"value": {"method": "zero"}, "pairs": {"min_logprob": CLEAN["min_logprob"]}}
+        return {"pairs": {"min_logprob": CLEAN["min_logprob"]}}
     search = {**NEW_SEARCH, "token_budget": int(budget), "simulations": cap}
     value: dict = {"method": "counts"}
     if method == "rollout":
@@ -272,11 +287,40 @@ def main() -> None:
     for r in results.values():
         r["tokens_vs_zero"] = round(r["sampled_tokens"] / ref, 3) if ref else None
     best = max(results, key=lambda m: (results[m]["accuracy"], m == "zero"))
+    plot_values(results, out / "values.png")
     base = json.loads((zero.root / "round_0" / "eval.json").read_text())["accuracy"]
     print(json.dumps({"methods": results, "best": best, "base_accuracy": base, "problems": args.problems,
                       "eval_problems": args.eval, "budget_per_problem": budget,
                       "equal_tokens": all(abs(r["tokens_vs_zero"] - 1) <= 0.10 for r in results.values()),
                       "minutes": round((time.time() - t0) / 60, 1)}))
+
+
+def plot_values(results: dict[str, dict], path: Path) -> None:
+    """One point per method: held-out accuracy after one round against the problems its pairs cover
+    (left) and against how clean they are (right), with zero's accuracy and the issue's targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from treesearch.io import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.6), dpi=130, sharey=True)
+    zero = results["zero"]["accuracy"]
+    for ax, key, label in ((axes[0], "problems_with_pairs", "training problems with a step pair"),
+                           (axes[1], "clean_rate", "clean pairs (step checker, a diagnostic)")):
+        for name, r in results.items():
+            ax.scatter(r[key], r["accuracy"], s=12 + r["pairs"] / 40, alpha=0.7)
+            ax.annotate(name, (r[key], r["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.axhline(zero, color="grey", lw=1, label="zero")
+        ax.axhline(zero + 0.03, color="grey", ls=":", lw=1, label="zero + 3 points (target)")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].axvline(0.9, color="tab:red", ls=":", lw=1, label="90% clean (target)")
+    axes[0].set_ylabel("held-out greedy accuracy, 1 round")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("search values: accuracy follows breadth, not cleanliness (marker area ~ pairs)", fontsize=9)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The iterative loop on the embedded default: a full round, strict configs, and SIGKILL-resume."""
+import dataclasses
 import json
 import os
 import signal
@@ -144,6 +145,53 @@ def test_bench_values_rejects_a_bad_method_set_before_any_work(tmp_path, item, m
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and message in res.stderr
     assert not out.exists()  # nothing searched or written
+
+
+def test_bench_values_plots_one_point_per_method(tmp_path):
+    import subprocess
+    import sys
+
+    import matplotlib.image
+
+    # in a child process: importing bench/values.py puts bench/ on sys.path (it would shadow `verifiers`)
+    code = ("import runpy, sys; from pathlib import Path; "
+            "m = runpy.run_path(sys.argv[1]); "
+            "r = lambda p, c, a, n: {'problems_with_pairs': p, 'clean_rate': c, 'accuracy': a, 'pairs': n}; "
+            "m['plot_values']({'zero': r(1164, 0.74, 0.261, 1774), 'samples': r(1711, 0.72, 0.277, 2156)}, Path(sys.argv[2]))")
+    png = tmp_path / "values.png"
+    res = subprocess.run([sys.executable, "-c", code, str(CONFIG.parent.parent / "bench" / "values.py"), str(png)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 2 * img.shape[0]  # two panels side by side
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically
+
+
+def test_the_loop_default_is_the_benchmarked_samples_method_and_zero_the_settings_before():
+    import subprocess
+    import sys
+
+    # bench/values.py's method configs over configs/bench_loop.yaml, built in a child process (importing
+    # the benchmark puts bench/ on sys.path); budget 102 and cap 64 as measured
+    code = ("import json, runpy, sys; m = runpy.run_path(sys.argv[1]); "
+            "from treesearch.loop import load_loop_config; from dataclasses import asdict; "
+            "cfg = lambda name: asdict(load_loop_config(sys.argv[2], m['method_overrides'](name, 102, 64))); "
+            "print(json.dumps({n: cfg(n) for n in ('zero', 'samples')}))")
+    repo = CONFIG.parent.parent
+    res = subprocess.run([sys.executable, "-c", code, str(repo / "bench" / "values.py"), str(CONFIG.parent / "bench_loop.yaml")],
+                         capture_output=True, text=True, timeout=120, cwd=repo)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    loop = json.loads(json.dumps(dataclasses.asdict(load_loop_config(CONFIG.parent / "bench_loop.yaml"))))
+    for part in ("search", "value", "pairs"):  # the loop runs exactly what the benchmark measured
+        assert got["samples"][part] == loop[part], part
+    zero = got["zero"]  # and `zero` is still the loop as it was before the values were compared
+    assert {k: zero["search"][k] for k in ("simulations", "width", "root_samples", "temperature", "token_budget",
+                                           "revisit_terminals", "end_cut_steps", "value_prior")} == {
+        "simulations": 8, "width": 2, "root_samples": 0, "temperature": 1.0, "token_budget": 0,
+        "revisit_terminals": True, "end_cut_steps": False, "value_prior": 0.0}
+    assert zero["value"]["method"] == "zero"
+    assert (zero["pairs"]["value"], zero["pairs"]["margin"], zero["pairs"]["min_judged"], zero["pairs"]["min_correct"]) == ("q", 0.1, 0, 0)
 
 
 def test_bench_loop_overrides_nest_and_reject_bad_items():

@@ -8,6 +8,7 @@ meets what breaks naive code: a stop string ending inside a token, a split UTF-8
 EOS id only generation_config names.
 """
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -170,6 +171,74 @@ def test_search_trees_and_pairs_hold_exact_ids(fixture, gsm8k, tmp_path):
         assert tp.prompt_ids[i] == tree.context_ids(parent)
         assert tp.chosen_ids[i] == _expected_ids(backend, tree, chosen, r["kind"])
         assert tp.rejected_ids[i] == _expected_ids(backend, tree, rejected, r["kind"])
+
+
+@pytest.mark.parametrize("delimiter", ["\n", "\n\n", "####"])
+def test_split_completion_cuts_where_the_whole_step_first_holds_the_delimiter(fixture, delimiter):
+    """The windowed splitter against its definition (the step's whole decode, after every token) on
+    random ids of a real vocabulary, rich in merged newlines, digits and multi-byte characters."""
+    import random
+
+    from treesearch.backends.base import Completion
+    from treesearch.rewards.omega import split_completion
+
+    name, backend = fixture
+    tok = backend.tokenizer
+    rich = sorted({i for p in PIECES + ["####", "#", "##", " ####"] for i in tok(p, add_special_tokens=False)["input_ids"]})
+
+    def reference(ids):
+        pieces, cur = [], []
+        for t in ids:
+            cur.append(t)
+            if delimiter in backend.decode(cur):
+                pieces.append((backend.decode(cur), cur))
+                cur = []
+        return pieces + ([(backend.decode(cur), cur)] if cur else [])
+
+    whole = tok(delimiter, add_special_tokens=False)["input_ids"]  # the delimiter as the tokenizer writes it
+    rng = random.Random(0)
+    cuts = 0
+    for _ in range(40):
+        ids = []
+        for _ in range(rng.randrange(1, 120)):
+            u = rng.random()
+            ids += whole if u < 0.03 else [rng.choice(rich) if u < 0.6 else rng.randrange(len(tok))]
+        comp = Completion(text=backend.decode(ids), token_ids=tuple(ids), logprobs=(), finish_reason="length")
+        got = split_completion(backend, comp, delimiter)
+        assert got == reference(ids), (name, ids)
+        cuts += len(got) - 1
+    assert cuts > 40  # the delimiter was met often
+
+
+def _check_loop_search(backend, gsm8k):
+    """configs/bench_loop.yaml's search (root samples merged as a trie of steps, judged-outcome values,
+    a token budget) at small limits: exact ids and texts, one delimiter per step, ending its last
+    token, every root sample judged and every sampled token counted. Returns the result."""
+    from pathlib import Path
+
+    from treesearch.loop import load_loop_config
+    from treesearch.pairs import judged_stats
+    from treesearch.tree import ROOT
+
+    task, problems = gsm8k
+    loop = load_loop_config(Path(__file__).resolve().parent.parent / "configs" / "bench_loop.yaml")
+    assert loop.search.root_samples > 0  # what this test is for
+    cfg = dataclasses.replace(loop.search, token_budget=160, max_depth=4, step_max_tokens=24, max_tokens=96, seed=0)
+    res = run_search("mcts", backend, task, problems, cfg, value=loop.value)
+    assert _check_tree_nodes(backend, res.trees)["nodes"] > 3 * len(problems)
+    for tree in res.trees:
+        assert judged_stats(tree)[1][ROOT] >= cfg.root_samples
+        for n in range(1, tree.num_nodes):
+            ids = list(tree.token_ids[n])
+            assert len({tuple(tree.token_ids[c]) for c in tree.children[n]}) == len(tree.children[n])
+            if not tree.terminal[n]:  # a step ends at the first token whose text closes the delimiter
+                assert "\n" in backend.decode(ids) and "\n" not in backend.decode(ids[:-1]), (tree.problem_id, n)
+    assert sum(t.meta["search"]["sampled_tokens"] for t in res.trees) == res.cost.as_dict()["decode_tokens"]
+    return res
+
+
+def test_the_loops_search_splits_root_samples_into_exact_steps(fixture, gsm8k):
+    _check_loop_search(fixture[1], gsm8k)
 
 
 def test_one_step_dpo_and_one_rft_step_train_on_the_sampled_ids(fixture, gsm8k, tmp_path, monkeypatch):

@@ -3,11 +3,12 @@
 The same tiny random models as tests/test_real_tokenizers.py (nudged towards merged-newline tokens,
 multi-byte characters and every end token), saved as checkpoints and served by vLLM: every
 completion's text is the decode of its ids, every end id of generation_config ends with "eos", the
-trees of MCTS and tree-segment search hold exact ids, and greedy decoding equals the HF backend's.
+trees of MCTS (the paper's and the loop's, with root samples) and tree-segment search hold exact
+ids, and greedy decoding equals the HF backend's.
 """
 import pytest
 
-from test_real_tokenizers import NAMES, PIECES, _check_tree_nodes, gsm8k  # noqa: F401  (fixture)
+from test_real_tokenizers import NAMES, PIECES, _check_loop_search, _check_tree_nodes, gsm8k  # noqa: F401  (fixture)
 from treesearch.backends.base import SamplingParams
 from treesearch.backends.config import VLLMConfig, make_backend
 from treesearch.backends.hf import HFBackend
@@ -75,3 +76,4 @@ def test_vllm_search_trees_hold_exact_ids_and_greedy_matches_hf(served, gsm8k): 
     got = [o[0] for o in vl.generate(prompts, params)]
     want = [o[0] for o in hf.generate(prompts, params)]
     assert [(c.token_ids, c.finish_reason, c.text) for c in got] == [(c.token_ids, c.finish_reason, c.text) for c in want]
+    _check_loop_search(vl, gsm8k)  # the loop's search: seeded n-sample requests, split into steps

@@ -125,6 +125,17 @@ class TokenText:
                 self._anchor, self._anchor_text = anchor, anchor_text
                 break
 
+    def ids_holding(self, char: str) -> frozenset[int] | None:
+        """The ids whose own text holds `char` (special tokens hidden), from one batch decode of the
+        vocabulary in the fast tokenizer's Rust core, made once per character; None without one.
+        Any token whose bytes hold an ASCII character is among them (that byte decodes alone)."""
+        cache = self.__dict__.setdefault("_holding", {})
+        if char not in cache:
+            rust = getattr(self.tokenizer, "backend_tokenizer", None)
+            texts = rust.decode_batch([[i] for i in range(len(self.tokenizer))], skip_special_tokens=True) if rust else None
+            cache[char] = None if texts is None else frozenset(i for i, t in enumerate(texts) if char in t)
+        return cache[char]
+
     def _plain(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 

@@ -178,22 +178,17 @@ def test_split_completion_cuts_where_the_whole_step_first_holds_the_delimiter(fi
     """The windowed splitter against its definition (the step's whole decode, after every token) on
     random ids of a real vocabulary, rich in merged newlines, digits and multi-byte characters."""
     import random
+    import runpy
+    from pathlib import Path
 
     from treesearch.backends.base import Completion
     from treesearch.rewards.omega import split_completion
 
+    # the definition, as bench/split.py times it (loading the bench puts only the repo root on sys.path)
+    definition = runpy.run_path(str(Path(__file__).resolve().parent.parent / "bench" / "split.py"))["whole_decode_split"]
     name, backend = fixture
     tok = backend.tokenizer
     rich = sorted({i for p in PIECES + ["####", "#", "##", " ####"] for i in tok(p, add_special_tokens=False)["input_ids"]})
-
-    def reference(ids):
-        pieces, cur = [], []
-        for t in ids:
-            cur.append(t)
-            if delimiter in backend.decode(cur):
-                pieces.append((backend.decode(cur), cur))
-                cur = []
-        return pieces + ([(backend.decode(cur), cur)] if cur else [])
 
     whole = tok(delimiter, add_special_tokens=False)["input_ids"]  # the delimiter as the tokenizer writes it
     rng = random.Random(0)
@@ -205,9 +200,11 @@ def test_split_completion_cuts_where_the_whole_step_first_holds_the_delimiter(fi
             ids += whole if u < 0.03 else [rng.choice(rich) if u < 0.6 else rng.randrange(len(tok))]
         comp = Completion(text=backend.decode(ids), token_ids=tuple(ids), logprobs=(), finish_reason="length")
         got = split_completion(backend, comp, delimiter)
-        assert got == reference(ids), (name, ids)
+        assert got == definition(backend, comp, delimiter), (name, ids)
         cuts += len(got) - 1
     assert cuts > 40  # the delimiter was met often
+    # the filter is only offered where it is exact
+    assert backend.token_text.ids_holding("é") is None and backend.token_text.ids_holding(" ") is None
 
 
 def _check_loop_search(backend, gsm8k):

@@ -117,6 +117,7 @@ class TokenText:
         self.tokenizer = tokenizer
         self._anchor: list[int] = []
         self._anchor_text = ""
+        self._holding: dict[str, frozenset[int] | None] = {}  # ids_holding, per character
         anchor = list(tokenizer("a", add_special_tokens=False)["input_ids"])
         anchor_text = self._plain(anchor)
         for probe in (" b", " 1", "\n c", " ."):
@@ -127,14 +128,16 @@ class TokenText:
 
     def ids_holding(self, char: str) -> frozenset[int] | None:
         """The ids whose own text holds `char` (special tokens hidden), from one batch decode of the
-        vocabulary in the fast tokenizer's Rust core, made once per character; None without one.
-        Any token whose bytes hold an ASCII character is among them (that byte decodes alone)."""
-        cache = self.__dict__.setdefault("_holding", {})
-        if char not in cache:
+        vocabulary in the fast tokenizer's Rust core, made once per character. Every token whose bytes
+        hold an ASCII character is among them (that byte decodes alone). None where that does not hold
+        or cannot be known: a non-ASCII character, a space (a lone SentencePiece token drops its ``▁``),
+        a tokenizer without a Rust core."""
+        if char not in self._holding:
             rust = getattr(self.tokenizer, "backend_tokenizer", None)
-            texts = rust.decode_batch([[i] for i in range(len(self.tokenizer))], skip_special_tokens=True) if rust else None
-            cache[char] = None if texts is None else frozenset(i for i, t in enumerate(texts) if char in t)
-        return cache[char]
+            exact = rust is not None and char.isascii() and char != " "
+            texts = rust.decode_batch([[i] for i in range(len(self.tokenizer))], skip_special_tokens=True) if exact else None
+            self._holding[char] = None if texts is None else frozenset(i for i, t in enumerate(texts) if char in t)
+        return self._holding[char]
 
     def _plain(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -90,15 +90,14 @@ def split_completion(backend, comp: Completion, delimiter: str) -> list[tuple[st
 
     Returns [(step text, step ids)]; texts are decoded from the ids, so tree text and ids agree.
     Linear in the completion's length (a real model's 2k-token line would otherwise be decoded 2k
-    times): a token is tested only if its own text holds the delimiter's last character (when that
-    is ASCII, the token that closes the delimiter must: `TokenText.ids_holding`), and then on the
+    times): a token is tested only if its own text holds the delimiter's last character (the token
+    that closes the delimiter must, where `TokenText.ids_holding` can tell), and then on the
     decode of the step's last few ids, enough to hold the delimiter's bytes (every id decodes to at
     least one byte) and a character split before them.
     """
     window = len(delimiter.encode("utf-8")) + 4
-    last = delimiter[-1]
     text = getattr(backend, "token_text", None)  # real tokenizers; a scripted test backend has none
-    closers = text.ids_holding(last) if text is not None and last.isascii() and last != " " else None
+    closers = text.ids_holding(delimiter[-1]) if text is not None else None
     pieces: list[tuple[str, list[int]]] = []
     cur: list[int] = []
     for tok in comp.token_ids:

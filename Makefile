@@ -60,7 +60,7 @@ demo: $(STAMP)
 	$(BIN)/treesearch demo
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=25
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -132,6 +132,14 @@ def test_runner_batches_problems_and_writes_jsonl(tmp_path):
     assert [t.to_json() for t in again] == [t.to_json() for t in result.trees]
     assert summary["solved"] == sum(t.meta["search"]["correct"] for t in again) == sum(a == "c\nc" for a in result.answers())
     assert summary["cost"]["calls"] == result.cost.calls
+    # a second run failing while it writes (here: a tree that cannot be serialized) leaves the first one's files whole
+    before = {f: (tmp_path / f).read_bytes() for f in ("trees.jsonl", "summary.json")}
+    result.trees[-1].meta["unserializable"] = object()
+    with pytest.raises(TypeError):
+        write_run(tmp_path, result, _BanditTask(), problems, {"algo": "mcts"})
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json", "trees.jsonl"]  # no temporary left
+    del result.trees[-1].meta["unserializable"]
     cfg = apply_overrides(MCTSConfig(), ["reroot=true", "step_delimiter=\\n\\n", "c_puct=2", "width=3"])
     assert (cfg.reroot, cfg.step_delimiter, cfg.c_puct, cfg.width) == (True, "\n\n", 2.0, 3)
     with pytest.raises(ValueError, match="reroot must be of type bool"):

@@ -52,3 +52,48 @@ def test_torn_tail_is_skipped_only_when_allowed(tmp_path):
     assert [n for n, _ in read_jsonl_numbered(p, allow_torn_tail=True)] == [1, 2]
     with pytest.raises(ValueError, match=":3: bad JSON"):
         list(read_jsonl(p))
+
+
+def test_a_failed_save_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path):
+    """Figures, tree views and saved trees replace the file whole or not at all."""
+    from matplotlib.figure import Figure
+
+    from treesearch.io import save_figure
+    from treesearch.tree import Tree
+    from treesearch.viz import save_tree
+
+    tree = Tree(prompt="Q", prompt_ids=[1, 2], problem_id="p")
+    tree.add_child(0, text="a\n", token_ids=[3], logprobs=[-0.5], finish_reason="stop", terminal=True)
+    tree.save(tmp_path / "tree.json")
+    saved = (tmp_path / "tree.json").read_bytes()
+    assert Tree.load(tmp_path / "tree.json").to_json() == tree.to_json()
+    tree.meta["bad"] = object()
+    with pytest.raises(TypeError):
+        tree.save(tmp_path / "tree.json")
+    assert (tmp_path / "tree.json").read_bytes() == saved
+    del tree.meta["bad"]
+
+    save_tree(tree, tmp_path / "view.png")
+    png = (tmp_path / "view.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    with pytest.raises(ValueError):  # matplotlib cannot write this format: nothing replaced
+        save_figure(fig, tmp_path / "view.nosuchformat")
+    save_figure(fig, tmp_path / "keep.pdf")
+    pdf = (tmp_path / "keep.pdf").read_bytes()
+    from matplotlib.artist import Artist
+
+    class Broken(Artist):  # the layout pass draws it once; it fails when the file is written
+        draws = 0
+
+        def draw(self, renderer):
+            Broken.draws += 1
+            if Broken.draws > 1:
+                raise RuntimeError("cannot draw")
+
+    fig.add_artist(Broken())
+    with pytest.raises(RuntimeError, match="cannot draw"):  # a PDF is opened before it is drawn
+        save_figure(fig, tmp_path / "keep.pdf")
+    assert (tmp_path / "keep.pdf").read_bytes() == pdf
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.pdf", "tree.json", "view.png"]

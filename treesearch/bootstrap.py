@@ -25,6 +25,8 @@ import random
 import time
 from pathlib import Path
 
+from treesearch.io import atomic_write_text
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -219,5 +221,5 @@ def train(cfg: BootstrapConfig) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
     }
-    (out / "bootstrap_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "bootstrap_report.json", json.dumps(report, indent=2) + "\n")
     return report

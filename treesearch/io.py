@@ -40,14 +40,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def save_figure(fig, path: str | Path) -> None:
-    """Save a matplotlib figure (format from the suffix) atomically and close it."""
+    """Save a matplotlib figure (format from the suffix) atomically and close it if pyplot manages it (a
+    bare `Figure` is left alone, so pyplot, and a notebook's backend, are never touched for it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     fig.tight_layout()
-    fig.savefig(tmp)
-    import matplotlib.pyplot as plt
+    try:
+        fig.savefig(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fig.canvas.manager is not None:
+        import matplotlib.pyplot as plt
 
-    plt.close(fig)
+        plt.close(fig)
     os.replace(tmp, path)
 
 

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from treesearch.backends.text import end_token_ids, pad_id
+from treesearch.io import atomic_write_text
 
 
 def _examples(records: list[dict], tok, model) -> list[tuple[list[int], list[int]]]:
@@ -80,6 +81,6 @@ def train_rft(policy: str, records: list[dict], settings, out_dir: str | Path, *
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     info = {"steps": steps, "solutions": len(data), "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
-    (out / "rft.json").write_text(json.dumps(info) + "\n")
+    atomic_write_text(out / "rft.json", json.dumps(info) + "\n")
     tmp.rename(final)
     return info

@@ -270,9 +270,10 @@ class Tree:
         return tree
 
     def save(self, path) -> None:
-        """Write `to_json` to `path` as one JSON document."""
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, separators=(",", ":"))
+        """Write `to_json` to `path` as one JSON document (atomically: a tree saved before stays whole on failure)."""
+        from treesearch.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_json(), separators=(",", ":")))
 
     @classmethod
     def load(cls, path) -> "Tree":

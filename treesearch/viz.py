@@ -44,6 +44,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from treesearch.io import atomic_write_text, save_figure
 from treesearch.pairs import terminal_stats
 from treesearch.tree import CORRECT, NO_PARENT, ROOT, UNKNOWN, WRONG, Tree
 
@@ -541,7 +542,7 @@ def save_tree(tree: Tree | TreeView, path: str | Path, **kw) -> Path:
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".html", ".htm"):
-        path.write_text(figure_html(plot_tree(tree, **kw)), encoding="utf-8")  # ~4.5 MB: plotly.js inlined
+        atomic_write_text(path, figure_html(plot_tree(tree, **kw)))  # ~4.5 MB: plotly.js inlined
         return path
     if suffix in (".png", ".svg", ".pdf"):
         # a bare Figure, not pyplot: no display or GUI backend needed, and a notebook's backend is untouched
@@ -551,8 +552,7 @@ def save_tree(tree: Tree | TreeView, path: str | Path, **kw) -> Path:
         view = tree if isinstance(tree, TreeView) else tree_view(tree, **kw)
         fig = Figure(figsize=_figsize(view), dpi=100)
         draw_tree(view, fig.add_subplot(), title=title)
-        fig.tight_layout()
-        fig.savefig(path)
+        save_figure(fig, path)
         return path
     raise ValueError(f"{path}: unknown image type {suffix!r}; expected .html, .png, .svg or .pdf")
 

@@ -190,16 +190,21 @@ def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, 
 def write_run(
     out_dir: str | Path, result: SearchResult, task, problems: Sequence[Any], info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write ``trees.jsonl`` and ``summary.json`` (`info` + `summarize`) under `out_dir`; returns the summary."""
+    """Write ``trees.jsonl`` and ``summary.json`` (`info` + `summarize`) under `out_dir`; returns the summary.
+
+    Each file is written whole to a temporary sibling and renamed into place: a run killed or failing
+    here leaves the files of an earlier run at `out_dir` as they were."""
+    from treesearch.io import atomic_write_text
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {**(info or {}), **summarize(result, task, problems)}
-    with open(out / "trees.jsonl", "w") as f:
-        for p, t, s in zip(problems, result.trees, result.selected):
-            t.meta.setdefault("search", {})
-            t.meta["search"].update(selected=int(s), correct=_correct(task, p, t, s))
-            f.write(json.dumps(t.to_json(), separators=(",", ":")) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = []
+    for p, t, s in zip(problems, result.trees, result.selected):
+        t.meta.setdefault("search", {})
+        t.meta["search"].update(selected=int(s), correct=_correct(task, p, t, s))
+        lines.append(json.dumps(t.to_json(), separators=(",", ":")) + "\n")
+    atomic_write_text(out / "trees.jsonl", "".join(lines))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

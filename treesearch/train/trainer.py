@@ -54,6 +54,7 @@ from treesearch.train import checkpoints as ckpt
 from treesearch.train import losses
 from treesearch.train.config import StepDPOConfig
 from treesearch.backends import text as token_text
+from treesearch.io import atomic_write_text
 from treesearch.train.logps import causal_lm, sequence_logps
 from treesearch.train.data import (Pair, TokenizedPairs, as_pairs, collate, epoch_batches, fingerprint, loss_norm,
                                    tokenize_pairs)
@@ -332,36 +333,70 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     pairs: a pairs JSONL path, `Pair`s, or dicts in the pairs format.
     reference: an optional frozen model for the reference log-probs (default: see module docstring).
     """
-    import torch
-    from tqdm.auto import tqdm
-
     from treesearch.train import dist as dist_mod
-    from treesearch.train import lora as lora_mod
-    from treesearch.train.precision import MasterWeights
 
     config = config or StepDPOConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = as_pairs(pairs)
     dist = dist_mod.setup(config.device)  # one process unless started by torchrun (WORLD_SIZE > 1)
-    device = dist.device
     tok, hf_config, policy_name = _policy_meta(policy, tokenizer)
     run_id = _run_id(pairs, config, policy_name)
-
-    done = out / FINAL / DONE
-    if done.is_file():
-        info = json.loads(done.read_text())
-        if info.get("run_id") != run_id:
-            raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
+    if (out / FINAL / DONE).is_file():
         dist_mod.teardown(dist)
-        return _finished(out, info, tok, device)
+        return _finished(out, run_id, tok, dist.device)
+    resume = _resume_point(out, run_id)
+    _check_inputs(policy, pairs, config)
+
+    t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
+    tp = _tokenize(pairs, tok, hf_config, policy, config)
+    schedule = _schedule(tp, config)
+    _warn_memory(hf_config, config, tp, schedule, dist, dist.device)  # before any weights load
+    model, fsdp_mixed = _training_model(policy, config, dist, resume)
+    steps = _Steps.build(model, tok, tp, config, dist, reference, resume, out / REF_CACHE, run_id, fsdp_mixed)
+    fsdp = dist.active and config.sharding == "fsdp"
+    opt = _Optimizer.build(steps.model, config, len(schedule), resume, fsdp=fsdp)
+    start = resume["step"] if resume is not None else 0
+    del resume  # the full optimizer state of a sharded run is large
+    if dist.is_main:
+        _truncate_metrics(out / METRICS, start)
+    last, loss_mean = _train_loop(steps, opt, schedule, start, out, run_id, tok, t0)
+    seconds = time.perf_counter() - t0
+    # what this rank held of the weights: all of them, or its 1/W under FSDP
+    local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in steps.model.parameters())
+    summary = dict(last, **{"data/dropped_pairs": tp.dropped, "train/params_on_rank0": local})
+    if loss_mean is not None:
+        summary["train/loss_mean"] = loss_mean
+    info = {"run_id": run_id, "steps": len(schedule), "pairs": len(pairs), "epochs": config.epochs,
+            "config": config.to_dict(), "metrics": summary}
+    final = _save_final(steps, info, out, tok)
+    dist_mod.teardown(dist)
+    trained_pairs = sum(len(b) for _, g in schedule[start:] for b in g)
+    return TrainResult(model=None if fsdp else final.eval(), tokenizer=tok,
+                       out_dir=out, model_dir=out / FINAL, steps=len(schedule), resumed_from=start, pairs=len(pairs),
+                       reference_batches=steps.reference_batches, seconds=seconds,
+                       pairs_per_second=trained_pairs / seconds if seconds > 0 else math.inf, metrics=summary)
+
+
+def _resume_point(out: Path, run_id: str) -> dict | None:
+    """The newest checkpoint's trainer and optimizer state (+ ``dir``), or None for a fresh run."""
+    import torch
+
     ckpts = ckpt.list_checkpoints(out)
-    resume = None
-    if ckpts:
-        resume = torch.load(ckpts[-1][1] / ckpt.STATE, map_location="cpu", weights_only=False)
-        resume.update(torch.load(ckpts[-1][1] / ckpt.OPTIM, map_location="cpu", weights_only=False))
-        if resume.get("run_id") != run_id:
-            raise ValueError(f"{ckpts[-1][1]}: checkpoint of other pairs or config; use a fresh out_dir")
+    if not ckpts:
+        return None
+    where = ckpts[-1][1]
+    resume = torch.load(where / ckpt.STATE, map_location="cpu", weights_only=False)
+    resume.update(torch.load(where / ckpt.OPTIM, map_location="cpu", weights_only=False))
+    if resume.get("run_id") != run_id:
+        raise ValueError(f"{where}: checkpoint of other pairs or config; use a fresh out_dir")
+    resume["dir"] = where
+    return resume
+
+
+def _check_inputs(policy, pairs: list[Pair], config: StepDPOConfig) -> None:
+    from treesearch.train import lora as lora_mod
+
     if not isinstance(policy, (str, Path)) and lora_mod.is_peft(policy):
         raise ValueError("train_step_dpo: pass a plain (merged) model; LoRA is added when config.lora is true")
     if config.apo_alpha > 0:
@@ -369,68 +404,177 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     if config.label_smoothing_from_visits:
         _require(pairs, ("chosen_visits", "rejected_visits"), "label_smoothing_from_visits")
 
-    t0 = time.perf_counter()  # throughput counts tokenization and the reference pass too
-    pad_id = token_text.pad_id(tok)
+
+def _tokenize(pairs: list[Pair], tok, hf_config, policy, config: StepDPOConfig) -> TokenizedPairs:
     # positions past the model's trained range would silently extrapolate
     max_length = min(config.max_length, getattr(hf_config, "max_position_embeddings", None) or 10**9)
     ends = token_text.end_token_ids(tok, _generation_config(policy))
-    tp = tokenize_pairs(pairs, tok, max_length=max_length, end_ids=ends)
-    schedule = _schedule(tp, config)
-    _warn_memory(hf_config, config, tp, schedule, dist, device)  # before any weights load
+    return tokenize_pairs(pairs, tok, max_length=max_length, end_ids=ends)
 
-    bf16_weights = config.dtype == "bfloat16"
-    fsdp = dist.active and config.sharding == "fsdp"
+
+def _training_model(policy, config: StepDPOConfig, dist, resume: dict | None):
+    """(the policy's weights ready to train: dtype, LoRA, a checkpoint's weights; whether FSDP keeps fp32
+    master shards of a bf16 run). Seeded here: LoRA's initialisation draws from the RNG."""
+    import torch
+
+    from treesearch.train import lora as lora_mod
+
     # FSDP with master weights: the shards are the fp32 master, the layers compute in bf16
-    fsdp_mixed = fsdp and bf16_weights and config.master_weights
+    fsdp_mixed = dist.active and config.sharding == "fsdp" and config.dtype == "bfloat16" and config.master_weights
     torch.manual_seed(config.seed)  # LoRA initialisation
-    model = _load_model(policy, device, "float32" if fsdp_mixed else config.dtype)
+    model = _load_model(policy, dist.device, "float32" if fsdp_mixed else config.dtype)
     if config.lora:
         model = lora_mod.apply_lora(model, config)
     if resume is not None:  # weights before sharding: every rank loads them whole, then keeps its shard
         if config.lora:
             lora_mod.load_adapter_state(model, resume["adapter"])
         else:
-            ckpt.load_weights(model, resume.get("master_full") or ckpt.checkpoint_weights(ckpts[-1][1]), ckpts[-1][1])
-    use_bf16 = config.bf16 and str(device).startswith("cuda") and not bf16_weights
-    packed = config.pack_prompt and packing_supported(model)
+            ckpt.load_weights(model, resume.get("master_full") or ckpt.checkpoint_weights(resume["dir"]), resume["dir"])
+    return model, fsdp_mixed
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
-    ref_w, ref_l, ref_batches = _cached_reference(out / REF_CACHE, run_id, fresh_run=resume is None, model=model,
-                                                  reference=reference, tp=tp, config=config, pad_id=pad_id,
-                                                  device=device, autocast=autocast, packed=packed, dist=dist)
-    value_gap = torch.from_numpy(np.nan_to_num(tp.chosen_values - tp.rejected_values)).float()
-    epsilon = (losses.visit_label_smoothing(torch.from_numpy(tp.chosen_visits), torch.from_numpy(tp.rejected_visits))
-               if config.label_smoothing_from_visits else None)
+@dataclasses.dataclass
+class _Steps:
+    """What each optimizer step reads: the wrapped model, its data, the reference sums and per-pair targets."""
 
-    if config.gradient_checkpointing:  # non-reentrant: works with LoRA's frozen inputs and with FSDP
-        causal_lm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    forward, sync, model = dist_mod.wrap(model, dist, sharding=config.sharding, mixed_bf16=fsdp_mixed)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    master = MasterWeights(trained) if bf16_weights and config.master_weights and not config.lora and not fsdp \
-        else None
-    params = master.params if master is not None else trained
-    opt = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas,
-                            weight_decay=config.weight_decay)
-    total = len(schedule)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
-    start = 0
-    if resume is not None:
-        start = resume["step"]
-        if master is not None:
-            master.load_state_dict(resume["master"])
-        dist_mod.load_optimizer_state(model, opt, resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        torch.set_rng_state(resume["rng"])
-        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume["cuda_rng"])
-        del resume  # the full optimizer state of a sharded run is large
-    if dist.is_main:
-        _truncate_metrics(out / METRICS, start)
-    save_dtype = torch.bfloat16 if bf16_weights else torch.float32
+    model: Any
+    forward: Any
+    sync: Any
+    autocast: Any
+    tp: TokenizedPairs
+    pad_id: int
+    packed: bool
+    config: StepDPOConfig
+    dist: Any
+    ref_w: Any
+    ref_l: Any
+    value_gap: Any
+    epsilon: Any
+    reference_batches: int
 
+    @classmethod
+    def build(cls, model, tok, tp, config: StepDPOConfig, dist, reference, resume, cache: Path, run_id: str,
+              fsdp_mixed: bool) -> "_Steps":
+        """Reference sums (cached, or computed before the first update), then the model wrapped to train."""
+        import torch
+
+        from treesearch.train import dist as dist_mod
+
+        device = dist.device
+        use_bf16 = config.bf16 and str(device).startswith("cuda") and config.dtype != "bfloat16"
+
+        def autocast():
+            return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+        pad_id = token_text.pad_id(tok)
+        packed = config.pack_prompt and packing_supported(model)
+        ref_w, ref_l, ref_batches = _cached_reference(cache, run_id, fresh_run=resume is None, model=model,
+                                                      reference=reference, tp=tp, config=config, pad_id=pad_id,
+                                                      device=device, autocast=autocast, packed=packed, dist=dist)
+        value_gap = torch.from_numpy(np.nan_to_num(tp.chosen_values - tp.rejected_values)).float()
+        epsilon = (losses.visit_label_smoothing(torch.from_numpy(tp.chosen_visits),
+                                                torch.from_numpy(tp.rejected_visits))
+                   if config.label_smoothing_from_visits else None)
+        if config.gradient_checkpointing:  # non-reentrant: works with LoRA's frozen inputs and with FSDP
+            causal_lm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        forward, sync, model = dist_mod.wrap(model, dist, sharding=config.sharding, mixed_bf16=fsdp_mixed)
+        return cls(model, forward, sync, autocast, tp, pad_id, packed, config, dist, ref_w, ref_l, value_gap,
+                   epsilon, ref_batches)
+
+    def backward(self, group: list[np.ndarray]) -> list[float]:
+        """Gradients of one optimizer step over its micro-batches; returns the step's summed stats.
+
+        The step's means run over all its pairs and chosen tokens, so accumulating micro-batches (or
+        sharding them over ranks) takes the step one batch of them would."""
+        import torch
+
+        from treesearch.train import dist as dist_mod
+
+        dist, device = self.dist, self.dist.device
+        norm = loss_norm(self.tp, np.concatenate(group))
+        step_stats = []
+        for j, idx in enumerate(group):
+            # under DDP/FSDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
+            mine, weight = dist_mod.shard(idx, dist.rank, dist.world_size)
+            batch = _to(collate(self.tp, mine, self.pad_id, packed=self.packed), device)
+            with self.sync(j == len(group) - 1):  # DDP all-reduces gradients once per optimizer step
+                with self.autocast():
+                    logp, ntok = self.forward(batch)
+                loss, stats = step_dpo_objective(
+                    logp, ntok, self.ref_w[mine].to(device), self.ref_l[mine].to(device), self.config,
+                    epsilon=self.epsilon[mine].to(device) if self.epsilon is not None else None,
+                    value_gap=self.value_gap[mine].to(device), norm=norm)
+                if dist.active:  # shard losses add up to the step's; DDP and FSDP average over ranks
+                    loss = loss * (weight * dist.world_size)
+                    stats = stats * weight
+                loss.backward()
+            step_stats.append(stats)
+        # one device sync per optimizer step; the micro-batches' stats are parts of the step's
+        return dist.all_sum(torch.stack(step_stats).sum(0)).tolist()
+
+
+@dataclasses.dataclass
+class _Optimizer:
+    """AdamW over the trained parameters (or their fp32 master copies), with its LR schedule."""
+
+    opt: Any
+    sched: Any
+    master: Any  # MasterWeights of a bf16 model, or None
+    params: list
+    max_grad_norm: float
+
+    @classmethod
+    def build(cls, model, config: StepDPOConfig, total: int, resume: dict | None, *, fsdp: bool) -> "_Optimizer":
+        """A fresh optimizer, or the checkpoint's state (master weights, moments, schedule, RNG) restored."""
+        import torch
+
+        from treesearch.train import dist as dist_mod
+        from treesearch.train.precision import MasterWeights
+
+        trained = [p for p in model.parameters() if p.requires_grad]
+        master = (MasterWeights(trained) if config.dtype == "bfloat16" and config.master_weights and not config.lora
+                  and not fsdp else None)
+        params = master.params if master is not None else trained
+        opt = torch.optim.AdamW(params, lr=config.learning_rate, betas=config.adam_betas,
+                                weight_decay=config.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
+        if resume is not None:
+            if master is not None:
+                master.load_state_dict(resume["master"])
+            dist_mod.load_optimizer_state(model, opt, resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            torch.set_rng_state(resume["rng"])
+            if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        return cls(opt, sched, master, params, config.max_grad_norm)
+
+    def step(self) -> tuple[float, float]:
+        """Clip, update, advance the schedule; returns (grad norm before clipping, the LR it used)."""
+        import torch
+
+        from treesearch.train import dist as dist_mod
+
+        if self.master is not None:
+            self.master.pull_grads()
+        grad_norm = (dist_mod.grad_norm_value(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
+                     if self.max_grad_norm > 0 else float("nan"))
+        lr = self.sched.get_last_lr()[0]
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.master is not None:
+            self.master.push()
+        return grad_norm, lr
+
+
+def _train_loop(steps: _Steps, opt: _Optimizer, schedule, start: int, out: Path, run_id: str, tok,
+                t0: float) -> tuple[dict, float | None]:
+    """Optimizer steps `start`.. of `schedule`, logging windows of stats to metrics.jsonl and saving
+    resumable checkpoints; returns the last logged window and the mean loss over this call's steps."""
+    from tqdm.auto import tqdm
+
+    config, dist, total = steps.config, steps.dist, len(schedule)
     window: list[list[float]] = []
     all_losses: list[float] = []
     last: dict[str, float] = {}
@@ -438,41 +582,10 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
     with (out / METRICS).open("a") if dist.is_main else open(os.devnull, "w") as metrics_fh:
         for step in range(start, total):
             epoch, group = schedule[step]
-            # the optimizer step's means run over all its pairs and chosen tokens, so accumulating
-            # micro-batches (or sharding them over ranks) takes the step one batch of them would
-            norm = loss_norm(tp, np.concatenate(group))
-            step_stats = []
-            for j, idx in enumerate(group):
-                # under DDP/FSDP: this rank's slice of the global micro-batch (weight 0 = a stand-in pair)
-                mine, weight = dist_mod.shard(idx, dist.rank, dist.world_size)
-                batch = _to(collate(tp, mine, pad_id, packed=packed), device)
-                with sync(j == len(group) - 1):  # DDP all-reduces gradients once per optimizer step
-                    with autocast():
-                        logp, ntok = forward(batch)
-                    loss, stats = step_dpo_objective(
-                        logp, ntok, ref_w[mine].to(device), ref_l[mine].to(device), config,
-                        epsilon=epsilon[mine].to(device) if epsilon is not None else None,
-                        value_gap=value_gap[mine].to(device),
-                        norm=norm)
-                    if dist.active:  # shard losses add up to the step's; DDP and FSDP average over ranks
-                        loss = loss * (weight * dist.world_size)
-                        stats = stats * weight
-                    loss.backward()
-                step_stats.append(stats)
-            # one device sync per optimizer step; the micro-batches' stats are parts of the step's
-            row = dist.all_sum(torch.stack(step_stats).sum(0)).tolist()
+            row = steps.backward(group)
             window.append(row)
             all_losses.append(row[0])
-            if master is not None:
-                master.pull_grads()
-            grad_norm = (dist_mod.grad_norm_value(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-                         if config.max_grad_norm > 0 else float("nan"))
-            lr = sched.get_last_lr()[0]
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            if master is not None:
-                master.push()
+            grad_norm, lr = opt.step()
             done_steps = step + 1
             bar.update(1)
             if done_steps % config.logging_steps == 0 or done_steps == total:
@@ -486,40 +599,44 @@ def train_step_dpo(policy, pairs: str | Path | Iterable[Pair | dict], config: St
                 bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['rewards/accuracy']:.2f}",
                                 margin=f"{last['rewards/margin']:.3f}")
             if config.save_steps and done_steps % config.save_steps == 0 and done_steps < total:
-                state = {"run_id": run_id, "step": done_steps, "scheduler": sched.state_dict(),
-                         "rng": torch.get_rng_state(),
-                         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                         "config": config.to_dict()}
-                if config.lora:
-                    state["adapter"] = lora_mod.adapter_state(model)
-                ckpt.save(model, tok, out / f"checkpoint-{done_steps}", dist, dtype=save_dtype, extra=state, opt=opt,
-                      master=master)
-                if dist.is_main:
-                    ckpt.prune(out, config.keep_checkpoints)
+                _save_checkpoint(steps, opt, out, run_id, done_steps, tok)
     bar.close()
-    seconds = time.perf_counter() - t0
+    return last, (float(np.mean(all_losses)) if all_losses else None)
 
-    # 4. final model
-    # what this rank held of the weights: all of them, or its 1/W under FSDP
-    local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
-    summary = dict(last, **{"data/dropped_pairs": tp.dropped, "train/params_on_rank0": local})
-    if all_losses:
-        summary["train/loss_mean"] = float(np.mean(all_losses))
-    info = {"run_id": run_id, "steps": total, "pairs": len(pairs), "epochs": config.epochs,
-            "config": config.to_dict(), "metrics": summary}
-    # the caller's model now holds the result (merged, unless the adapter alone is exported)
-    final = model.merge_and_unload() if config.lora and config.lora_merge else model
-    ckpt.save(final, tok, out / FINAL, dist, dtype=save_dtype)
+
+def _save_dtype(config: StepDPOConfig):
+    import torch
+
+    return torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+
+
+def _save_checkpoint(steps: _Steps, opt: _Optimizer, out: Path, run_id: str, done_steps: int, tok) -> None:
+    import torch
+
+    from treesearch.train import lora as lora_mod
+
+    config = steps.config
+    state = {"run_id": run_id, "step": done_steps, "scheduler": opt.sched.state_dict(), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+             "config": config.to_dict()}
+    if config.lora:
+        state["adapter"] = lora_mod.adapter_state(steps.model)
+    ckpt.save(steps.model, tok, out / f"checkpoint-{done_steps}", steps.dist, dtype=_save_dtype(config), extra=state,
+              opt=opt.opt, master=opt.master)
+    if steps.dist.is_main:
+        ckpt.prune(out, config.keep_checkpoints)
+
+
+def _save_final(steps: _Steps, info: dict, out: Path, tok):
+    """Write the final model and its ``train_result.json`` (`info`); returns the model the caller's now
+    holds (LoRA merged, unless the adapter alone is exported)."""
+    config, dist = steps.config, steps.dist
+    final = steps.model.merge_and_unload() if config.lora and config.lora_merge else steps.model
+    ckpt.save(final, tok, out / FINAL, dist, dtype=_save_dtype(config))
     if dist.is_main:
-        (out / FINAL / (DONE + ".tmp")).write_text(json.dumps(info, indent=1))
-        os.replace(out / FINAL / (DONE + ".tmp"), done)
+        atomic_write_text(out / FINAL / DONE, json.dumps(info, indent=1))
     dist.barrier()  # no rank returns before the final model exists
-    dist_mod.teardown(dist)
-    trained_pairs = sum(len(b) for _, g in schedule[start:] for b in g)
-    return TrainResult(model=None if fsdp else final.eval(), tokenizer=tok, out_dir=out, model_dir=out / FINAL,
-                       steps=total, resumed_from=start, pairs=len(pairs), reference_batches=ref_batches,
-                       seconds=seconds, pairs_per_second=trained_pairs / seconds if seconds > 0 else math.inf,
-                       metrics=summary)
+    return final
 
 
 def _require(pairs: list[Pair], fields: tuple[str, str], why: str) -> None:
@@ -534,13 +651,16 @@ def _truncate_metrics(path: Path, upto: int) -> None:
     if not path.is_file():
         return
     keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= upto]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
-def _finished(out: Path, info: dict, tok, device: str) -> TrainResult:
+def _finished(out: Path, run_id: str, tok, device: str) -> TrainResult:
+    """The result of a run that already finished in `out` (refused when it trained other pairs or config)."""
     from transformers import AutoModelForCausalLM
+
+    info = json.loads((out / FINAL / DONE).read_text())
+    if info.get("run_id") != run_id:
+        raise ValueError(f"{out}: holds a finished run of other pairs or config; use a fresh out_dir")
 
     model = AutoModelForCausalLM.from_pretrained(out / FINAL).to(device).eval()
     return TrainResult(model=model, tokenizer=tok, out_dir=out, model_dir=out / FINAL, steps=info["steps"],

@@ -278,6 +278,13 @@ def test_resume_from_checkpoint_matches_uninterrupted(policy, tmp_path, variant)
     assert again.steps == 6 and again.seconds == 0 and _same_weights(again.model, full.model)
     with pytest.raises(ValueError, match="finished run of other pairs"):
         train_step_dpo(copy.deepcopy(policy[0]), pairs[:8], cfg, b, tokenizer=tok)
+    # an interrupted run resumes only its own pairs, and only with its reference sums
+    c = tmp_path / "c"
+    shutil.copytree(tmp_path / "a" / "checkpoint-4", c / "checkpoint-4")
+    with pytest.raises(ValueError, match="checkpoint-4: checkpoint of other pairs"):
+        train_step_dpo(copy.deepcopy(policy[0]), pairs[:8], cfg, c, tokenizer=tok)
+    with pytest.raises(ValueError, match="ref_logps.pt: reference cache missing or stale, cannot resume"):
+        train_step_dpo(copy.deepcopy(policy[0]), pairs, cfg, c, tokenizer=tok)
 
 
 CHILD = textwrap.dedent("""

@@ -169,77 +169,93 @@ class Run:
         """ValueError when a held-out problem is one any round searches (and so trains on)."""
         from tasks.base import assert_disjoint
 
-        cfg = self.cfg
-        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
-        searched = task.problems("train", cfg.train_problems * cfg.rounds, seed=cfg.seed, **kw)
-        assert_disjoint(problems, searched, what="held-out")
+        assert_disjoint(problems, self._train_stream(task, self.cfg.rounds), what="held-out")
 
     def search(self, k: int, backend, task) -> dict:
-        from treesearch.search.expand import finished
-        from treesearch.search.runner import run_search, summarize
-        from treesearch.tree import Tree
+        """Round k's search over its fresh training problems (``round_k/trees.jsonl``, one line per tree
+        as its batch finishes; a rerun continues after the last whole batch), then ``search.json``."""
+        from tqdm import tqdm
 
         rd = self.round_dir(k)
         done = rd / "search.json"
         if done.is_file():
             return json.loads(done.read_text())
-        cfg = self.cfg
-        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
-        # fresh training problems every round: round k takes slice k of one seeded stream
-        stream = task.problems("train", cfg.train_problems * (k + 1), seed=cfg.seed, **kw)
-        problems = stream[cfg.train_problems * k :]
-        trees_path = rd / "trees.jsonl"
+        problems = self.round_problems(k, task)
         # batches are fixed slices of the round's problems, and a batch counts only when all its trees
         # were written: a resumed round grows the trees an uninterrupted one does even where a tree
         # depends on its batch (`MCTSConfig.focus` shares the batch's budget)
-        chunks = [problems[i : i + cfg.search_batch] for i in range(0, len(problems), cfg.search_batch)]
-        have = {}
-        if trees_path.is_file():
-            for i, d in enumerate(read_jsonl(trees_path, allow_torn_tail=True), 1):
-                have[d["problem_id"]] = Tree.from_json(d, where=f"{trees_path}:{i}")
-            if cfg.scale.search.executor != "ray":
-                whole = {p.id for c in chunks if all(p.id in have for p in c) for p in c}
-                have = {pid: t for pid, t in have.items() if pid in whole}
-            write_jsonl(trees_path, [t.to_json() for t in have.values()])  # drop a torn tail
-        search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
-        todo = [p for p in problems if p.id not in have]
-        from tqdm import tqdm
+        chunks = [problems[i : i + self.cfg.search_batch] for i in range(0, len(problems), self.cfg.search_batch)]
+        have = self._searched_trees(rd / "trees.jsonl", chunks)
+        bar = tqdm(total=len(problems), initial=len(have), desc=f"round {k} search", dynamic_ncols=True)
+        for batch, result in self._search_batches(k, backend, task, chunks, have):
+            self._append_trees(rd / "trees.jsonl", batch, result, task, have)
+            bar.update(len(batch))
+        bar.close()
+        summary = _search_summary([have[p.id] for p in problems], task, problems)
+        atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
+        return summary
 
-        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"round {k} search", dynamic_ncols=True)
+    def round_problems(self, k: int, task) -> list:
+        """Fresh training problems every round: round k takes slice k of one seeded stream."""
+        return self._train_stream(task, k + 1)[self.cfg.train_problems * k :]
+
+    def _train_stream(self, task, rounds: int) -> list:
+        """The training problems of the first `rounds` rounds, one seeded stream."""
+        cfg = self.cfg
+        kw = {"n_ops": cfg.train_n_ops} if (cfg.task == "arithmetic" and cfg.train_n_ops) else {}
+        return task.problems("train", cfg.train_problems * rounds, seed=cfg.seed, **kw)
+
+    def _searched_trees(self, trees_path: Path, chunks: list[list]) -> dict:
+        """{problem id: tree} already in `trees_path` (whole batches only, unless Ray wrote them chunk by
+        chunk), the file rewritten to hold just those (a torn last line dropped)."""
+        from treesearch.tree import Tree
+
+        if not trees_path.is_file():
+            return {}
+        have = {}
+        for i, d in enumerate(read_jsonl(trees_path, allow_torn_tail=True), 1):
+            have[d["problem_id"]] = Tree.from_json(d, where=f"{trees_path}:{i}")
+        if self.cfg.scale.search.executor != "ray":
+            whole = {p.id for c in chunks if all(p.id in have for p in c) for p in c}
+            have = {pid: t for pid, t in have.items() if pid in whole}
+        write_jsonl(trees_path, [t.to_json() for t in have.values()])
+        return have
+
+    def _search_batches(self, k: int, backend, task, chunks: list[list], have: dict):
+        """(problems, SearchResult) for what is left to search: batch by batch on `backend`, or all of
+        it at once on Ray workers (whose journal resumes by chunk)."""
+        from treesearch.search.runner import run_search
+
+        cfg = self.cfg
+        search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
         if cfg.scale.search.executor == "ray":
             from treesearch.distributed import run_search_distributed, search_options
 
+            todo = [p for c in chunks for p in c if p.id not in have]
             result = run_search_distributed(
                 "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device, value=self.value_of(k),
-                journal=rd / "chunks.jsonl", **search_options(cfg.scale.search, cfg.backend, cfg.vllm),
+                journal=self.round_dir(k) / "chunks.jsonl", **search_options(cfg.scale.search, cfg.backend, cfg.vllm),
             )
-            todo_batches = [(todo, result)]
-        else:
-            todo_batches = ((c, None) for c in chunks if c[0].id not in have)
-        for batch, result in todo_batches:
-            if result is None:
-                result = run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch), value=self.value_of(k))
-            # each tree carries its share of the batch's cost, written in the same line as the tree,
-            # so the round's cost is exact however many invocations (kills, resumes) it took
-            share = dataclasses.asdict(result.cost.split(len(batch)))
-            for p, t, s in zip(batch, result.trees, result.selected):
-                t.meta["search"]["correct"] = bool(s and finished(t, s) and task.score(p, t.text_of(s)))
-                t.meta["search"]["cost"] = share
-            append_jsonl(trees_path, [t.to_json() for t in result.trees])
-            for t in result.trees:
-                have[t.problem_id] = t
-            bar.update(len(batch))
-        bar.close()
-        trees = [have[p.id] for p in problems]
-        from treesearch.search.result import SearchResult, Cost
+            yield todo, result
+            return
+        for batch in chunks:
+            if batch[0].id not in have:
+                yield batch, run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch),
+                                        value=self.value_of(k))
 
-        shares = [t.meta["search"]["cost"] for t in trees if "cost" in t.meta["search"]]
-        selected = [t.meta["search"]["selected"] for t in trees]
-        summary = summarize(SearchResult(trees, selected, Cost.total(shares)), task, problems)
-        summary["cost_problems"] = len(shares)  # < n_problems only for trees written by an older version
-        summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
-        atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
-        return summary
+    @staticmethod
+    def _append_trees(trees_path: Path, batch: list, result, task, have: dict) -> None:
+        """Append a searched batch's trees, each with its verdict and its share of the batch's cost in the
+        same line, so the round's cost is exact however many invocations (kills, resumes) it took."""
+        from treesearch.search.expand import finished
+
+        share = dataclasses.asdict(result.cost.split(len(batch)))
+        for p, t, s in zip(batch, result.trees, result.selected):
+            t.meta["search"]["correct"] = bool(s and finished(t, s) and task.score(p, t.text_of(s)))
+            t.meta["search"]["cost"] = share
+        append_jsonl(trees_path, [t.to_json() for t in result.trees])
+        for t in result.trees:
+            have[t.problem_id] = t
 
     def value_of(self, k: int) -> ValueConfig:
         """Round k's value function: the configured one, or for method prm without a checkpoint the PRM
@@ -442,6 +458,20 @@ class Run:
         write_jsonl(self.root / "metrics.jsonl", rows)
         plot_rounds(rows, self.root / "accuracy.png")
         return rows
+
+
+def _search_summary(trees: list, task, problems: list) -> dict:
+    """`runner.summarize` of a round's trees (selected nodes and cost shares from their meta), plus how
+    many trees carry a cost share and the exploitation ratio (accuracy over coverage)."""
+    from treesearch.search.result import Cost, SearchResult
+    from treesearch.search.runner import summarize
+
+    shares = [t.meta["search"]["cost"] for t in trees if "cost" in t.meta["search"]]
+    selected = [t.meta["search"]["selected"] for t in trees]
+    summary = summarize(SearchResult(trees, selected, Cost.total(shares)), task, problems)
+    summary["cost_problems"] = len(shares)  # < n_problems only for trees written by an older version
+    summary["exploitation"] = summary["accuracy"] / summary["coverage"] if summary["coverage"] else 0.0
+    return summary
 
 
 def _decoder(policy: str):

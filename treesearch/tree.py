@@ -36,6 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from treesearch.io import atomic_write_text
+
 ROOT = 0
 NO_PARENT = -1
 UNKNOWN, WRONG, CORRECT = -1, 0, 1  # verdict values
@@ -271,8 +273,6 @@ class Tree:
 
     def save(self, path) -> None:
         """Write `to_json` to `path` as one JSON document (atomically: a tree saved before stays whole on failure)."""
-        from treesearch.io import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_json(), separators=(",", ":")))
 
     @classmethod

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from treesearch.io import atomic_write_text
 from treesearch.search.baselines import BeamConfig, BestOfNConfig, GreedyConfig, beam_search, best_of_n, greedy, majority_vote
 from treesearch.search.expand import answer_line_done
 from treesearch.search.guided import DVTSConfig, dvts, weighted_best_of_n
@@ -194,8 +195,6 @@ def write_run(
 
     Each file is written whole to a temporary sibling and renamed into place: a run killed or failing
     here leaves the files of an earlier run at `out_dir` as they were."""
-    from treesearch.io import atomic_write_text
-
     out = Path(out_dir)
     summary = {**(info or {}), **summarize(result, task, problems)}
     lines = []

@@ -628,7 +628,7 @@ def _save_checkpoint(steps: _Steps, opt: _Optimizer, out: Path, run_id: str, don
 
 
 def _save_final(steps: _Steps, info: dict, out: Path, tok):
-    """Write the final model and its ``train_result.json`` (`info`); returns the model the caller's now
+    """Write the final model and its ``train_result.json`` (`info`); returns the model the caller now
     holds (LoRA merged, unless the adapter alone is exported)."""
     config, dist = steps.config, steps.dist
     final = steps.model.merge_and_unload() if config.lora and config.lora_merge else steps.model

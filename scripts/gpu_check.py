@@ -6,9 +6,11 @@
 1. **trainer**: our Step-DPO trainer on the device with bench/trainer_memory.py's model (a 43M Qwen2
    with the real Qwen3 vocabulary of 151,669 tokens; random ids), 8 pairs of 1,024 and 2,048 tokens,
    batch 2, in four precision setups: fp32 weights under bf16 autocast, the same with gradient
-   checkpointing, bf16 weights with fp32 master weights, and that with checkpointing. For each:
-   the peak of ``torch.cuda.max_memory_allocated`` against `treesearch.train.memory.estimate`
-   (``mem_ratio`` = measured / estimated), pairs per second, and whether the loss is finite.
+   checkpointing, bf16 weights with fp32 master weights, and that with checkpointing. For each, against
+   `treesearch.train.memory.estimate`: the peak of ``torch.cuda.max_memory_allocated`` over the
+   estimate's tensors (``mem_ratio_tensors``: the estimate without its 1 GiB runtime allowance), and
+   the CUDA context plus the peak the allocator reserved over the whole estimate (``mem_ratio_device``);
+   also pairs per second and whether the loss is finite.
 2. **backend**: the embedded policy through the HF backend on the device in bf16 against the CPU
    in fp32: greedy completions of held-out problems (how many are identical), and the log-probs of
    the CPU's greedy tokens scored by both (mean and max |difference|, nats per token); then the
@@ -37,6 +39,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+GIB = 2**30
 SETUPS = {  # StepDPOConfig fields of each precision setup
     "fp32_autocast": {"dtype": "float32", "bf16": True},
     "fp32_autocast_ckpt": {"dtype": "float32", "bf16": True, "gradient_checkpointing": True},
@@ -45,10 +48,13 @@ SETUPS = {  # StepDPOConfig fields of each precision setup
 }
 
 
-def _peak(device: str) -> float | None:
+def _context_bytes() -> float:
+    """What the device holds beyond the allocator's reservations: the CUDA context and libraries."""
     import torch
 
-    return torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    torch.zeros(1, device="cuda")  # the context exists from here on
+    free, total = torch.cuda.mem_get_info()
+    return total - free - torch.cuda.memory_reserved()
 
 
 def check_trainer(device: str, lengths: list[int], n_pairs: int, batch: int) -> dict:
@@ -64,29 +70,32 @@ def check_trainer(device: str, lengths: list[int], n_pairs: int, batch: int) -> 
         model_dir = Path(work) / "model"
         bench["build_model_dir"](model_dir)
         shape = memory.ModelShape.from_hf_config(AutoConfig.from_pretrained(model_dir))
+        cuda = device.startswith("cuda")
+        context = _context_bytes() if cuda else 0.0
         for length in lengths:
             pairs = bench["make_pairs"](n_pairs, length, seed=length)
             for name, fields in SETUPS.items():
                 cfg = StepDPOConfig(beta=0.1, learning_rate=1e-5, epochs=1, batch_size=batch, warmup_ratio=0.0,
                                     save_steps=0, progress=False, device=device, seed=0, max_length=4096, **fields)
                 model, tok = bench["load"](str(model_dir))
-                if device.startswith("cuda"):
+                if cuda:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                 t = time.perf_counter()
                 result = train_step_dpo(model, pairs, cfg, Path(work) / f"{name}-{length}", tokenizer=tok)
                 seconds = time.perf_counter() - t
-                peak = _peak(device)
-                est = memory.estimate(shape, cfg, rows=batch, width=length + bench["STEP"], packed=True,
-                                      device=device).total
+                est = memory.estimate(shape, cfg, rows=batch, width=length + bench["STEP"], packed=True, device=device)
+                tensors = est.total - est.parts["runtime"]
                 loss = result.metrics.get("train/loss_mean", float("nan"))
-                out[f"{name}@{length}"] = {
-                    "peak_gib": None if peak is None else round(peak / 2**30, 3),
-                    "estimate_gib": round(est / 2**30, 3),
-                    "mem_ratio": None if peak is None else round(peak / est, 3),
-                    "pairs_per_second": round(n_pairs / seconds, 2),
-                    "loss_finite": math.isfinite(loss),
-                }
+                row = {"estimate_gib": round(est.total / GIB, 3), "estimate_tensors_gib": round(tensors / GIB, 3),
+                       "pairs_per_second": round(n_pairs / seconds, 2), "loss_finite": math.isfinite(loss)}
+                if cuda:
+                    allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+                    row.update(peak_allocated_gib=round(allocated / GIB, 3), context_gib=round(context / GIB, 3),
+                               peak_reserved_gib=round(reserved / GIB, 3),
+                               mem_ratio_tensors=round(allocated / tensors, 3),
+                               mem_ratio_device=round((context + reserved) / est.total, 3))
+                out[f"{name}@{length}"] = row
                 print(f"trainer {name} @ {length}: {out[f'{name}@{length}']}", flush=True)
                 del model, result
     return out
@@ -146,7 +155,7 @@ def main() -> None:
     t0 = time.perf_counter()
     result = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
               "torch": torch.__version__}
-    lengths, n_pairs, n_eval, n_search = ([256], 2, 8, 4) if args.small else ([1024, 2048], 8, 200, 64)
+    lengths, n_pairs, n_eval, n_search = ([160], 2, 8, 4) if args.small else ([1024, 2048], 8, 200, 64)
     result["trainer"] = check_trainer(args.device, lengths, n_pairs, batch=2)
     result["backend"] = check_backend(args.device, n_eval, n_search)
     result["seconds"] = round(time.perf_counter() - t0, 1)

@@ -228,20 +228,20 @@ class Run:
 
         cfg = self.cfg
         search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
+        value = self.value_of(k)  # once: with `prm` values it reads (or trains on) the whole previous round
         if cfg.scale.search.executor == "ray":
             from treesearch.distributed import run_search_distributed, search_options
 
             todo = [p for c in chunks for p in c if p.id not in have]
             result = run_search_distributed(
-                "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device, value=self.value_of(k),
+                "mcts", cfg.task, todo, search_cfg, model=self.policy_of(k), device=cfg.device, value=value,
                 journal=self.round_dir(k) / "chunks.jsonl", **search_options(cfg.scale.search, cfg.backend, cfg.vllm),
             )
             yield todo, result
             return
         for batch in chunks:
             if batch[0].id not in have:
-                yield batch, run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch),
-                                        value=self.value_of(k))
+                yield batch, run_search("mcts", backend, task, batch, search_cfg, batch_size=len(batch), value=value)
 
     @staticmethod
     def _append_trees(trees_path: Path, batch: list, result, task, have: dict) -> None:

@@ -276,39 +276,9 @@ def tree_view(
     top = max(1.0, float(tree.visits.max()))
     size = 6.0 + 22.0 * np.sqrt(visits / top)  # area grows with visits
 
-    correct, total = terminal_stats(tree)
-    category = []
-    for n in nodes:
-        if tree.terminal[n]:
-            category.append(_verdict_name(tree.verdict[n]))
-        else:
-            category.append("correct below" if correct[n] else "only wrong below" if total[n] else "open")
-
-    chosen = {p["node_ids"][1] for p in mine}
-    rejected = {p["node_ids"][2] for p in mine}
-
-    def mark(n: int) -> tuple[str, float]:
-        if n in chosen and n in rejected:
-            return BOTH, 3.5
-        if n in chosen:
-            return CHOSEN, 3.5
-        if n in rejected:
-            return REJECTED, 3.5
-        return OUTLINE, 0.6
-
-    outline, width = zip(*(mark(int(n)) for n in nodes))
-
-    hover = []
-    for n in nodes:
-        n = int(n)
-        marks = []
-        if n == selected:
-            marks.append("selected answer of the search")
-        for p in mine:
-            role = "chosen" if p["node_ids"][1] == n else "rejected" if p["node_ids"][2] == n else None
-            if role:
-                marks.append(f"{role} in a {p.get('kind', '')} pair (depth {p.get('depth', '?')})")
-        hover.append(hover_text(tree, n, hidden=int(hid[n]), marks=marks))
+    category = _categories(tree, nodes)
+    outline, width = _pair_outlines(nodes, mine)
+    hover = [hover_text(tree, int(n), hidden=int(hid[n]), marks=_marks(int(n), mine, selected)) for n in nodes]
 
     return TreeView(
         tree=tree,
@@ -320,8 +290,8 @@ def tree_view(
         value=np.array([tree.q(int(n)) for n in nodes]),
         fill=[VERDICT_COLORS[c] for c in category],
         category=category,
-        outline=list(outline),
-        outline_width=np.array(width, dtype=np.float64),
+        outline=outline,
+        outline_width=width,
         hidden=hid[nodes],
         hover=hover,
         best_path=best,
@@ -330,6 +300,38 @@ def tree_view(
         hidden_total=int(tree.num_nodes - len(nodes)),
         index={int(n): i for i, n in enumerate(nodes)},
     )
+
+
+def _categories(tree: Tree, nodes: np.ndarray) -> list[str]:
+    """Each node's fill category: a terminal's verdict, else what its judged terminals below say."""
+    correct, total = terminal_stats(tree)
+    return [
+        _verdict_name(tree.verdict[n]) if tree.terminal[n]
+        else "correct below" if correct[n] else "only wrong below" if total[n] else "open"
+        for n in nodes
+    ]
+
+
+def _pair_outlines(nodes: np.ndarray, pairs: list[dict]) -> tuple[list[str], np.ndarray]:
+    """Outline colour and width per node: thick for a pair's chosen or rejected step (or both)."""
+    chosen = {p["node_ids"][1] for p in pairs}
+    rejected = {p["node_ids"][2] for p in pairs}
+    outline, width = [], []
+    for n in map(int, nodes):
+        mark = BOTH if n in chosen and n in rejected else CHOSEN if n in chosen else REJECTED if n in rejected else None
+        outline.append(mark or OUTLINE)
+        width.append(0.6 if mark is None else 3.5)
+    return outline, np.array(width, dtype=np.float64)
+
+
+def _marks(n: int, pairs: list[dict], selected: int) -> list[str]:
+    """Hover lines naming what node n is: the selected answer, a step of a pair."""
+    marks = ["selected answer of the search"] if n == selected else []
+    for p in pairs:
+        role = "chosen" if p["node_ids"][1] == n else "rejected" if p["node_ids"][2] == n else None
+        if role:
+            marks.append(f"{role} in a {p.get('kind', '')} pair (depth {p.get('depth', '?')})")
+    return marks
 
 
 def _edges(view: TreeView, nodes: Iterable[int]) -> tuple[list, list]:
@@ -385,6 +387,29 @@ def plot_tree(
     )
     t = view.tree
     fig = go.Figure()
+    _plotly_links(fig, view)
+    _plotly_nodes(fig, view)
+    _plotly_legend(fig, view)
+    depth = int(t.depth[view.nodes].max()) if len(view.nodes) else 0
+    fig.update_layout(
+        title=dict(text=html.escape(title if title is not None else view.title()), font=dict(size=13)),
+        height=int(min(1600, 170 + 95 * (depth + 1))),
+        plot_bgcolor="white",
+        hovermode="closest",
+        hoverlabel=dict(align="left", font=dict(family="monospace", size=11)),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        margin=dict(l=30, r=30, t=80, b=30),
+        xaxis=dict(visible=False),
+        yaxis=dict(title="depth", tickvals=[-d for d in range(depth + 1)], ticktext=[str(d) for d in range(depth + 1)],
+                   range=[-depth - 0.8, 0.6], zeroline=False, gridcolor="#f0f0f0"),
+    )
+    return fig
+
+
+def _plotly_links(fig, view: TreeView) -> None:
+    """The tree's edges, the best path over them, and a dashed arc per pair (its label on hover)."""
+    import plotly.graph_objects as go
+
     ex, ey = _edges(view, view.nodes)
     fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=EDGE, width=1), hoverinfo="skip", name="edges", showlegend=False))
     bx, by = _edges(view, view.best_path)
@@ -398,6 +423,13 @@ def plot_tree(
             x=ax, y=ay, mode="lines", line=dict(color=PAIR_LINK, width=1.5, dash="dash"),
             hovertext=[label] * len(ax), hoverinfo="text", name="pair link", legendgroup="pairs", showlegend=k == 0,
         ))
+
+
+def _plotly_nodes(fig, view: TreeView) -> None:
+    """The node trace (one point per drawn node, its node id as customdata), the selected answer's
+    star and the count of hidden descendants under a node."""
+    import plotly.graph_objects as go
+
     marker: dict[str, Any] = dict(size=view.size, line=dict(color=view.outline, width=view.outline_width), opacity=1.0)
     if view.color == "q":
         lo, hi = _q_range(view.value)
@@ -420,7 +452,12 @@ def plot_tree(
             x=view.x[h], y=view.y[h] - 0.3, mode="text", text=[f"+{int(k)}" for k in view.hidden[h]],
             textfont=dict(size=10, color="#555555"), hoverinfo="skip", name="hidden descendants", showlegend=False,
         ))
-    # legend entries for the marks (empty traces: the legend shows their style)
+
+
+def _plotly_legend(fig, view: TreeView) -> None:
+    """Legend entries for the marks: empty traces, so the legend shows their style."""
+    import plotly.graph_objects as go
+
     if view.pair_links:
         for name, col in (("chosen (pair)", CHOSEN), ("rejected (pair)", REJECTED)):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
@@ -428,20 +465,6 @@ def plot_tree(
     if view.color == "verdict":
         for name in dict.fromkeys(view.category):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=dict(size=11, color=VERDICT_COLORS[name])))
-    depth = int(t.depth[view.nodes].max()) if len(view.nodes) else 0
-    fig.update_layout(
-        title=dict(text=html.escape(title if title is not None else view.title()), font=dict(size=13)),
-        height=int(min(1600, 170 + 95 * (depth + 1))),
-        plot_bgcolor="white",
-        hovermode="closest",
-        hoverlabel=dict(align="left", font=dict(family="monospace", size=11)),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-        margin=dict(l=30, r=30, t=80, b=30),
-        xaxis=dict(visible=False),
-        yaxis=dict(title="depth", tickvals=[-d for d in range(depth + 1)], ticktext=[str(d) for d in range(depth + 1)],
-                   range=[-depth - 0.8, 0.6], zeroline=False, gridcolor="#f0f0f0"),
-    )
-    return fig
 
 
 # -- matplotlib -----------------------------------------------------------------------------------
@@ -463,7 +486,6 @@ def draw_tree(
 ):
     """The same view drawn with matplotlib on `ax` (a new figure sized to the tree if None); returns the Axes."""
     from matplotlib.collections import LineCollection
-    from matplotlib.lines import Line2D
 
     view = tree if isinstance(tree, TreeView) else tree_view(
         tree, color=color, pairs=pairs, min_visits=min_visits, max_nodes=max_nodes
@@ -498,6 +520,23 @@ def draw_tree(
         ax.scatter([view.x[i]], [view.y[i] + 0.32], marker="*", s=90, c="#222222", zorder=4)
     for i in np.flatnonzero(view.hidden):
         ax.annotate(f"+{int(view.hidden[i])}", (view.x[i], view.y[i] - 0.3), ha="center", va="top", fontsize=7, color="#555555")
+    handles = _mpl_legend(view)
+    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False, ncol=min(4, len(handles)))
+    ax.set_title(title if title is not None else view.title(), fontsize=9)
+    ax.set_yticks([-d for d in range(depth + 1)], [str(d) for d in range(depth + 1)])
+    ax.set_ylabel("depth")
+    ax.set_xticks([])
+    ax.set_xlim(-1, max(1, view.num_leaves))
+    ax.set_ylim(-depth - 1.2, 0.7)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    return ax
+
+
+def _mpl_legend(view: TreeView) -> list:
+    """draw_tree's legend handles: the best path, and the marks this view shows."""
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], color=BEST_PATH, linewidth=3.5, label="best path")]
     if view.selected > 0:
         handles.append(Line2D([], [], marker="*", linestyle="", color="#222222", label="selected answer"))
@@ -509,16 +548,7 @@ def draw_tree(
         ]
     if view.color == "verdict":
         handles += [Line2D([], [], marker="o", linestyle="", color=VERDICT_COLORS[c], label=c) for c in dict.fromkeys(view.category)]
-    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False, ncol=min(4, len(handles)))
-    ax.set_title(title if title is not None else view.title(), fontsize=9)
-    ax.set_yticks([-d for d in range(depth + 1)], [str(d) for d in range(depth + 1)])
-    ax.set_ylabel("depth")
-    ax.set_xticks([])
-    ax.set_xlim(-1, max(1, view.num_leaves))
-    ax.set_ylim(-depth - 1.2, 0.7)
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
-    return ax
+    return handles
 
 
 # -- files ----------------------------------------------------------------------------------------

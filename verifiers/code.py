@@ -565,6 +565,14 @@ def check(
         one of ISOLATIONS to force it (RuntimeError if unavailable).
     Never raises on a bad program; thread-safe.
     """
+    job = _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects)
+    if isinstance(job, CodeResult):
+        return job
+    return _run_job(job, _resolve(isolation), timeout)
+
+
+def _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects) -> dict | CodeResult:
+    """The sandbox's job for `check`'s arguments, or the "invalid" result that names the bad one."""
     if not isinstance(program, str):
         return _invalid(f"program must be a string, got {type(program).__name__}")
     if isinstance(tests, str):
@@ -573,7 +581,8 @@ def check(
         test_value = list(tests)
     else:
         return _invalid("tests must be a string or a list of strings")
-    if len(program) + len(trusted_prefix) + sum(map(len, test_value if isinstance(test_value, list) else [test_value])) > MAX_SOURCE_CHARS:
+    test_chars = sum(map(len, test_value)) if isinstance(test_value, list) else len(test_value)
+    if len(program) + len(trusted_prefix) + test_chars > MAX_SOURCE_CHARS:
         return _invalid("program or tests too large")
     if not isinstance(setup, str):
         return _invalid(f"setup must be a string, got {type(setup).__name__}")
@@ -585,8 +594,7 @@ def check(
         return _invalid(f"timeout must be in (0, 3600] seconds, got {timeout!r}")
     if not (isinstance(memory_mb, int) and 32 <= memory_mb <= 1 << 20):
         return _invalid(f"memory_mb must be an integer >= 32, got {memory_mb!r}")
-    mode = _resolve(isolation)
-    job = {
+    return {
         "program": program,
         "tests": test_value,
         "entry_point": entry_point,
@@ -596,6 +604,10 @@ def check(
         "timeout": float(timeout),
         "memory_mb": memory_mb,
     }
+
+
+def _run_job(job: dict, mode: str, timeout: float) -> CodeResult:
+    """`job` run by one of `mode`'s pooled launchers, its reply read as a CodeResult."""
     pool = _pool(mode)
     launcher = pool.acquire()
     t0 = time.perf_counter()
@@ -625,7 +637,6 @@ def check(
         detail=str(reply.get("detail") or "")[:1000],
         isolation=mode,
     )
-
 
 def check_batch(
     jobs: Iterable[Mapping | tuple],

@@ -318,44 +318,25 @@ class HFBackend(TextMixin):
         row_seeds = None
         if params.seed is not None and params.temperature > 0:
             row_seeds = [_row_seed(params.seed, seqs[prompt_of[r]], r % n) for r in range(rows)]
-        out_ids: list[list[int]] = [[] for _ in range(rows)]
-        out_lp: list[list[float]] = [[] for _ in range(rows)]
-        streams = [StreamDecoder(self.token_text) for _ in range(rows)]
-        texts = [""] * rows
-        reasons: list[str | None] = [None] * rows
+        out = _Rows(rows, self.token_text, params)
         active = list(range(rows))  # global row index of each batch row
-        max_stop = max((len(s) for s in params.stop), default=0)
         ends = self.eos_token_ids
         while True:
             logp = torch.log_softmax(logits, dim=-1)
             u = None
             if row_seeds is not None:
                 # rows start together and gain one token per step, so every live row is at this step
-                u = torch.tensor(_uniforms([row_seeds[r] for r in active], len(out_ids[active[0]])),
+                u = torch.tensor(_uniforms([row_seeds[r] for r in active], len(out.ids[active[0]])),
                                  dtype=torch.float64, device=self.device)
             tokens = self._sample(logits, u, params)
             chosen_lp = logp.gather(1, tokens[:, None])[:, 0].tolist()
-            tokens_l = tokens.tolist()
             self.stats.decode_tokens += len(active)
             keep = []
-            for j, r in enumerate(active):
-                tok = tokens_l[j]
-                out_ids[r].append(tok)
-                out_lp[r].append(chosen_lp[j])
-                if tok in ends:
-                    reasons[r] = "eos"
-                else:
-                    seen = len(streams[r].text)
-                    if streams[r].push(tok) and params.stop:
-                        if find_stop(streams[r].text, params.stop, seen - max_stop + 1) is not None:
-                            reasons[r] = "stop"  # whole tokens: the text may run past the stop string
-                    if reasons[r] is None and len(out_ids[r]) >= params.max_tokens:
-                        reasons[r] = "length"
-                if reasons[r] is None:
+            for j, (r, tok) in enumerate(zip(active, tokens.tolist())):
+                if not out.push(r, tok, chosen_lp[j], ends):
                     keep.append(j)
                 else:  # its KV covers prompt + all but the last sampled token
-                    texts[r] = streams[r].finish()
-                    self._remember(past, j, seqs[prompt_of[r]] + out_ids[r][:-1])
+                    self._remember(past, j, seqs[prompt_of[r]] + out.ids[r][:-1])
             if not keep:
                 break
             if len(keep) < len(active):
@@ -365,21 +346,10 @@ class HFBackend(TextMixin):
                 tokens = tokens[idx]
                 active = [active[j] for j in keep]
             attn = torch.cat([attn, torch.ones((len(active), 1), dtype=attn.dtype, device=self.device)], dim=1)
-            pos = torch.tensor([len(seqs[prompt_of[r]]) + len(out_ids[r]) - 1 for r in active], device=self.device)
-            out, past = self._forward(past, input_ids=tokens[:, None], attention_mask=attn, position_ids=pos[:, None])
-            logits = out.logits[:, -1].float()
-        return [
-            [
-                Completion(
-                    text=texts[p * n + k],
-                    token_ids=tuple(out_ids[p * n + k]),
-                    logprobs=tuple(out_lp[p * n + k]) if params.logprobs else (),
-                    finish_reason=reasons[p * n + k],
-                )
-                for k in range(n)
-            ]
-            for p in range(len(seqs))
-        ]
+            pos = torch.tensor([len(seqs[prompt_of[r]]) + len(out.ids[r]) - 1 for r in active], device=self.device)
+            step, past = self._forward(past, input_ids=tokens[:, None], attention_mask=attn, position_ids=pos[:, None])
+            logits = step.logits[:, -1].float()
+        return out.completions(len(seqs), n)
 
     @staticmethod
     def _sample(logits: torch.Tensor, u: torch.Tensor | None, params: SamplingParams) -> torch.Tensor:
@@ -447,3 +417,51 @@ class HFBackend(TextMixin):
                     cols = torch.arange(window - len(c) - 1, window - 1)
                     out[i] = logp[row, cols, torch.tensor(c)].tolist()
         return out
+
+
+class _Rows:
+    """The rows one `_generate_chunk` samples: their tokens, log-probs, decoded text and finish reasons."""
+
+    def __init__(self, rows: int, token_text, params: SamplingParams):
+        self.params = params
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.lps: list[list[float]] = [[] for _ in range(rows)]
+        self.streams = [StreamDecoder(token_text) for _ in range(rows)]
+        self.texts = [""] * rows
+        self.reasons: list[str | None] = [None] * rows
+        self.max_stop = max((len(s) for s in params.stop), default=0)
+
+    def push(self, r: int, tok: int, lp: float, ends) -> bool:
+        """Row r's next token; True when the row has finished (eos, a stop string, or max_tokens)."""
+        params = self.params
+        self.ids[r].append(tok)
+        self.lps[r].append(lp)
+        if tok in ends:
+            self.reasons[r] = "eos"
+        else:
+            stream = self.streams[r]
+            seen = len(stream.text)
+            if stream.push(tok) and params.stop:
+                if find_stop(stream.text, params.stop, seen - self.max_stop + 1) is not None:
+                    self.reasons[r] = "stop"  # whole tokens: the text may run past the stop string
+            if self.reasons[r] is None and len(self.ids[r]) >= params.max_tokens:
+                self.reasons[r] = "length"
+        if self.reasons[r] is None:
+            return False
+        self.texts[r] = self.streams[r].finish()
+        return True
+
+    def completions(self, prompts: int, n: int) -> list[list[Completion]]:
+        """n completions per prompt (rows are prompt-major)."""
+        return [
+            [
+                Completion(
+                    text=self.texts[p * n + k],
+                    token_ids=tuple(self.ids[p * n + k]),
+                    logprobs=tuple(self.lps[p * n + k]) if self.params.logprobs else (),
+                    finish_reason=self.reasons[p * n + k],
+                )
+                for k in range(n)
+            ]
+            for p in range(prompts)
+        ]

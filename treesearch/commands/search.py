@@ -77,64 +77,19 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from tasks import get_task
-    from tasks.base import check_seed
-    from treesearch.config import apply_overrides
-    from treesearch.search.runner import CONFIGS, NEEDS_PRM, run_search, write_run
-    from treesearch.commands.backend_args import backend_from_args, vllm_config
-    from treesearch.search.values import RolloutConfig
+    from treesearch.search.runner import write_run
 
-    check_seed(args.seed)
-    if args.n_problems < 1:
-        raise ValueError(f"--n-problems must be >= 1, got {args.n_problems}")
-    algo_sets = [s for s in args.overrides if not s.startswith("rollout.")]
-    rollout_sets = [s.removeprefix("rollout.") for s in args.overrides if s.startswith("rollout.")]
-    cls = CONFIGS[args.algo]
-    config = apply_overrides(cls(), algo_sets, where="--set")
-    if "seed" in {f.name for f in dataclasses.fields(cls)} and not any(s.startswith("seed=") for s in algo_sets):
-        config = dataclasses.replace(config, seed=args.seed)
-    rollout = apply_overrides(RolloutConfig(), rollout_sets, where="--set rollout.")
+    config, rollout = _configs(args)
     task = get_task(args.task)
-    kw = {"n_ops": args.n_ops} if args.n_ops is not None else {}
-    problems = task.problems(args.split, args.n_problems, seed=args.seed, **kw)
-
+    problems = _problems(args, task)
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    prm = None
-    if args.prm:
-        from treesearch.rewards.prm_train import load_value_prm
-
-        if args.executor or args.value:
-            raise ValueError("--prm: the PRM is the value and the ranking itself; it takes no --value and runs in-process (no --executor)")
-        prm = load_value_prm(args.prm, device=args.prm_device, aggregate=args.prm_aggregate, signed=False,
-                             step_delimiter=getattr(task, "step_delimiter", None), sets=args.prm_sets)
-    elif args.algo in NEEDS_PRM:
-        raise ValueError(f"--algo {args.algo} needs --prm DIR (a process reward model checkpoint)")
-    if args.executor:
-        from pathlib import Path
-
-        from treesearch.distributed import run_search_distributed
-
-        result = run_search_distributed(
-            args.algo, args.task, problems, config, executor=args.executor, num_workers=args.num_workers,
-            model=args.model, device=args.device, backend=args.backend, vllm=vllm_config(args.vllm_sets, verbose=args.verbose),
-            value=args.value, rollout=rollout, batch_size=args.batch_size,
-            chunk_size=args.chunk_size, journal=Path(args.out) / "chunks.jsonl", progress=progress,
-            **({"address": args.ray_address} if args.executor == "ray" and args.ray_address else {}),
-        )
-    else:
-        backend = backend_from_args(args)
-        try:
-            result = run_search(
-                args.algo, backend, task, problems, config, value=args.value, rollout=rollout, prm=prm,
-                batch_size=args.batch_size, progress=progress,
-            )
-        finally:
-            backend.close()
+    prm = _prm(args, task)
+    result = _search(args, task, problems, config, rollout, prm)
     info = {
         "algo": args.algo,
         "task": args.task,
@@ -152,3 +107,72 @@ def run(args) -> int:
     print(json.dumps({k: summary[k] for k in ("algo", "n_problems", "accuracy", "coverage", "tokens_per_problem")}))
     print(f"wrote {args.out}/trees.jsonl and {args.out}/summary.json", file=sys.stderr)
     return 0
+
+
+def _configs(args):
+    """The algorithm's config and the rollout value's, from their defaults and ``--set`` (``rollout.``
+    fields go to the rollout's); the algorithm's seed is ``--seed`` unless a ``--set seed=`` gives one."""
+    from treesearch.config import apply_overrides
+    from treesearch.search.runner import CONFIGS
+    from treesearch.search.values import RolloutConfig
+
+    algo_sets = [s for s in args.overrides if not s.startswith("rollout.")]
+    rollout_sets = [s.removeprefix("rollout.") for s in args.overrides if s.startswith("rollout.")]
+    cls = CONFIGS[args.algo]
+    config = apply_overrides(cls(), algo_sets, where="--set")
+    if "seed" in {f.name for f in dataclasses.fields(cls)} and not any(s.startswith("seed=") for s in algo_sets):
+        config = dataclasses.replace(config, seed=args.seed)
+    return config, apply_overrides(RolloutConfig(), rollout_sets, where="--set rollout.")
+
+
+def _problems(args, task) -> list:
+    from tasks.base import check_seed
+
+    check_seed(args.seed)
+    if args.n_problems < 1:
+        raise ValueError(f"--n-problems must be >= 1, got {args.n_problems}")
+    kw = {"n_ops": args.n_ops} if args.n_ops is not None else {}
+    return task.problems(args.split, args.n_problems, seed=args.seed, **kw)
+
+
+def _prm(args, task):
+    """The ``--prm`` checkpoint as the search's value and ranking (None without one)."""
+    from treesearch.search.runner import NEEDS_PRM
+
+    if not args.prm:
+        if args.algo in NEEDS_PRM:
+            raise ValueError(f"--algo {args.algo} needs --prm DIR (a process reward model checkpoint)")
+        return None
+    if args.executor or args.value:
+        raise ValueError("--prm: the PRM is the value and the ranking itself; it takes no --value and runs in-process (no --executor)")
+    from treesearch.rewards.prm_train import load_value_prm
+
+    return load_value_prm(args.prm, device=args.prm_device, aggregate=args.prm_aggregate, signed=False,
+                          step_delimiter=getattr(task, "step_delimiter", None), sets=args.prm_sets)
+
+
+def _search(args, task, problems, config, rollout, prm):
+    """The search on ``--executor``'s workers (journaled in the output folder), or in this process."""
+    from treesearch.commands.backend_args import backend_from_args, vllm_config
+
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.executor:
+        from pathlib import Path
+
+        from treesearch.distributed import run_search_distributed
+
+        return run_search_distributed(
+            args.algo, args.task, problems, config, executor=args.executor, num_workers=args.num_workers,
+            model=args.model, device=args.device, backend=args.backend, vllm=vllm_config(args.vllm_sets, verbose=args.verbose),
+            value=args.value, rollout=rollout, batch_size=args.batch_size,
+            chunk_size=args.chunk_size, journal=Path(args.out) / "chunks.jsonl", progress=progress,
+            **({"address": args.ray_address} if args.executor == "ray" and args.ray_address else {}),
+        )
+    from treesearch.search.runner import run_search
+
+    backend = backend_from_args(args)
+    try:
+        return run_search(args.algo, backend, task, problems, config, value=args.value, rollout=rollout, prm=prm,
+                          batch_size=args.batch_size, progress=progress)
+    finally:
+        backend.close()

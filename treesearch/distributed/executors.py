@@ -223,88 +223,107 @@ class RayExecutor:
         from ray.exceptions import RayActorError, WorkerCrashedError
 
         lost = (RayActorError, WorkerCrashedError)
-        gpus = self._gpus(ray)
-        remote = ray.remote(_Host)
-        n = min(self.num_workers, len(items))
-        stats.workers = n
-
-        def spawn(slot: int, generation: int):
-            opts: dict[str, Any] = dict(num_cpus=self.num_cpus, num_gpus=gpus, max_restarts=self.max_restarts,
-                                        max_task_retries=0)
-            if self.name_prefix:
-                opts["name"] = f"{self.name_prefix}-{slot}-{generation}"
-            if self.runtime_env:
-                opts["runtime_env"] = self.runtime_env
-            return remote.options(**opts).remote(factory, self.chaos_marker)
-
-        slots = [_Slot(spawn(i, 0)) for i in range(n)]
-        queue: collections.deque[Item] = collections.deque(items)
-        attempts: collections.Counter = collections.Counter()
-        inflight: dict[Any, tuple[str, int, Item | None]] = {}  # ref -> (kind, slot, item)
-
-        def ping(i: int) -> None:
-            # retried by Ray through a restart, so it answers once the actor is back (its worker
-            # rebuilt) and fails only when Ray has given up on the actor
-            inflight[slots[i].actor.ready.options(max_task_retries=-1).remote()] = ("ready", i, None)
-            slots[i].state = "starting"
-
-        for i in range(n):
-            ping(i)
+        fleet = _Fleet(self, ray, factory, items, stats)
         try:
-            while queue or any(kind == "run" for kind, _, _ in inflight.values()):
-                for i, s in enumerate(slots):
-                    if s.state == "idle" and queue:
-                        key, payload = queue.popleft()
-                        if attempts[key] >= self.max_attempts:
-                            raise RuntimeError(
-                                f"item {key!r} was lost with its worker {attempts[key]} times "
-                                f"(max_attempts={self.max_attempts}); giving up")
-                        attempts[key] += 1
-                        stats.attempts += 1
-                        inflight[s.actor.run.remote(payload)] = ("run", i, (key, payload))
-                        s.state = "busy"
-                if not inflight:  # every slot gave up and nothing is running
+            while fleet.queue or fleet.running():
+                fleet.dispatch()
+                if not fleet.inflight:  # every slot gave up and nothing is running
                     raise RuntimeError("no live Ray workers left")
-                (ref,), _ = ray.wait(list(inflight), num_returns=1)
-                kind, i, item = inflight.pop(ref)
-                s = slots[i]
+                (ref,), _ = ray.wait(list(fleet.inflight), num_returns=1)
+                kind, i, item = fleet.inflight.pop(ref)
                 try:
                     value = ray.get(ref)
                 except lost as e:
-                    stats.worker_failures += 1
-                    if getattr(e, "actor_init_failed", False):  # e.g. a bad model path: retrying cannot help
-                        cause = [ln for ln in str(e).splitlines() if ln.strip()][-1].strip()
-                        raise RuntimeError(f"Ray worker {i} failed to start: {cause}") from e
-                    if kind == "run":
-                        queue.appendleft(item)  # redo it first, so results arrive roughly in order
-                        stats.retried += 1
-                    else:  # the ping failed: Ray will not bring this actor back; the driver does
-                        if s.generation > self.max_restarts:
-                            raise RuntimeError(f"Ray worker slot {i} was re-created {s.generation} times and died "
-                                               "again; giving up") from e
-                        ray.kill(s.actor, no_restart=True)
-                        s.generation += 1
-                        s.actor = spawn(i, s.generation)
-                        stats.recreated += 1
-                    ping(i)  # reuse the actor once it answers (it may be restarting under max_restarts)
+                    fleet.lost(kind, i, item, e)
                     continue
-                if kind == "ready":
-                    s.state = "idle"
-                    continue
-                s.state = "idle"
-                on_result(item[0], value)
-                stats.items += 1
+                fleet.slots[i].state = "idle"
+                if kind == "run":
+                    on_result(item[0], value)
+                    stats.items += 1
         finally:
-            for s in slots:
-                try:
-                    ray.kill(s.actor, no_restart=True)
-                except Exception:  # already gone; nothing left to free
-                    pass
+            fleet.close()
             if started:
                 ray.shutdown()
         stats.seconds = time.perf_counter() - t0
         return stats
 
+
+class _Fleet:
+    """One `RayExecutor.map`'s actors (a slot each), the items still queued and the calls in flight."""
+
+    def __init__(self, ex: RayExecutor, ray, factory: Callable[[], Worker], items: list[Item], stats: ExecutorStats):
+        self.ex, self.ray, self.factory, self.stats = ex, ray, factory, stats
+        self.remote = ray.remote(_Host)
+        self.gpus = ex._gpus(ray)
+        self.queue: collections.deque[Item] = collections.deque(items)
+        self.attempts: collections.Counter = collections.Counter()
+        self.inflight: dict[Any, tuple[str, int, Item | None]] = {}  # ref -> (kind, slot, item)
+        n = min(ex.num_workers, len(items))
+        stats.workers = n
+        self.slots = [_Slot(self.spawn(i, 0)) for i in range(n)]
+        for i in range(n):
+            self.ping(i)
+
+    def spawn(self, slot: int, generation: int):
+        ex = self.ex
+        opts: dict[str, Any] = dict(num_cpus=ex.num_cpus, num_gpus=self.gpus, max_restarts=ex.max_restarts,
+                                    max_task_retries=0)
+        if ex.name_prefix:
+            opts["name"] = f"{ex.name_prefix}-{slot}-{generation}"
+        if ex.runtime_env:
+            opts["runtime_env"] = ex.runtime_env
+        return self.remote.options(**opts).remote(self.factory, ex.chaos_marker)
+
+    def ping(self, i: int) -> None:
+        # retried by Ray through a restart, so it answers once the actor is back (its worker
+        # rebuilt) and fails only when Ray has given up on the actor
+        self.inflight[self.slots[i].actor.ready.options(max_task_retries=-1).remote()] = ("ready", i, None)
+        self.slots[i].state = "starting"
+
+    def running(self) -> bool:
+        return any(kind == "run" for kind, _, _ in self.inflight.values())
+
+    def dispatch(self) -> None:
+        """The next queued items to the idle slots."""
+        for i, s in enumerate(self.slots):
+            if s.state != "idle" or not self.queue:
+                continue
+            key, payload = self.queue.popleft()
+            if self.attempts[key] >= self.ex.max_attempts:
+                raise RuntimeError(f"item {key!r} was lost with its worker {self.attempts[key]} times "
+                                   f"(max_attempts={self.ex.max_attempts}); giving up")
+            self.attempts[key] += 1
+            self.stats.attempts += 1
+            self.inflight[s.actor.run.remote(payload)] = ("run", i, (key, payload))
+            s.state = "busy"
+
+    def lost(self, kind: str, i: int, item: Item | None, e: Exception) -> None:
+        """Slot i's actor died under a call: its item goes back first in the queue (so results arrive
+        roughly in order); a failed ping means Ray gave the actor up, and the slot gets a new one."""
+        self.stats.worker_failures += 1
+        if getattr(e, "actor_init_failed", False):  # e.g. a bad model path: retrying cannot help
+            cause = [ln for ln in str(e).splitlines() if ln.strip()][-1].strip()
+            raise RuntimeError(f"Ray worker {i} failed to start: {cause}") from e
+        s = self.slots[i]
+        if kind == "run":
+            self.queue.appendleft(item)
+            self.stats.retried += 1
+        else:
+            if s.generation > self.ex.max_restarts:
+                raise RuntimeError(f"Ray worker slot {i} was re-created {s.generation} times and died "
+                                   "again; giving up") from e
+            self.ray.kill(s.actor, no_restart=True)
+            s.generation += 1
+            s.actor = self.spawn(i, s.generation)
+            self.stats.recreated += 1
+        self.ping(i)  # reuse the actor once it answers (it may be restarting under max_restarts)
+
+    def close(self) -> None:
+        for s in self.slots:
+            try:
+                self.ray.kill(s.actor, no_restart=True)
+            except Exception:  # already gone; nothing left to free
+                pass
 
 def make_executor(name: str, num_workers: int = 1, **ray_options: Any) -> Executor:
     """'local' -> `LocalExecutor` (num_workers must be 1); 'ray' -> `RayExecutor(num_workers, **ray_options)`."""

@@ -267,25 +267,12 @@ def run_search_distributed(
     threads: torch threads per worker (0: Ray workers get their num_cpus, local leaves it).
     Returns a `DistributedResult`: trees in problem order, and ``run`` (a `DistributedRun`).
     """
-    from treesearch.search.runner import CONFIGS
-
-    if algo not in CONFIGS:
-        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(CONFIGS)}")
-    config = config if config is not None else CONFIGS[algo]()
-    if not isinstance(config, CONFIGS[algo]):
-        raise ValueError(f"algorithm {algo!r} takes a {CONFIGS[algo].__name__}, got {type(config).__name__}")
-    if seed is not None and "seed" in {f.name for f in dataclasses.fields(config)}:
-        config = dataclasses.replace(config, seed=seed)
+    config = _algo_config(algo, config, seed)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     chunk_size = chunk_size or batch_size
     chunks = chunk_problems(list(problems), chunk_size)
-    if isinstance(executor, str):
-        if executor == "ray" and not threads:
-            threads = max(1, int(ray_options.get("num_cpus", 1)))
-        executor = make_executor(executor, num_workers, **ray_options)
-    elif ray_options:
-        raise ValueError(f"ray options {sorted(ray_options)} apply only when executor is a name")
+    executor, threads = _executor(executor, num_workers, threads, ray_options)
     spec = SearchSpec(algo=algo, task=task_name, config=config, value=value, rollout=rollout,
                       batch_size=batch_size, model=model, backend=backend, device=device, dtype=dtype,
                       threads=threads, vllm=vllm)
@@ -313,6 +300,38 @@ def run_search_distributed(
                      f"{time.perf_counter() - t0:.1f}s")
 
     stats = executor.map(functools.partial(SearchWorker, spec), todo, on_result)
+    trees, selected, cost = _gather(chunks, done)
+    return DistributedResult(trees, selected, cost, DistributedRun(len(chunks), resumed, stats))
+
+
+def _algo_config(algo: str, config, seed: int | None):
+    """`config` (default: `algo`'s defaults) checked against `algo`, with `seed` put in when given."""
+    from treesearch.search.runner import CONFIGS
+
+    if algo not in CONFIGS:
+        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(CONFIGS)}")
+    config = config if config is not None else CONFIGS[algo]()
+    if not isinstance(config, CONFIGS[algo]):
+        raise ValueError(f"algorithm {algo!r} takes a {CONFIGS[algo].__name__}, got {type(config).__name__}")
+    if seed is not None and "seed" in {f.name for f in dataclasses.fields(config)}:
+        config = dataclasses.replace(config, seed=seed)
+    return config
+
+
+def _executor(executor: str | Executor, num_workers: int, threads: int, ray_options: dict) -> tuple[Executor, int]:
+    """The executor a name asks for (Ray workers' torch threads default to their num_cpus), or the
+    instance given, which takes no Ray options."""
+    if isinstance(executor, str):
+        if executor == "ray" and not threads:
+            threads = max(1, int(ray_options.get("num_cpus", 1)))
+        return make_executor(executor, num_workers, **ray_options), threads
+    if ray_options:
+        raise ValueError(f"ray options {sorted(ray_options)} apply only when executor is a name")
+    return executor, threads
+
+
+def _gather(chunks: list, done: dict[int, dict[str, Any]]) -> tuple[list[Tree], list[int], Cost]:
+    """The chunks' trees in problem order, their selected nodes and the summed cost."""
     missing = [k for k, _ in chunks if k not in done]
     assert not missing, f"executor finished without results for chunks {missing}"
     trees: list[Tree] = []
@@ -325,7 +344,7 @@ def run_search_distributed(
             trees.append(tree)
             selected.append(int(tree.meta["search"]["selected"]))
         cost = cost + Cost.from_dict(r["cost"])
-    return DistributedResult(trees, selected, cost, DistributedRun(len(chunks), resumed, stats))
+    return trees, selected, cost
 
 
 def search_options(scale, backend: str = "hf", vllm: VLLMConfig = VLLMConfig()) -> dict[str, Any]:

@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from tasks.base import SPLITS, Problem, check_split
+from treesearch.prompting import CHAT
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 VERIFIERS = ("exact", "math", "code", "expression")
 DATASETS = {"humaneval": "tasks.humaneval:HumanEvalTask"}
-CHAT = "chat"
 
 REQUIRED = ("name", "description", "source", "prompt_template", "step_delimiter", "verifier", "splits")
 OPTIONAL = ("few_shot",)

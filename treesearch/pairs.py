@@ -42,9 +42,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from treesearch.search.values import ROLLOUTS
+from treesearch.train.data import KINDS
 from treesearch.tree import CORRECT, ROOT, Tree
 
-KINDS = ("sibling", "first_error", "trajectory")
 VALUES = ("q", "mc", "beta")
 
 

@@ -214,27 +214,10 @@ def build_report(run_dir: str | Path, *, problem: str | None = None, color: str 
     """The report page as one HTML string (plotly.js inlined once)."""
     from plotly.offline import get_plotlyjs
 
-    from treesearch.viz import plot_tree, tree_view
-
     root = Path(run_dir)
     rounds = read_run(root)
     pid = choose_problem(rounds, problem)
-    cfg = _json(root / "config.json") or {}
-    parts = [f"<h1>treesearch run <code>{html.escape(str(root))}</code></h1>"]
-    if cfg:
-        s = cfg.get("search", {})
-        parts.append("<p class='note'>" + html.escape(
-            f"policy {cfg.get('policy')} · task {cfg.get('task')} · method {cfg.get('method')} · rounds {cfg.get('rounds')} · "
-            f"{cfg.get('train_problems')} training problems per round · MCTS {s.get('simulations')} simulations, width {s.get('width')}"
-        ) + "</p>")
-
-    if any(r.eval for r in rounds):
-        parts += ["<h2>Accuracy by round</h2>", _fig_div(accuracy_figure(rounds), "accuracy")]
-        parts += ["<h2>Tokens spent per round</h2>", _fig_div(tokens_figure(rounds), "tokens")]
-    parts.append("<h2>Pairs by depth and kind</h2>")
-    pf = pairs_figure(rounds)
-    parts.append(_fig_div(pf, "pairs") if pf is not None else "<p class='note'>no preference pairs in this run</p>")
-
+    parts = [f"<h1>treesearch run <code>{html.escape(str(root))}</code></h1>", *_run_note(root), *_run_figures(rounds)]
     parts.append(f"<h2>Search trees of <code>{html.escape(pid)}</code></h2>")
     parts.append("<p class='note'>marker area: visits · colour: " + ("Q = r + V" if color == "q" else "verifier verdict")
                  + " · gold: best path (by visits) · star: selected answer · blue / orange outline: chosen / rejected step of a pair"
@@ -250,22 +233,8 @@ def build_report(run_dir: str | Path, *, problem: str | None = None, color: str 
             s = tree.meta.get("search", {})
             index_rows.append([r.k, tree.problem_id, tree.num_nodes, int(tree.visits[0]), s.get("correct", ""), n_pairs.get(tree.problem_id, 0)])
             index_cls.append("chosen" if tree.problem_id == pid else "")
-            if tree.problem_id != pid:
-                continue
-            view = tree_view(tree, color=color, pairs=r.pairs, max_nodes=max_nodes)
-            div = f"tree-round-{r.k}"
-            parts.append(f"<h3>round {r.k}</h3>")
-            parts.append(
-                f'<div class="tree-view" data-problem-id="{html.escape(pid)}" data-round="{r.k}" data-plot-id="{div}" '
-                f'data-nodes-drawn="{len(view.nodes)}" data-tree-nodes="{tree.num_nodes}" data-hidden="{view.hidden_total}">'
-                + _fig_div(plot_tree(view), div) + "</div>"
-            )
-            summ = tree.summary()
-            parts.append(f"<p>question: <code>{html.escape(tree.prompt)}</code> · reference answer <code>{html.escape(tree.answer)}</code>"
-                         f" · selected answer correct: {html.escape(str(s.get('correct', '?')))}</p>")
-            parts.append("<pre>best path (by visits):\n" + html.escape(summ["best_text"]) + "</pre>")
-            parts.append(_table(["root child", "visits", "Q", "step"],
-                                [[c["node"], c["visits"], f"{c['q']:+.3f}", c["text"]] for c in summ["root_children"]]))
+            if tree.problem_id == pid:
+                parts += _tree_section(r, tree, color, max_nodes)
     parts.append("<h2>Searched problems</h2><p class='note'>pick one with <code>treesearch viz RUN_DIR --problem ID</code></p>")
     parts.append(_table(["round", "problem", "nodes", "root visits", "selected correct", "pairs"], index_rows, index_cls))
 
@@ -276,6 +245,51 @@ def build_report(run_dir: str | Path, *, problem: str | None = None, color: str 
         + "\n".join(parts)
         + "\n</body></html>\n"
     )
+
+
+def _run_note(root: Path) -> list[str]:
+    """One line of the run's settings from its config.json (nothing when it has none)."""
+    cfg = _json(root / "config.json") or {}
+    if not cfg:
+        return []
+    s = cfg.get("search", {})
+    return ["<p class='note'>" + html.escape(
+        f"policy {cfg.get('policy')} · task {cfg.get('task')} · method {cfg.get('method')} · rounds {cfg.get('rounds')} · "
+        f"{cfg.get('train_problems')} training problems per round · MCTS {s.get('simulations')} simulations, width {s.get('width')}"
+    ) + "</p>"]
+
+
+def _run_figures(rounds: list) -> list[str]:
+    """Accuracy and tokens by round (when the run was evaluated), and pairs by depth and kind."""
+    parts = []
+    if any(r.eval for r in rounds):
+        parts += ["<h2>Accuracy by round</h2>", _fig_div(accuracy_figure(rounds), "accuracy")]
+        parts += ["<h2>Tokens spent per round</h2>", _fig_div(tokens_figure(rounds), "tokens")]
+    parts.append("<h2>Pairs by depth and kind</h2>")
+    pf = pairs_figure(rounds)
+    parts.append(_fig_div(pf, "pairs") if pf is not None else "<p class='note'>no preference pairs in this run</p>")
+    return parts
+
+
+def _tree_section(r, tree, color: str, max_nodes: int | None) -> list[str]:
+    """Round r's tree of the chosen problem: the plot, the question and answer, the best path, the root's children."""
+    from treesearch.viz import plot_tree, tree_view
+
+    view = tree_view(tree, color=color, pairs=r.pairs, max_nodes=max_nodes)
+    div = f"tree-round-{r.k}"
+    s = tree.meta.get("search", {})
+    summ = tree.summary()
+    return [
+        f"<h3>round {r.k}</h3>",
+        f'<div class="tree-view" data-problem-id="{html.escape(tree.problem_id)}" data-round="{r.k}" data-plot-id="{div}" '
+        f'data-nodes-drawn="{len(view.nodes)}" data-tree-nodes="{tree.num_nodes}" data-hidden="{view.hidden_total}">'
+        + _fig_div(plot_tree(view), div) + "</div>",
+        f"<p>question: <code>{html.escape(tree.prompt)}</code> · reference answer <code>{html.escape(tree.answer)}</code>"
+        f" · selected answer correct: {html.escape(str(s.get('correct', '?')))}</p>",
+        "<pre>best path (by visits):\n" + html.escape(summ["best_text"]) + "</pre>",
+        _table(["root child", "visits", "Q", "step"],
+               [[c["node"], c["visits"], f"{c['q']:+.3f}", c["text"]] for c in summ["root_children"]]),
+    ]
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, **kw) -> Path:

@@ -77,11 +77,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from tasks import get_task
+    from tasks.base import check_seed
     from treesearch.search.runner import write_run
 
+    check_seed(args.seed)
+    if args.n_problems < 1:
+        raise ValueError(f"--n-problems must be >= 1, got {args.n_problems}")
     config, rollout = _configs(args)
     task = get_task(args.task)
-    problems = _problems(args, task)
+    kw = {"n_ops": args.n_ops} if args.n_ops is not None else {}
+    problems = task.problems(args.split, args.n_problems, seed=args.seed, **kw)
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -123,16 +128,6 @@ def _configs(args):
     if "seed" in {f.name for f in dataclasses.fields(cls)} and not any(s.startswith("seed=") for s in algo_sets):
         config = dataclasses.replace(config, seed=args.seed)
     return config, apply_overrides(RolloutConfig(), rollout_sets, where="--set rollout.")
-
-
-def _problems(args, task) -> list:
-    from tasks.base import check_seed
-
-    check_seed(args.seed)
-    if args.n_problems < 1:
-        raise ValueError(f"--n-problems must be >= 1, got {args.n_problems}")
-    kw = {"n_ops": args.n_ops} if args.n_ops is not None else {}
-    return task.problems(args.split, args.n_problems, seed=args.seed, **kw)
 
 
 def _prm(args, task):

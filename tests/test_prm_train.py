@@ -121,6 +121,9 @@ def test_loop_value_prm_uses_the_previous_rounds_trees(tmp_path):
     v = run.value_of(1)
     assert v.method == "prm" and v.prm == str(run.round_dir(0) / "prm" / "model")
     assert load_value_prm(v.prm).head == "token_classification"
+    # a trained PRM is reused without reading the round's trees again (value_of runs once per round's search)
+    (run.round_dir(0) / "trees.jsonl").write_text("not json\n")
+    assert run.value_of(1) == v
 
 
 def _embedded_scorer():

@@ -228,7 +228,7 @@ class Run:
 
         cfg = self.cfg
         search_cfg = dataclasses.replace(cfg.search, seed=cfg.seed + 1000 * k)
-        value = self.value_of(k)  # once: with `prm` values it reads (or trains on) the whole previous round
+        value = self.value_of(k)  # once a round: with `prm` values it may train on the whole previous round
         if cfg.scale.search.executor == "ray":
             from treesearch.distributed import run_search_distributed, search_options
 
@@ -268,14 +268,15 @@ class Run:
         return dataclasses.replace(v, prm=str(self.train_prm(k - 1)))
 
     def train_prm(self, k: int) -> Path:
-        """A PRM trained on round k's trees (``round_k/prm/model``; skipped when it exists)."""
-        from treesearch.rewards.prm_train import MODEL_DIR, train_prm
+        """A PRM trained on round k's trees (``round_k/prm/model``; when it exists, the trees are not read)."""
+        from treesearch.rewards.prm_train import MODEL_DIR, train_prm, trained
         from treesearch.search.runner import read_trees
 
         out = self.round_dir(k) / "prm"
-        pcfg = dataclasses.replace(self.cfg.prm, base=self.policy_of(k), seed=self.cfg.seed + k, device=self.cfg.device)
-        info = train_prm(read_trees(self.round_dir(k) / "trees.jsonl"), pcfg, out, log=self.log)
-        self.log(f"round {k}: PRM on {info['trees']} trees, validation AUC {info.get('val_auc')}")
+        if trained(out) is None:
+            pcfg = dataclasses.replace(self.cfg.prm, base=self.policy_of(k), seed=self.cfg.seed + k, device=self.cfg.device)
+            info = train_prm(read_trees(self.round_dir(k) / "trees.jsonl"), pcfg, out, log=self.log)
+            self.log(f"round {k}: PRM on {info['trees']} trees, validation AUC {info.get('val_auc')}")
         return out / MODEL_DIR
 
     def make_pairs(self, k: int, decode) -> dict:

@@ -277,8 +277,9 @@ def tree_view(
     size = 6.0 + 22.0 * np.sqrt(visits / top)  # area grows with visits
 
     category = _categories(tree, nodes)
-    outline, width = _pair_outlines(nodes, mine)
-    hover = [hover_text(tree, int(n), hidden=int(hid[n]), marks=_marks(int(n), mine, selected)) for n in nodes]
+    roles = _pair_roles(mine)
+    outline, width = _pair_outlines(nodes, roles)
+    hover = [hover_text(tree, int(n), hidden=int(hid[n]), marks=_marks(int(n), roles, selected)) for n in nodes]
 
     return TreeView(
         tree=tree,
@@ -312,25 +313,27 @@ def _categories(tree: Tree, nodes: np.ndarray) -> list[str]:
     ]
 
 
-def _pair_outlines(nodes: np.ndarray, pairs: list[dict]) -> tuple[list[str], np.ndarray]:
+def _pair_roles(pairs: list[dict]) -> dict[int, list[tuple[str, dict]]]:
+    """Node id -> its roles in the tree's pairs, ``("chosen" | "rejected", pair)``, in pair order."""
+    roles: dict[int, list[tuple[str, dict]]] = {}
+    for p in pairs:
+        _, chosen, rejected = p["node_ids"]
+        roles.setdefault(chosen, []).append(("chosen", p))
+        roles.setdefault(rejected, []).append(("rejected", p))
+    return roles
+
+
+def _pair_outlines(nodes: np.ndarray, roles: dict[int, list]) -> tuple[list[str], np.ndarray]:
     """Outline colour and width per node: thick for a pair's chosen or rejected step (or both)."""
-    chosen = {p["node_ids"][1] for p in pairs}
-    rejected = {p["node_ids"][2] for p in pairs}
-    outline, width = [], []
-    for n in map(int, nodes):
-        mark = BOTH if n in chosen and n in rejected else CHOSEN if n in chosen else REJECTED if n in rejected else None
-        outline.append(mark or OUTLINE)
-        width.append(0.6 if mark is None else 3.5)
-    return outline, np.array(width, dtype=np.float64)
+    colour = {frozenset({"chosen"}): CHOSEN, frozenset({"rejected"}): REJECTED, frozenset({"chosen", "rejected"}): BOTH}
+    outline = [colour.get(frozenset(role for role, _ in roles.get(int(n), ())), OUTLINE) for n in nodes]
+    return outline, np.array([0.6 if c == OUTLINE else 3.5 for c in outline], dtype=np.float64)
 
 
-def _marks(n: int, pairs: list[dict], selected: int) -> list[str]:
+def _marks(n: int, roles: dict[int, list], selected: int) -> list[str]:
     """Hover lines naming what node n is: the selected answer, a step of a pair."""
     marks = ["selected answer of the search"] if n == selected else []
-    for p in pairs:
-        role = "chosen" if p["node_ids"][1] == n else "rejected" if p["node_ids"][2] == n else None
-        if role:
-            marks.append(f"{role} in a {p.get('kind', '')} pair (depth {p.get('depth', '?')})")
+    marks += [f"{role} in a {p.get('kind', '')} pair (depth {p.get('depth', '?')})" for role, p in roles.get(n, ())]
     return marks
 
 

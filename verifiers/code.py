@@ -568,7 +568,7 @@ def check(
     job = _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects)
     if isinstance(job, CodeResult):
         return job
-    return _run_job(job, _resolve(isolation), timeout)
+    return _run_job(job, _resolve(isolation))
 
 
 def _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects) -> dict | CodeResult:
@@ -606,7 +606,7 @@ def _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup,
     }
 
 
-def _run_job(job: dict, mode: str, timeout: float) -> CodeResult:
+def _run_job(job: dict, mode: str) -> CodeResult:
     """`job` run by one of `mode`'s pooled launchers, its reply read as a CodeResult."""
     pool = _pool(mode)
     launcher = pool.acquire()
@@ -623,7 +623,8 @@ def _run_job(job: dict, mode: str, timeout: float) -> CodeResult:
         pool.release(launcher)
     seconds = time.perf_counter() - t0
     if reply is None:
-        return CodeResult(False, "timeout", None, "", seconds, f"no answer within {timeout} s (+{PARENT_GRACE} s grace)", mode)
+        return CodeResult(False, "timeout", None, "", seconds, f"no answer within {job['timeout']:g} s (+{PARENT_GRACE} s grace)",
+                          mode)
     status = reply.get("status")
     if status not in STATUSES:
         status, reply["detail"] = "crashed", f"unknown status {status!r}"
@@ -637,6 +638,7 @@ def _run_job(job: dict, mode: str, timeout: float) -> CodeResult:
         detail=str(reply.get("detail") or "")[:1000],
         isolation=mode,
     )
+
 
 def check_batch(
     jobs: Iterable[Mapping | tuple],

@@ -318,9 +318,8 @@ class HFBackend(TextMixin):
         row_seeds = None
         if params.seed is not None and params.temperature > 0:
             row_seeds = [_row_seed(params.seed, seqs[prompt_of[r]], r % n) for r in range(rows)]
-        out = _Rows(rows, self.token_text, params)
+        out = _Rows(rows, self.token_text, params, self.eos_token_ids)
         active = list(range(rows))  # global row index of each batch row
-        ends = self.eos_token_ids
         while True:
             logp = torch.log_softmax(logits, dim=-1)
             u = None
@@ -333,7 +332,7 @@ class HFBackend(TextMixin):
             self.stats.decode_tokens += len(active)
             keep = []
             for j, (r, tok) in enumerate(zip(active, tokens.tolist())):
-                if not out.push(r, tok, chosen_lp[j], ends):
+                if not out.push(r, tok, chosen_lp[j]):
                     keep.append(j)
                 else:  # its KV covers prompt + all but the last sampled token
                     self._remember(past, j, seqs[prompt_of[r]] + out.ids[r][:-1])
@@ -422,8 +421,8 @@ class HFBackend(TextMixin):
 class _Rows:
     """The rows one `_generate_chunk` samples: their tokens, log-probs, decoded text and finish reasons."""
 
-    def __init__(self, rows: int, token_text, params: SamplingParams):
-        self.params = params
+    def __init__(self, rows: int, token_text, params: SamplingParams, ends):
+        self.params, self.ends = params, ends
         self.ids: list[list[int]] = [[] for _ in range(rows)]
         self.lps: list[list[float]] = [[] for _ in range(rows)]
         self.streams = [StreamDecoder(token_text) for _ in range(rows)]
@@ -431,12 +430,12 @@ class _Rows:
         self.reasons: list[str | None] = [None] * rows
         self.max_stop = max((len(s) for s in params.stop), default=0)
 
-    def push(self, r: int, tok: int, lp: float, ends) -> bool:
+    def push(self, r: int, tok: int, lp: float) -> bool:
         """Row r's next token; True when the row has finished (eos, a stop string, or max_tokens)."""
         params = self.params
         self.ids[r].append(tok)
         self.lps[r].append(lp)
-        if tok in ends:
+        if tok in self.ends:
             self.reasons[r] = "eos"
         else:
             stream = self.streams[r]

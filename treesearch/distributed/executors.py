@@ -325,6 +325,7 @@ class _Fleet:
             except Exception:  # already gone; nothing left to free
                 pass
 
+
 def make_executor(name: str, num_workers: int = 1, **ray_options: Any) -> Executor:
     """'local' -> `LocalExecutor` (num_workers must be 1); 'ray' -> `RayExecutor(num_workers, **ray_options)`."""
     if name == "local":

@@ -363,6 +363,14 @@ def _fit(model, rows: list[_Encoded], cfg: PRMTrainConfig, pad_id: int, device, 
             "train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 5)}
 
 
+def trained(out: str | Path) -> dict | None:
+    """What `train_prm` wrote to `out` when it holds a finished model (``prm.json``), else None."""
+    out = Path(out)
+    if (out / MODEL_DIR / "config.json").is_file() and (out / INFO).is_file():
+        return json.loads((out / INFO).read_text())
+    return None
+
+
 def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, log=None) -> dict:
     """Train a PRM on `trees` into ``out/model``; returns (and writes to ``out/prm.json``) config + metrics.
 
@@ -374,8 +382,9 @@ def train_prm(trees: Sequence[Tree], cfg: PRMTrainConfig, out: str | Path, *, lo
     from treesearch.rewards.prm import PRMConfig, PRMScorer
 
     out = Path(out)
-    if (out / MODEL_DIR / "config.json").is_file() and (out / INFO).is_file():
-        return json.loads((out / INFO).read_text())
+    done = trained(out)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     rng = random.Random(cfg.seed)

@@ -104,7 +104,7 @@ def profile_top(prof: cProfile.Profile, n: int = 8) -> str:
     return "\n".join(line for line in s.getvalue().splitlines() if line.strip())[-3000:]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--problems", type=int, default=512)
@@ -114,32 +114,31 @@ def main() -> None:
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the HF side")
     ap.add_argument("--vllm-bind", default="0", help="CPU cores of the vLLM engine (VLLM_CPU_OMP_THREADS_BIND)")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import torch
 
-    torch.set_num_threads(args.threads)
-    from tasks import get_task
-    from treesearch.backends.config import VLLMConfig, make_backend
-    from treesearch.policy import load_policy
-    from treesearch.search import MCTSConfig
-
-    task = get_task("arithmetic")
-    problems = task.problems("test", args.problems, seed=0, n_ops=3)
-    held = task.problems("test", args.greedy, seed=11, n_ops=3)
-    cfg = MCTSConfig(simulations=args.simulations, width=args.width, max_tokens=96, seed=0)
+def hf_side(args, task, problems, held, cfg):
+    """The HF backend: MCTS over `problems` after a warm-up, from a cold cache, and greedy on the `held`
+    problems' prompts (returned encoded, for the vLLM side to decode the same ids)."""
+    from treesearch.backends.config import make_backend
 
     hf = make_backend("hf", args.model, device="cpu")
-    hf_prompts = [hf.encode_prompt(p.prompt) for p in held]
+    prompts = [hf.encode_prompt(p.prompt) for p in held]
     mcts(hf, task, problems[:16], cfg)  # warm-up
     hf.reset_cache()
-    hf_result, hf_sum = mcts(hf, task, problems, cfg)
-    hf_greedy = greedy(hf, hf_prompts)
-    del hf
+    result, summary = mcts(hf, task, problems, cfg)
+    return result, summary, prompts, greedy(hf, prompts)
+
+
+def vllm_side(args, task, problems, prompts, cfg) -> dict:
+    """The vLLM backend: engine start-up, the same MCTS (profiled in this process, the engine's prompt-token
+    requests recorded in a `BlockLedger`), greedy on `prompts`, and a weight reload from a fresh checkpoint."""
+    from treesearch.backends.config import VLLMConfig, make_backend
+    from treesearch.policy import load_policy
 
     t0 = time.perf_counter()
-    vcfg = VLLMConfig(block_size=args.block_size, cpu_threads_bind=args.vllm_bind)
-    vl = make_backend("vllm", args.model, vllm=vcfg, seed=0)
+    vl = make_backend("vllm", args.model, vllm=VLLMConfig(block_size=args.block_size, cpu_threads_bind=args.vllm_bind),
+                      seed=0)
     engine_start = time.perf_counter() - t0
     mcts(vl, task, problems[:16], cfg)  # warm-up, then a cold cache
     vl.reset_cache()
@@ -147,11 +146,9 @@ def main() -> None:
     record(vl, ledger)
     prof = cProfile.Profile()
     prof.enable()
-    vl_result, vl_sum = mcts(vl, task, problems, cfg)
+    result, summary = mcts(vl, task, problems, cfg)
     prof.disable()
-    vl_greedy = greedy(vl, hf_prompts)
-    same = sum(a.token_ids == b.token_ids and a.finish_reason == b.finish_reason for a, b in zip(hf_greedy, vl_greedy))
-
+    outs = greedy(vl, prompts)
     with tempfile.TemporaryDirectory() as tmp:  # a checkpoint to reload: the same policy, saved anew
         model, tok = load_policy(args.model, device="cpu")
         model.save_pretrained(tmp)
@@ -160,14 +157,35 @@ def main() -> None:
         vl.reload_weights(tmp)
         reload_s = time.perf_counter() - t0
     vl.close()
+    return {"result": result, "summary": summary, "greedy": outs, "ledger": ledger, "profile": prof,
+            "engine_start_s": engine_start, "reload_s": reload_s}
 
-    hc, vc = hf_result.cost, vl_result.cost
+
+def main() -> None:
+    args = parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tasks import get_task
+    from treesearch.search import MCTSConfig
+
+    task = get_task("arithmetic")
+    problems = task.problems("test", args.problems, seed=0, n_ops=3)
+    held = task.problems("test", args.greedy, seed=11, n_ops=3)
+    cfg = MCTSConfig(simulations=args.simulations, width=args.width, max_tokens=96, seed=0)
+    hf_result, hf_sum, prompts, hf_greedy = hf_side(args, task, problems, held, cfg)
+    vl = vllm_side(args, task, problems, prompts, cfg)
+    vl_sum, ledger = vl["summary"], vl["ledger"]
+    same = sum(a.token_ids == b.token_ids and a.finish_reason == b.finish_reason for a, b in zip(hf_greedy, vl["greedy"]))
+
+    hc, vc = hf_result.cost, vl["result"].cost
     print(f"HF:   {hf_sum['n_problems']} problems in {hc.wall_s:.2f}s, accuracy {hf_sum['accuracy']:.3f}, "
           f"coverage {hf_sum['coverage']:.3f}, prefill {hc.prefill_tokens} / decode {hc.decode_tokens} tokens")
     print(f"vLLM: {vl_sum['n_problems']} problems in {vc.wall_s:.2f}s, accuracy {vl_sum['accuracy']:.3f}, "
           f"coverage {vl_sum['coverage']:.3f}, prefill {vc.prefill_tokens} / decode {vc.decode_tokens} tokens; "
           f"engine requests: {ledger.requested} prompt tokens, {ledger.cached} cached, {ledger.reusable} reusable")
-    print("vLLM search, this process (the engine runs in its own):\n" + profile_top(prof))
+    print("vLLM search, this process (the engine runs in its own):\n" + profile_top(vl["profile"]))
     print(json.dumps({
         "problems": len(problems), "simulations": args.simulations, "width": args.width, "block_size": args.block_size,
         "hf_problems_per_s": round(len(problems) / hc.wall_s, 2),
@@ -180,8 +198,8 @@ def main() -> None:
         "vllm_block_bound": round(ledger.reusable / ledger.requested, 4) if ledger.requested else None,
         "greedy_agreement": round(same / len(held), 4),
         "greedy_problems": len(held),
-        "engine_start_s": round(engine_start, 2),
-        "weight_reload_s": round(reload_s, 2),
+        "engine_start_s": round(vl["engine_start_s"], 2),
+        "weight_reload_s": round(vl["reload_s"], 2),
         "hf_accuracy": hf_sum["accuracy"], "vllm_accuracy": vl_sum["accuracy"],
     }))
 

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--problems", type=int, default=32)
@@ -52,91 +51,69 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--coverage-problems", type=int, default=200, help="problems of the equal-token coverage comparison")
     ap.add_argument("--coverage-seed", type=int, default=1, help="problem seed of the coverage comparison")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def segments_vs_independent(backend, task, problems, args) -> dict:
+    """The same number of complete solutions from tree segments and from independent sampling, each run cold,
+    interleaved, the fastest of `args.repeats` kept: tokens computed, wall time and coverage."""
+    from treesearch.backends.base import SamplingParams
+    from treesearch.search import BestOfNConfig, SegmentConfig, best_of_n, make_trees, segment_rollouts, summarize
+
+    seg_cfg = SegmentConfig(segment_len=args.segment_len, max_width=args.solutions, step_delimiter="",
+                            init_copies=args.init_copies, branch=args.branch, max_tokens=args.max_tokens)
+    ind_cfg = BestOfNConfig(n=args.solutions, max_tokens=args.max_tokens)
+
+    def cold(search, cfg):
+        backend.reset_cache()  # every run starts cold: no prefix reuse across runs
+        return search(backend, make_trees(backend, problems), cfg)
+
+    backend.generate([backend.encode_prompt(problems[0].prompt)], SamplingParams(max_tokens=4))  # warm-up
+    # interleaved, fastest of `repeats`: the machine is shared, so load comes and goes
+    runs = [(cold(best_of_n, ind_cfg), cold(segment_rollouts, seg_cfg)) for _ in range(args.repeats)]
+    ind = min((r[0] for r in runs), key=lambda r: r.cost.wall_s)
+    seg = min((r[1] for r in runs), key=lambda r: r.cost.wall_s)
+    ind_sum, seg_sum = summarize(ind, task, problems), summarize(seg, task, problems)
+    trajectories = sum(len(t.meta["trajectories"]) for t in seg.trees)
+    for name, r, s, n_solutions in (("independent", ind, ind_sum, args.problems * args.solutions),
+                                    ("tree-segment", seg, seg_sum, trajectories)):
+        c = r.cost
+        print(f"{name:>13}: {n_solutions} solutions, computed {c.computed_tokens} tokens "
+              f"(prefill {c.prefill_tokens}, decode {c.decode_tokens}), wall {c.wall_s:.2f}s, "
+              f"{c.calls} calls, coverage {s['coverage']:.3f}")
+    return {"token_ratio": round(seg.cost.computed_tokens / ind.cost.computed_tokens, 4),
+            "wall_ratio": round(ind.cost.wall_s / seg.cost.wall_s, 4),
+            "tokens_independent": ind.cost.computed_tokens, "tokens_segments": seg.cost.computed_tokens,
+            "wall_independent_s": round(ind.cost.wall_s, 3), "wall_segments_s": round(seg.cost.wall_s, 3),
+            "solutions_independent": args.problems * args.solutions, "solutions_segments": trajectories,
+            "coverage_independent": ind_sum["coverage"], "coverage_segments": seg_sum["coverage"]}
+
+
+def main() -> None:
+    args = parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     from tasks import get_task
-    from treesearch.backends.base import SamplingParams
     from treesearch.backends.hf import HFBackend
-    from treesearch.search import BestOfNConfig, MCTSConfig, SegmentConfig, best_of_n, make_trees, run_search, segment_rollouts, summarize
+    from treesearch.search import MCTSConfig, run_search, summarize
 
     task = get_task("arithmetic")
     problems = task.problems("test", args.problems, seed=0, n_ops=args.n_ops)
     backend = HFBackend.from_pretrained(args.model, device="cpu")
-    seg_cfg = SegmentConfig(
-        segment_len=args.segment_len,
-        max_width=args.solutions,
-        step_delimiter="",
-        init_copies=args.init_copies,
-        branch=args.branch,
-        max_tokens=args.max_tokens,
-    )
-    ind_cfg = BestOfNConfig(n=args.solutions, max_tokens=args.max_tokens)
-
-    def independent():
-        return best_of_n(backend, make_trees(backend, problems), ind_cfg)
-
-    def segments():
-        return segment_rollouts(backend, make_trees(backend, problems), seg_cfg)
-
-    def cold(fn):
-        backend.reset_cache()  # every run starts cold: no prefix reuse across runs
-        return fn()
-
-    backend.generate([backend.encode_prompt(problems[0].prompt)], SamplingParams(max_tokens=4))  # warm-up
-    # interleaved, fastest of `repeats`: the machine is shared, so load comes and goes
-    runs = [(cold(independent), cold(segments)) for _ in range(args.repeats)]
-    ind = min((r[0] for r in runs), key=lambda r: r.cost.wall_s)
-    seg = min((r[1] for r in runs), key=lambda r: r.cost.wall_s)
-    ind_sum, seg_sum = summarize(ind, task, problems), summarize(seg, task, problems)
-    trajectories = sum(len(t.meta["trajectories"]) for t in seg.trees)
-
-    def line(name, r, s, n_solutions):
-        c = r.cost
-        print(
-            f"{name:>13}: {n_solutions} solutions, computed {c.computed_tokens} tokens "
-            f"(prefill {c.prefill_tokens}, decode {c.decode_tokens}), wall {c.wall_s:.2f}s, "
-            f"{c.calls} calls, coverage {s['coverage']:.3f}"
-        )
-
-    line("independent", ind, ind_sum, args.problems * args.solutions)
-    line("tree-segment", seg, seg_sum, trajectories)
-    token_ratio = seg.cost.computed_tokens / ind.cost.computed_tokens
-    wall_ratio = ind.cost.wall_s / seg.cost.wall_s
+    versus = segments_vs_independent(backend, task, problems, args)
 
     backend.reset_cache()
-    t0 = time.perf_counter()
     mcts = run_search("mcts", backend, task, problems, MCTSConfig(simulations=args.simulations, max_tokens=args.max_tokens))
     mcts_sum = summarize(mcts, task, problems)
     c = mcts.cost
-    print(
-        f"         mcts: {args.simulations} simulations, accuracy {mcts_sum['accuracy']:.3f}, wall {c.wall_s:.2f}s, "
-        f"backend {c.backend_s:.2f}s, core {c.core_s:.3f}s ({c.core_overhead:.1%}), {c.calls} calls"
-    )
+    print(f"         mcts: {args.simulations} simulations, accuracy {mcts_sum['accuracy']:.3f}, wall {c.wall_s:.2f}s, "
+          f"backend {c.backend_s:.2f}s, core {c.core_s:.3f}s ({c.core_overhead:.1%}), {c.calls} calls")
     cov = coverage_at_equal_tokens(backend, task, args)
-    print(
-        json.dumps(
-            {
-                **cov,
-                "token_ratio": round(token_ratio, 4),
-                "wall_ratio": round(wall_ratio, 4),
-                "core_overhead": round(c.core_overhead, 4),
-                "tokens_independent": ind.cost.computed_tokens,
-                "tokens_segments": seg.cost.computed_tokens,
-                "wall_independent_s": round(ind.cost.wall_s, 3),
-                "wall_segments_s": round(seg.cost.wall_s, 3),
-                "solutions_independent": args.problems * args.solutions,
-                "solutions_segments": trajectories,
-                "coverage_independent": ind_sum["coverage"],
-                "coverage_segments": seg_sum["coverage"],
-                "mcts_accuracy": mcts_sum["accuracy"],
-                "mcts_wall_s": round(c.wall_s, 3),
-                "segment_config": {"segment_len": args.segment_len, "init_copies": args.init_copies, "branch": args.branch},
-            }
-        )
-    )
+    print(json.dumps({**cov, **versus, "core_overhead": round(c.core_overhead, 4), "mcts_accuracy": mcts_sum["accuracy"], "mcts_wall_s": round(c.wall_s, 3),
+                      "segment_config": {"segment_len": args.segment_len, "init_copies": args.init_copies,
+                                         "branch": args.branch}}))
 
 
 def coverage_at_equal_tokens(backend, task, args) -> dict:

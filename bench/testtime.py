@@ -133,7 +133,7 @@ def closest(points: list[dict], tokens: float) -> dict:
     return min(points, key=lambda p: abs(p["tokens_per_problem"] - tokens))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=500)
     ap.add_argument("--dev", type=int, default=200)
@@ -160,7 +160,41 @@ def main() -> None:
     ap.add_argument("--prm-aggregate", default="min", choices=("last", "min", "prod"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_testtime")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def judge(args, backend, task, out: Path) -> str:
+    """The PRM the guided strategies read: --prm, or one trained here as --prm-kind says (cached in OUT)."""
+    if args.prm:
+        return args.prm
+    if args.prm_kind == "verifier":
+        return str(build_verifier(backend, task, out, args.verifier_problems, args.verifier_samples,
+                                  args.verifier_temperature, args.verifier_sft_steps))
+    return str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
+
+
+def versus_sampling(at: dict, best: str, curve_at, maj_t: float, seg_t: float | None) -> dict:
+    """The headline's comparisons with independent samples at equal tokens computed: `best` against maj@k
+    (required within 10% of its tokens), and segments' coverage against independent sampling's."""
+    maj = closest(curve_at(maj_t), at[best]["tokens_per_problem"])
+    within = abs(maj["tokens_per_problem"] / at[best]["tokens_per_problem"] - 1) <= 0.10
+    head = {"best_vs_maj_points": round(100 * (at[best]["accuracy"] - maj["accuracy"]), 2) if within else None,
+            "maj_matched": {"k": maj["k"], "accuracy": round(maj["accuracy"], 4),
+                            "tokens_per_problem": round(maj["tokens_per_problem"], 1),
+                            "best_tokens_per_problem": round(at[best]["tokens_per_problem"], 1),
+                            "within_10pct": within}}
+    if "segments" in at:
+        seg = at["segments"]
+        ind = closest(curve_at(seg_t), seg["tokens_per_problem"])
+        head.update({"segments_coverage_ratio": round(seg["coverage"] / ind["coverage"], 4) if ind["coverage"] else None,
+                     "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind["coverage"], 4),
+                     "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind["tokens_per_problem"], 1)],
+                     "independent_k": ind["k"]})
+    return head
+
+
+def main() -> None:
+    args = parse_args()
 
     import torch
 
@@ -168,6 +202,7 @@ def main() -> None:
     from tasks import get_task
     from treesearch.backends.hf import HFBackend
     from treesearch.io import atomic_write_text
+    from treesearch.rewards.prm_train import saved_prm_config
     from treesearch.sweep import SweepConfig, cached_tables, frontier, frontier_table, plot_sweep, run_sweep
 
     t0 = time.time()
@@ -179,21 +214,13 @@ def main() -> None:
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     budgets = tuple(int(b) for b in args.budgets.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    if args.prm:
-        prm = args.prm
-    elif args.prm_kind == "verifier":
-        prm = str(build_verifier(backend, task, out, args.verifier_problems, args.verifier_samples, args.verifier_temperature,
-                                 args.verifier_sft_steps))
-    else:
-        prm = str(build_prm(backend, task, out, args.prm_problems, args.prm_epochs))
+    prm = judge(args, backend, task, out)
     base = SweepConfig(strategies=strategies, budgets=budgets, seeds=seeds, max_tokens=args.max_tokens, prm=prm,
                        prm_aggregate=args.prm_aggregate, draws=args.draws)
     temps = tune(backend, task, dev, strategies, [float(t) for t in args.temperatures.split(",")], args.tune_budget,
                  base, out / "tune")
     cfg = dataclasses.replace(base, temperatures=tuple(temps.items()))
-    rows = run_sweep(backend, task, problems, cfg, out / "sweep")
-    points = frontier(rows)
-    from treesearch.rewards.prm_train import saved_prm_config
+    points = frontier(run_sweep(backend, task, problems, cfg, out / "sweep"))
 
     own = None  # a likelihood verifier is a causal LM: what it decodes greedily on the same problems
     if saved_prm_config(prm).head == "likelihood":
@@ -201,39 +228,22 @@ def main() -> None:
     plot_sweep(points, out / "sweep" / "sweep.png", levels={"the verifier's own greedy": own} if own is not None else {},
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
 
-    hb = args.headline_budget
-    at = {p["strategy"]: p for p in points if p["budget"] == hb}
+    at = {p["strategy"]: p for p in points if p["budget"] == args.headline_budget}
     greedy = next(p for p in points if p["strategy"] == "greedy")
     best = max((s for s in at if s != "greedy"), key=lambda s: at[s]["accuracy"])
     head = {"best_strategy": best, "best_accuracy": round(at[best]["accuracy"], 4),
             "greedy_accuracy": round(greedy["accuracy"], 4),
             "best_vs_greedy_points": round(100 * (at[best]["accuracy"] - greedy["accuracy"]), 2)}
-
-    top = max(budgets)
-
     curves: dict[float, list[dict]] = {}
 
     def curve_at(t: float) -> list[dict]:  # one pooled curve per temperature, shared by both comparisons
         if t not in curves:
-            tabs = {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, top, None) for s in seeds}
-            curves[t] = pooled_curve(tabs, top, draws=args.draws)
+            tabs = {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, max(budgets), None) for s in seeds}
+            curves[t] = pooled_curve(tabs, max(budgets), draws=args.draws)
         return curves[t]
 
-    # maj@k at the best strategy's tokens: the sample tables answer any k
-    maj = closest(curve_at(cfg.temperature_of("maj")), at[best]["tokens_per_problem"])
-    within = abs(maj["tokens_per_problem"] / at[best]["tokens_per_problem"] - 1) <= 0.10
-    head.update({"best_vs_maj_points": round(100 * (at[best]["accuracy"] - maj["accuracy"]), 2) if within else None,
-                 "maj_matched": {"k": maj["k"], "accuracy": round(maj["accuracy"], 4),
-                                 "tokens_per_problem": round(maj["tokens_per_problem"], 1),
-                                 "best_tokens_per_problem": round(at[best]["tokens_per_problem"], 1),
-                                 "within_10pct": within}})
-    if "segments" in at:
-        seg = at["segments"]
-        ind = closest(curve_at(cfg.temperature_of("segments")), seg["tokens_per_problem"])
-        head.update({"segments_coverage_ratio": round(seg["coverage"] / ind["coverage"], 4) if ind["coverage"] else None,
-                     "segments_coverage": round(seg["coverage"], 4), "independent_coverage": round(ind["coverage"], 4),
-                     "coverage_tokens": [round(seg["tokens_per_problem"], 1), round(ind["tokens_per_problem"], 1)],
-                     "independent_k": ind["k"]})
+    head.update(versus_sampling(at, best, curve_at, cfg.temperature_of("maj"),
+                                cfg.temperature_of("segments") if "segments" in at else None))
     if own is not None:
         head["verifier_greedy_accuracy"] = own
     print(frontier_table(points))

@@ -209,8 +209,12 @@ def rejected_preferred(records: list[dict], trees) -> float:
     return round(sum(flags) / len(flags), 4) if flags else 0.0
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[str], dict[str, dict]]:
+    """The arguments, the methods asked for (zero among them) and each method's own --method-set overrides,
+    all checked before any work."""
     from loop import parse_sets  # bench/loop.py's KEY=VALUE parser
+
+    from treesearch.config import merge
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=8192, help="training problems searched by every method")
@@ -231,14 +235,21 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad or "zero" not in methods:
         ap.error(f"--methods: {'unknown method ' + repr(bad[0]) if bad else 'zero is required (it sets the budget)'}")
-    from treesearch.config import merge
-
-    own: dict[str, dict] = {}  # --method-set, parsed before any work
+    own: dict[str, dict] = {}
     for item in args.method_set:
         name, sep, rest = item.partition(":")
         if not sep or name not in METHODS:
             ap.error(f"--method-set {item!r}: expected METHOD:KEY=VALUE with METHOD one of {', '.join(METHODS)}")
         own[name] = merge(own.get(name, {}), parse_sets([rest], f"--method-set {name}:"))
+    return args, methods, own
+
+
+def main() -> None:
+    from loop import parse_sets
+
+    from treesearch.config import merge
+
+    args, methods, own = parse_args()
 
     def overrides(m: str, *a) -> dict:
         return merge(method_overrides(m, *a), own.get(m, {}))
@@ -283,16 +294,22 @@ def main() -> None:
         results[m] = summary(run.root)
         print(f"{m}: {json.dumps(results[m])}", flush=True)
 
+    head = headline(results)
+    plot_values(results, out / "values.png")
+    base = json.loads((zero.root / "round_0" / "eval.json").read_text())["accuracy"]
+    print(json.dumps({**head, "base_accuracy": base, "problems": args.problems, "eval_problems": args.eval,
+                      "budget_per_problem": budget, "minutes": round((time.time() - t0) / 60, 1)}))
+
+
+def headline(results: dict[str, dict]) -> dict:
+    """Each method's tokens against zero's (set in place), the most accurate method, and whether every
+    method's sampled tokens are within 10% of zero's."""
     ref = results["zero"]["sampled_tokens"]
     for r in results.values():
         r["tokens_vs_zero"] = round(r["sampled_tokens"] / ref, 3) if ref else None
     best = max(results, key=lambda m: (results[m]["accuracy"], m == "zero"))
-    plot_values(results, out / "values.png")
-    base = json.loads((zero.root / "round_0" / "eval.json").read_text())["accuracy"]
-    print(json.dumps({"methods": results, "best": best, "base_accuracy": base, "problems": args.problems,
-                      "eval_problems": args.eval, "budget_per_problem": budget,
-                      "equal_tokens": all(abs(r["tokens_vs_zero"] - 1) <= 0.10 for r in results.values()),
-                      "minutes": round((time.time() - t0) / 60, 1)}))
+    return {"methods": results, "best": best,
+            "equal_tokens": all(abs(r["tokens_vs_zero"] - 1) <= 0.10 for r in results.values())}
 
 
 def plot_values(results: dict[str, dict], path: Path) -> None:

@@ -257,25 +257,16 @@ def mbpp_agreement(path: str, workers: int, timeout: float) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--math-pairs", type=int, default=300)
-    ap.add_argument("--timeout", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds of ours and the baseline")
-    ap.add_argument("--mbpp", default=None, help="an MBPP-format JSONL file: canonical solutions vs a plain harness")
-    ap.add_argument("--sdist-dir", default=None, help="where math-verify's sdist is (or is downloaded to)")
-    args = ap.parse_args()
+def code_speed(args) -> dict:
+    """HumanEval's canonical solutions through our sandbox pool (cold once, then warm) and the per-sample
+    baseline, alternating rounds so both see the same background load on a shared machine."""
     problems = humaneval_problems()
     n = len(problems)
-
     jobs = [humaneval_job(p, p["canonical_solution"]) for p in problems]
     vcode.shutdown()  # cold pool: launcher start-up is inside this timed region
     t0 = time.perf_counter()
     ours = vcode.check_batch(jobs, workers=args.workers, timeout=args.timeout)
     cold_s = time.perf_counter() - t0
-    # The machine is shared; alternate ours (warm pool) and the baseline so
-    # both see the same background load, and compare the totals.
     ours_s = base_s = 0.0
     base: list[bool] = []
     for _ in range(args.rounds):
@@ -292,7 +283,16 @@ def main() -> None:
           f"isolation={ours[0].isolation}); baseline {base_rate:.1f} samples/s ({sum(base)}/{n} passed)", file=sys.stderr)
     if failed:
         print(f"code: not passed: {failed}", file=sys.stderr)
+    return {"humaneval_canonical_passed": sum(r.passed for r in ours), "humaneval_total": n,
+            "code_samples_per_s": round(ours_rate, 2), "code_samples_per_s_cold": round(cold_rate, 2),
+            "baseline_samples_per_s": round(base_rate, 2), "baseline_passed": sum(base),
+            "code_speedup": round(ours_rate / base_rate, 2), "code_speedup_cold": round(cold_rate / base_rate, 2),
+            "code_isolation": ours[0].isolation, "workers": args.workers}
 
+
+def math_speed(args) -> dict:
+    """Labelled (gold, prediction) pairs through `verifiers.math.check_batch`, uncached then cached, and
+    through math-verify in this process as the reference."""
     pairs = math_pairs(args.math_pairs)
     batch = [(g, p) for g, p, _ in pairs]
     vmath.check_batch(batch[:4], workers=args.workers, use_cache=False)  # start the workers (import sympy) untimed
@@ -317,7 +317,15 @@ def main() -> None:
           f"math-verify in-process {len(pairs) / mv_s:.0f}/s matched {mv_agree}/{len(pairs)}", file=sys.stderr)
     for w in wrong[:5]:
         print(f"math: disagreement {w}", file=sys.stderr)
+    return {"math_checks_per_s": round(len(pairs) / math_s, 1), "math_checks_per_s_cached": round(len(pairs) / cached_s, 1),
+            "math_pairs": len(pairs), "math_label_agreement": round(agree / len(pairs), 4),
+            "math_verify_inprocess_per_s": round(len(pairs) / mv_s, 1),
+            "math_verify_inprocess_label_agreement": round(mv_agree / len(pairs), 4)}
 
+
+def math_suite(args) -> dict:
+    """math-verify's own test cases scored by our `check` (with the tests' rules and with defaults) and by
+    math-verify itself, then the truncated and adversarial completions built from them."""
     import logging
 
     from bench.mathverify_cases import download_sdist, mathverify_verdict, sdist_cases
@@ -335,35 +343,25 @@ def main() -> None:
     adversarial = sum(vmath.check(g, t, use_cache=False).correct for g, t in ADVERSARIAL)
     print(f"truncation: {len(cut)} cut completions; accepted {cut_engine} when marked unfinished, "
           f"{cut_text} from the text alone; adversarial accepted {adversarial}/{len(ADVERSARIAL)}", file=sys.stderr)
-    mbpp = mbpp_agreement(args.mbpp, args.workers, args.timeout) if args.mbpp else {}
+    return {"mathverify_suite_cases": len(cases), "mathverify_suite_agreement": round(suite_ok / len(cases), 4),
+            "mathverify_suite_agreement_defaults": round(suite_default_ok / len(cases), 4),
+            "mathverify_itself_default_agreement": round(mv_default_ok / len(cases), 4),
+            "truncated_cases": len(cut), "truncated_false_accepts": cut_engine,
+            "truncated_false_accepts_text_only": cut_text, "adversarial_false_accepts": adversarial}
 
-    print(json.dumps({
-        "humaneval_canonical_passed": sum(r.passed for r in ours),
-        "humaneval_total": n,
-        "code_samples_per_s": round(ours_rate, 2),
-        "code_samples_per_s_cold": round(cold_rate, 2),
-        "baseline_samples_per_s": round(base_rate, 2),
-        "baseline_passed": sum(base),
-        "code_speedup": round(ours_rate / base_rate, 2),
-        "code_speedup_cold": round(cold_rate / base_rate, 2),
-        "code_isolation": ours[0].isolation,
-        "workers": args.workers,
-        "math_checks_per_s": round(len(pairs) / math_s, 1),
-        "math_checks_per_s_cached": round(len(pairs) / cached_s, 1),
-        "math_pairs": len(pairs),
-        "math_label_agreement": round(agree / len(pairs), 4),
-        "math_verify_inprocess_per_s": round(len(pairs) / mv_s, 1),
-        "math_verify_inprocess_label_agreement": round(mv_agree / len(pairs), 4),
-        "mathverify_suite_cases": len(cases),
-        "mathverify_suite_agreement": round(suite_ok / len(cases), 4),
-        "mathverify_suite_agreement_defaults": round(suite_default_ok / len(cases), 4),
-        "mathverify_itself_default_agreement": round(mv_default_ok / len(cases), 4),
-        "truncated_cases": len(cut),
-        "truncated_false_accepts": cut_engine,
-        "truncated_false_accepts_text_only": cut_text,
-        "adversarial_false_accepts": adversarial,
-        **mbpp,
-    }))
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--math-pairs", type=int, default=300)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds of ours and the baseline")
+    ap.add_argument("--mbpp", default=None, help="an MBPP-format JSONL file: canonical solutions vs a plain harness")
+    ap.add_argument("--sdist-dir", default=None, help="where math-verify's sdist is (or is downloaded to)")
+    args = ap.parse_args()
+    head = {**code_speed(args), **math_speed(args), **math_suite(args)}
+    mbpp = mbpp_agreement(args.mbpp, args.workers, args.timeout) if args.mbpp else {}
+    print(json.dumps({**head, **mbpp}))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,27 @@ def greedy_accuracy(model, tokenizer, problems, batch_size: int = 100) -> float:
     return sum(task.score(p, o[0].text) for p, o in zip(problems, outs)) / len(problems)
 
 
+def lr_at(cfg: BootstrapConfig, step: int) -> float:
+    """Linear warm-up over `cfg.warmup` steps, then cosine decay to 0 at `cfg.steps`."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def save_policy(model, tokenizer, out: Path) -> None:
+    """The checkpoint as `load_policy` reads it: weights (safetensors), tokenizer, and a generation config
+    that decodes greedily up to 96 new tokens."""
+    from transformers import GenerationConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=96
+    ).save_pretrained(out)
+
+
 def train(cfg: BootstrapConfig) -> dict:
     import torch
     from tqdm import tqdm
@@ -176,19 +197,12 @@ def train(cfg: BootstrapConfig) -> dict:
     data = [encode_example(tokenizer, p.prompt, p.solution) for p in train_set]
     held_out = task.problems("test", cfg.eval_problems, seed=cfg.seed + 1000, n_ops=3)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
-
-    def lr_at(step):
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
     history, chosen = [], None
     bar = tqdm(range(cfg.steps), desc="bootstrap", dynamic_ncols=True)
     for step in bar:
         model.train()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(cfg, step)
         ids, labels, mask = _batch(rng.sample(data, cfg.batch_size), tokenizer.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -206,14 +220,7 @@ def train(cfg: BootstrapConfig) -> dict:
                 break
     model.eval()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    from transformers import GenerationConfig
-
-    GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=96
-    ).save_pretrained(out)
+    save_policy(model, tokenizer, out)
     report = {
         "config": dataclasses.asdict(cfg),
         "chosen_step": chosen,

@@ -301,6 +301,54 @@ def _describe(status: int | None) -> dict | None:
     return {"exit": os.WEXITSTATUS(status)}
 
 
+def _fork_candidate(msg: dict, sock: socket.socket, scratch: str) -> tuple:
+    """Fork one candidate in a fresh work directory, its output logged beside it, and hand the launcher
+    its call-pipe ends; returns the job (pid, workdir, log path). The child never returns."""
+    workdir = tempfile.mkdtemp(prefix="job-", dir=scratch)
+    out_path = workdir + ".log"
+    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    uid = msg.get("uid")
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        run_candidate(msg, req_r, rep_w, out_fd, workdir)
+    for x in (req_r, rep_w, out_fd):
+        os.close(x)
+    socket.send_fds(sock, [b"F"], [req_w, rep_r])
+    os.close(req_w)
+    os.close(rep_r)
+    return pid, workdir, out_path
+
+
+def _sweep(job: tuple, grace: float) -> dict:
+    """Reap the job's candidate (waiting up to `grace` seconds for its real status), kill whatever it left
+    behind, and remove its files; the reply for the launcher."""
+    pid, workdir, out_path = job
+    status, deadline = None, time.monotonic() + grace
+    while True:  # a candidate that closed its pipe is usually exiting: get its real status
+        try:
+            done, st = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if done:
+            status = st
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.002)
+    clean, _ = kill_descendants()
+    output = _read_output(out_path)
+    try:
+        os.unlink(out_path)
+    except OSError:
+        pass
+    _wipe(workdir)
+    return {"status": _describe(status), "clean": clean, "output": output}
+
+
 def run_fork_server(fd: int, scratch: str) -> None:
     """Fork candidates on request and sweep up after them. Never returns.
 
@@ -320,48 +368,13 @@ def run_fork_server(fd: int, scratch: str) -> None:
         while True:
             msg = read_frame(fd, limit=256 << 20)
             if "program" in msg:
-                workdir = tempfile.mkdtemp(prefix="job-", dir=scratch)
-                out_path = workdir + ".log"
-                out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                uid = msg.get("uid")
-                if uid is not None:
-                    os.chown(workdir, uid, uid)
-                req_r, req_w = os.pipe()
-                rep_r, rep_w = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    run_candidate(msg, req_r, rep_w, out_fd, workdir)
-                msg = None
-                for x in (req_r, rep_w, out_fd):
-                    os.close(x)
-                socket.send_fds(sock, [b"F"], [req_w, rep_r])
-                os.close(req_w)
-                os.close(rep_r)
-                job = (pid, workdir, out_path, uid)
-                write_frame(fd, {"pid": pid})
+                job = _fork_candidate(msg, sock, scratch)
+                msg = None  # the program text is not kept while the candidate runs
+                write_frame(fd, {"pid": job[0]})
             elif "cleanup" in msg and job is not None:
-                pid, workdir, out_path, uid = job
-                status, deadline = None, time.monotonic() + float(msg["cleanup"])
-                while True:  # a candidate that closed its pipe is usually exiting: get its real status
-                    try:
-                        done, st = os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if done:
-                        status = st
-                        break
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.002)
-                clean, _ = kill_descendants()
-                output = _read_output(out_path)
-                try:
-                    os.unlink(out_path)
-                except OSError:
-                    pass
-                _wipe(workdir)
+                reply = _sweep(job, float(msg["cleanup"]))
                 job = None
-                write_frame(fd, {"status": _describe(status), "clean": clean, "output": output})
+                write_frame(fd, reply)
     except BaseException:
         pass
     finally:

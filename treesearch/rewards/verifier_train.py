@@ -236,6 +236,19 @@ def _fit(model, encoded, cfg: VerifierTrainConfig, pad_id: int, device, rng: ran
     return losses, n_pairs
 
 
+def _likelihood_scorer(model, tok, cfg: VerifierTrainConfig):
+    """The PRM scorer that reads the verifier as it will be loaded: the likelihood head on the last step,
+    the solution closed by `cfg.final_tag` ('eos': the tokenizer's own)."""
+    from treesearch.rewards.prm import PRMConfig, PRMScorer
+
+    final_tag = tok.eos_token if cfg.final_tag == "eos" else cfg.final_tag
+    if final_tag is None:
+        raise ValueError(f"{cfg.base}: the tokenizer has no eos token for final_tag 'eos'; give the text")
+    return PRMScorer(model, tok, PRMConfig(head="likelihood", beta=cfg.beta, aggregate="last",
+                                           step_delimiter=cfg.step_delimiter, step_tag=cfg.step_delimiter or "\n",
+                                           final_tag=final_tag, prompt_template=cfg.prompt_template))
+
+
 def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir: str | Path, *,
                    references: Sequence[Graded] = (), log: Callable[[str], None] = lambda _: None) -> dict:
     """Train the verifier on `samples` (see the module docstring), first fine-tuned for `cfg.sft_steps` on
@@ -245,9 +258,8 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     finished output is reported, not retrained."""
     import torch
 
-    from treesearch.policy import load_policy, resolve_device
-    from treesearch.rewards.prm import PRMConfig, PRMScorer
     from treesearch.io import atomic_write_text
+    from treesearch.policy import load_policy, resolve_device
     from treesearch.train.checkpoints import atomic_dir
     from treesearch.train.precision import checkpointing
 
@@ -258,12 +270,7 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model, tok = load_policy(cfg.base, device=device, dtype=cfg.dtype)
-    final_tag = tok.eos_token if cfg.final_tag == "eos" else cfg.final_tag
-    if final_tag is None:
-        raise ValueError(f"{cfg.base}: the tokenizer has no eos token for final_tag 'eos'; give the text")
-    prm_cfg = PRMConfig(head="likelihood", beta=cfg.beta, aggregate="last", step_delimiter=cfg.step_delimiter,
-                        step_tag=cfg.step_delimiter or "\n", final_tag=final_tag, prompt_template=cfg.prompt_template)
-    scorer = PRMScorer(model, tok, prm_cfg)
+    scorer = _likelihood_scorer(model, tok, cfg)
     order = list(samples)
     rng.shuffle(order)
     n_val = int(round(cfg.holdout * len(order)))
@@ -294,7 +301,7 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "prm_config.json").write_text(json.dumps(dataclasses.asdict(prm_cfg), indent=2) + "\n")
+        (tmp / "prm_config.json").write_text(json.dumps(dataclasses.asdict(scorer.config), indent=2) + "\n")
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_dir(out / MODEL_DIR, write)

@@ -129,7 +129,8 @@ def _pool_map(fn, jobs: list, n_jobs: int, desc: str):
     bar.close()
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[str], list[int], dict]:
+    """The arguments, the methods and seeds to run, and the --set overrides, all checked before any work."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
@@ -150,8 +151,42 @@ def main() -> None:
     if bad:
         ap.error(f"--methods: unknown method {bad[0]!r}; expected some of {', '.join(METHODS)}")
     seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
-    t0 = time.time()
+    return args, methods, seeds, sets
 
+
+def headline(base: dict[int, float], curves: dict[str, dict[int, list[float]]], seeds: list[int], out: Path) -> dict:
+    """The last line: Step-DPO's final accuracy and gain over the base policy, the baselines', their spreads
+    over seeds, every seed's and round's accuracy, and each method's cost."""
+    def finals(m: str) -> list[float]:
+        return [curves[m][s][-1] for s in seeds] if m in curves else []
+
+    def mean(xs):
+        return round(statistics.fmean(xs), 4) if xs else None
+
+    def sd(xs):
+        return round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0
+
+    base_list = [base[s] for s in seeds]
+    step = finals("step_dpo")
+    return {
+        "base_acc": mean(base_list),
+        "final_acc": mean(step),
+        "gain_points": round(100 * (mean(step) - mean(base_list)), 2) if step else None,
+        "rft_acc": mean(finals("rft")),
+        "traj_dpo_acc": mean(finals("traj_dpo")),
+        "final_acc_sd": sd(step),
+        "rft_acc_sd": sd(finals("rft")),
+        "traj_dpo_acc_sd": sd(finals("traj_dpo")),
+        "per_seed": {"base": base_list, **{m: finals(m) for m in curves}},
+        "per_round": {m: [curves[m][s] for s in seeds] for m in curves},
+        "cost": {m: method_cost(out, seeds, m) for m in curves},
+        "seeds": len(seeds),
+    }
+
+
+def main() -> None:
+    args, methods, seeds, sets = parse_args()
+    t0 = time.time()
     base: dict[int, float] = {}
     for seed, acc in _pool_map(explore_round0, [(args.config, s, methods[0], args.out, sets) for s in seeds],
                                args.jobs, "round 0 (shared)"):
@@ -168,34 +203,9 @@ def main() -> None:
         curves[method][seed] = accs
         print(f"seed {seed} {method}: " + " -> ".join(f"{a:.3f}" for a in accs) + f"  ({secs / 60:.1f} min)",
               flush=True)
-
-    def finals(m: str) -> list[float]:
-        return [curves[m][s][-1] for s in seeds] if m in curves else []
-
-    def mean(xs):
-        return round(statistics.fmean(xs), 4) if xs else None
-
-    def sd(xs):
-        return round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0
-
-    base_list = [base[s] for s in seeds]
-    step = finals("step_dpo")
-    out = {
-        "base_acc": mean(base_list),
-        "final_acc": mean(step),
-        "gain_points": round(100 * (mean(step) - mean(base_list)), 2) if step else None,
-        "rft_acc": mean(finals("rft")),
-        "traj_dpo_acc": mean(finals("traj_dpo")),
-        "final_acc_sd": sd(step),
-        "rft_acc_sd": sd(finals("rft")),
-        "traj_dpo_acc_sd": sd(finals("traj_dpo")),
-        "per_seed": {"base": base_list, **{m: finals(m) for m in methods}},
-        "per_round": {m: [curves[m][s] for s in seeds] for m in methods},
-        "cost": {m: method_cost(Path(args.out), seeds, m) for m in methods},
-        "seeds": len(seeds),
-        "minutes": round((time.time() - t0) / 60, 1),  # this invocation's wall (less when it resumed)
-    }
-    plot_methods(out["per_round"], Path(args.out) / "accuracy_by_round.png", base=mean(base_list))
+    out = headline(base, curves, seeds, Path(args.out))
+    out["minutes"] = round((time.time() - t0) / 60, 1)  # this invocation's wall (less when it resumed)
+    plot_methods(out["per_round"], Path(args.out) / "accuracy_by_round.png", base=out["base_acc"])
     print(f"plot: {Path(args.out) / 'accuracy_by_round.png'}", flush=True)
     print(json.dumps(out))
 

@@ -110,6 +110,20 @@ def _snapshot(cfg: LoopConfig) -> dict:
     return d
 
 
+def _read_by_method(d: dict) -> dict:
+    """A snapshot less the settings its method never reads, so that a run resumes under a config that
+    changed only those: RFT reads neither `pairs` nor `train`, the DPO methods not `rft`, and
+    trajectory DPO pairs whole solutions whatever `pairs.kinds` says."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    if d["method"] == "rft":
+        d.pop("pairs"), d.pop("train")
+    else:
+        d.pop("rft")
+    if d["method"] == "traj_dpo":
+        d["pairs"].pop("kinds")
+    return d
+
+
 class Run:
     """A run directory: config snapshot, round_k/ folders, metrics.jsonl."""
 
@@ -124,7 +138,7 @@ class Run:
         if snap.is_file():
             # a field added since the snapshot was written counts at its default
             old = merge(_snapshot(LoopConfig()), json.loads(snap.read_text()))
-            if old != mine:
+            if _read_by_method(old) != _read_by_method(mine):
                 raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
         else:
             atomic_write_text(snap, json.dumps(mine, indent=2) + "\n")

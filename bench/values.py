@@ -65,11 +65,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 METHODS = ("zero", "zero_conf", "counts", "counts_conf", "samples", "samples_strict", "rollout", "prm", "pav")
 # every method starts from the loop's settings before search values were compared (issue 17), whatever
-# the config's defaults are now: `zero` is exactly that search and pair rule
+# the config's defaults are now: `zero` is exactly that search and pair rule; step pairs only, the
+# kinds whose cleanliness the benchmark audits (the loop has since added trajectory pairs)
 BEFORE = {"search": {"simulations": 8, "temperature": 1.0, "root_samples": 0, "token_budget": 0, "revisit_terminals": True,
                      "end_cut_steps": False, "value_prior": 0.0},
           "value": {"method": "zero"},
-          "pairs": {"value": "q", "margin": 0.1, "min_judged": 0, "min_correct": 0}}
+          "pairs": {"kinds": ["sibling", "first_error"], "value": "q", "margin": 0.1, "min_judged": 0, "min_correct": 0}}
 # the new methods' search and pair settings
 NEW_SEARCH = {"revisit_terminals": False, "end_cut_steps": True, "value_prior": 2.0}
 NEW_PAIRS = {"value": "beta", "margin": 0.3, "min_judged": 1, "min_correct": 2}

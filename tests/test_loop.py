@@ -183,8 +183,11 @@ def test_the_loop_default_is_the_benchmarked_samples_method_and_zero_the_setting
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout.strip().splitlines()[-1])
     loop = json.loads(json.dumps(dataclasses.asdict(load_loop_config(CONFIG.parent / "bench_loop.yaml"))))
-    for part in ("search", "value", "pairs"):  # the loop runs exactly what the benchmark measured
+    for part in ("search", "value"):  # the loop searches exactly as the benchmark measured
         assert got["samples"][part] == loop[part], part
+    # and takes the same step pairs, with whole-solution pairs beside them (README: step + trajectory pairs)
+    assert got["samples"]["pairs"] == {**loop["pairs"], "kinds": ["sibling", "first_error"]}
+    assert loop["pairs"]["kinds"] == ["sibling", "first_error", "trajectory"]
     zero = got["zero"]  # and `zero` is still the loop as it was before the values were compared
     assert {k: zero["search"][k] for k in ("simulations", "width", "root_samples", "temperature", "token_budget",
                                            "revisit_terminals", "end_cut_steps", "value_prior")} == {
@@ -246,6 +249,29 @@ def test_a_run_written_before_new_config_fields_still_resumes(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="different config"):
         Run(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("method,change,resumes", [
+    ("rft", {"pairs": {"kinds": ["sibling", "first_error", "trajectory"], "margin": 0.5}, "train": {"beta": 0.1}}, True),
+    ("traj_dpo", {"pairs": {"kinds": ["sibling"]}, "rft": {"epochs": 3}}, True),
+    ("step_dpo", {"rft": {"epochs": 3}}, True),
+    ("traj_dpo", {"pairs": {"max_per_problem": 3}}, False),  # trajectory pairs are capped per problem too
+    ("step_dpo", {"pairs": {"kinds": ["sibling", "first_error", "trajectory"]}}, False),
+    ("rft", {"rft": {"epochs": 3}}, False),
+])
+def test_a_run_resumes_under_settings_its_method_never_reads(tmp_path, method, change, resumes):
+    """The acceptance loop's baselines resume when only another learner's settings changed (the step
+    pairs' kinds, say); a setting the method reads still refuses the directory."""
+    from treesearch.config import merge
+    from treesearch.loop import Run
+
+    Run(tmp_path, load_loop_config(CONFIG, {"method": method}))
+    changed = load_loop_config(CONFIG, merge({"method": method}, change))
+    if resumes:
+        Run(tmp_path, changed)
+    else:
+        with pytest.raises(ValueError, match="different config"):
+            Run(tmp_path, changed)
 
 
 def test_a_focused_round_resumed_from_a_torn_batch_grows_the_same_trees(tmp_path):

@@ -110,17 +110,20 @@ def _snapshot(cfg: LoopConfig) -> dict:
     return d
 
 
+TRAJECTORY_ONLY = ("trajectory",)  # the pair kinds trajectory DPO trains on, whatever `pairs.kinds` says
+
+
 def _read_by_method(d: dict) -> dict:
-    """A snapshot less the settings its method never reads, so that a run resumes under a config that
-    changed only those: RFT reads neither `pairs` nor `train`, the DPO methods not `rft`, and
-    trajectory DPO pairs whole solutions whatever `pairs.kinds` says."""
+    """A snapshot as its method reads it, so that a run resumes under a config that changed only settings
+    the method never reads: RFT reads neither `pairs` nor `train`, the DPO methods not `rft`, and
+    trajectory DPO's pair kinds are `TRAJECTORY_ONLY` (`Run.pairs` reads them from here too)."""
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if d["method"] == "rft":
         d.pop("pairs"), d.pop("train")
     else:
         d.pop("rft")
     if d["method"] == "traj_dpo":
-        d["pairs"].pop("kinds")
+        d["pairs"]["kinds"] = list(TRAJECTORY_ONLY)  # as JSON holds it
     return d
 
 
@@ -308,14 +311,14 @@ class Run:
         else:
             pc = self.cfg.pairs
             if self.cfg.method == "traj_dpo":
-                pc = dataclasses.replace(pc, kinds=("trajectory",))
+                pc = dataclasses.replace(pc, kinds=TRAJECTORY_ONLY)
             records = extract_pairs(trees, pc, decode=decode, round=k)
             stats = pair_stats(records)
             from tasks import get_task
 
             task = get_task(self.cfg.task)
             check = getattr(task, "check_step", None)
-            if check is not None and pc.kinds != ("trajectory",):
+            if check is not None and pc.kinds != TRAJECTORY_ONLY:
                 # label noise of the outcome-based pairs, by the task's exact step checker (reported only)
                 stats["step_audit"] = step_audit(records, check)
                 stats["solution_audit"] = solution_audit(trees, check, getattr(task, "step_delimiter", "\n"))

@@ -112,7 +112,7 @@ def share_round0(seed_dir: Path, source: str, methods: list[str]) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def _pool_map(fn, jobs: list, n_jobs: int, desc: str):
+def pool_map(fn, jobs: list, n_jobs: int, desc: str):
     """fn over jobs in `n_jobs` spawned processes (in this process when 1), results as they finish."""
     from tqdm import tqdm
 
@@ -188,7 +188,7 @@ def main() -> None:
     args, methods, seeds, sets = parse_args()
     t0 = time.time()
     base: dict[int, float] = {}
-    for seed, acc in _pool_map(explore_round0, [(args.config, s, methods[0], args.out, sets) for s in seeds],
+    for seed, acc in pool_map(explore_round0, [(args.config, s, methods[0], args.out, sets) for s in seeds],
                                args.jobs, "round 0 (shared)"):
         base[seed] = acc
         print(f"seed {seed}: base policy {acc:.3f}", flush=True)
@@ -199,7 +199,7 @@ def main() -> None:
     # method-major: every seed of the first method, then of the next; a benchmark stopped early has the
     # main comparison (step_dpo against rft) on all seeds first
     jobs = [(args.config, s, m, args.out, sets) for m in methods for s in seeds]
-    for seed, method, accs, secs in _pool_map(full_run, jobs, args.jobs, "runs"):
+    for seed, method, accs, secs in pool_map(full_run, jobs, args.jobs, "runs"):
         curves[method][seed] = accs
         print(f"seed {seed} {method}: " + " -> ".join(f"{a:.3f}" for a in accs) + f"  ({secs / 60:.1f} min)",
               flush=True)

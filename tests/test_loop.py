@@ -94,6 +94,55 @@ def test_sigkill_at_several_points_then_resume(reference, tmp_path):
     assert search["tokens_per_problem"] == search["cost"]["computed_tokens"] / len(trees)
 
 
+def test_a_finished_run_extends_by_more_rounds(reference, tmp_path):
+    """Rerun with more rounds, a finished run goes on from its last round: the rounds it had stay byte
+    for byte, the next round searches the next slice of the training stream, and the snapshot records
+    the new count. Fewer rounds than the snapshot's is a different config."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    kept = [p for p in sorted((run / "round_0").rglob("*")) if p.is_file()] + [run / "round_1" / "eval.json"]
+    before = {p: p.read_bytes() for p in kept}
+    r = subprocess.run(_cmd(run) + ["--rounds", "2"], capture_output=True, text=True, env=_env(), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p: p.read_bytes() for p in kept} == before
+    assert json.loads((run / "config.json").read_text())["rounds"] == 2
+    assert [x["round"] for x in _lines(run / "metrics.jsonl")] == [0, 1, 2]
+    from tasks import get_task
+
+    cfg = load_loop_config(CONFIG)
+    stream = [p.id for p in get_task(cfg.task).problems("train", 2 * cfg.train_problems, seed=cfg.seed)]
+    assert [t["problem_id"] for t in _lines(run / "round_1" / "trees.jsonl")] == stream[cfg.train_problems:]
+    assert (run / "round_1" / "train" / "model").is_dir() and (run / "round_2" / "eval.json").is_file()
+    r = subprocess.run(_cmd(run), capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 2 and "different config" in r.stderr
+
+
+def test_bench_confirm_evaluates_final_policies_on_a_fresh_held_out_sample(reference, tmp_path):
+    """bench/confirm.py: the starting and the final policy of a finished run on another held-out sample
+    of the same size, next to the loop's own files; the loop's own eval seed is refused."""
+    import shutil
+
+    run = tmp_path / "out" / "seed0" / "step_dpo"
+    shutil.copytree(reference, run)
+    own = {k: json.loads((run / f"round_{k}" / "eval.json").read_text()) for k in (0, 1)}
+    bench = Path(__file__).resolve().parent.parent / "bench" / "confirm.py"
+    cmd = [sys.executable, str(bench), "--run", f"tiny={tmp_path / 'out'}"]
+    r = subprocess.run(cmd + ["--eval-seed", "3"], capture_output=True, text=True, env=_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["eval_seed"] == 3 and out["problems"] == load_loop_config(CONFIG).eval.problems
+    for label, k in (("base", 0), ("tiny", 1)):
+        fresh = json.loads((run / f"round_{k}" / "eval_seed3.json").read_text())
+        assert out["methods"][label]["acc"] == fresh["accuracy"] == out["methods"][label]["per_seed"]["0"]
+        assert out["methods"][label]["held_out_acc"] == own[k]["accuracy"]
+        assert fresh["tokens"] != own[k]["tokens"]  # other problems, not the loop's own sample again
+    r = subprocess.run(cmd + ["--eval-seed", str(load_loop_config(CONFIG).eval.seed)], capture_output=True,
+                       text=True, env=_env(), timeout=600)
+    assert r.returncode != 0 and "eval.seed" in r.stderr
+
+
 def _untimed(trees):
     """Trees without the wall-clock fields of their cost shares (the only part a rerun may change)."""
     out = []

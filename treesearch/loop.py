@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from treesearch.backends.config import BACKENDS, VLLMConfig
-from treesearch.config import load_config, merge, to_dict
+from treesearch.config import from_dict, load_config, merge, to_dict
 from treesearch.distributed.config import ScaleConfig
 from treesearch.io import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_jsonl
 from treesearch.pairs import PairConfig, correct_solutions, extract_pairs, pair_stats, solution_audit, step_audit
@@ -139,12 +139,38 @@ class Run:
         snap = self.root / "config.json"
         mine = _snapshot(cfg)
         if snap.is_file():
-            # a field added since the snapshot was written counts at its default
-            old = merge(_snapshot(LoopConfig()), json.loads(snap.read_text()))
-            if _read_by_method(old) != _read_by_method(mine):
-                raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
+            self._extend(snap, mine)
         else:
             atomic_write_text(snap, json.dumps(mine, indent=2) + "\n")
+
+    @staticmethod
+    def _extend(snap: Path, mine: dict) -> None:
+        """Accept a resume under the snapshot's config, or under one that asks for more rounds: round k
+        searches slice k of one seeded stream that only appends, so the finished rounds are what a
+        longer run would have written and the run goes on from its last round (the snapshot then
+        records the new count). Anything else the method reads refuses the directory."""
+        raw = json.loads(snap.read_text())
+        # a field added since the snapshot was written counts at its default
+        old = merge(_snapshot(LoopConfig()), raw)
+        grows = old["rounds"] < mine["rounds"]
+        if grows:
+            old["rounds"] = mine["rounds"]
+        if _read_by_method(old) != _read_by_method(mine):
+            raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
+        if grows:
+            atomic_write_text(snap, json.dumps({**raw, "rounds": mine["rounds"]}, indent=2) + "\n")
+
+    @classmethod
+    def reopen(cls, root: str | Path, *, log: Callable[[str], None] = print) -> "Run":
+        """The run in `root` under the config its snapshot holds (to read or re-evaluate a finished run)."""
+        snap = Path(root) / "config.json"
+        if not snap.is_file():
+            raise ValueError(f"{snap}: not a run directory (no config.json)")
+        try:
+            cfg = from_dict(LoopConfig, merge(_snapshot(LoopConfig()), json.loads(snap.read_text())))
+        except ValueError as e:
+            raise ValueError(f"{snap}: {e}") from None
+        return cls(root, cfg, log=log)
 
     def round_dir(self, k: int) -> Path:
         return self.root / f"round_{k}"
@@ -154,22 +180,26 @@ class Run:
         return self.cfg.policy if k == 0 else str(self.round_dir(k - 1) / "train" / "model")
 
     # -- stages -------------------------------------------------------------------------------
-    def evaluate(self, k: int, backend, task) -> dict:
-        out = self.round_dir(k) / "eval.json"
+    def evaluate(self, k: int, backend, task, *, seed: int | None = None) -> dict:
+        """Policy k on the held-out problems (``round_k/eval.json``). Another `seed` draws another
+        held-out sample of the same kind, written to ``round_k/eval_seed{seed}.json``: a check on a
+        sample that never chose a setting (bench/confirm.py)."""
+        e = self.cfg.eval
+        out = self.eval_path(k, seed)
         if out.is_file():
             return json.loads(out.read_text())
         from treesearch.evaluate import EvalConfig, evaluate
 
-        e = self.cfg.eval
+        seed = e.seed if seed is None else seed
         kw = {"n_ops": e.n_ops} if (self.cfg.task == "arithmetic" and e.n_ops) else {}
-        problems = task.problems("test", e.problems, seed=e.seed, **kw)
+        problems = task.problems("test", e.problems, seed=seed, **kw)
         self.refuse_searched(task, problems)
-        _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=e.seed))
+        _, greedy = evaluate(backend, task, problems, EvalConfig(strategy="greedy", seed=seed))
         result: dict[str, Any] = {"accuracy": greedy["accuracy"], "unparsed": greedy["unparsed"],
                                   "tokens": greedy["cost"]["computed_tokens"]}
         if e.k:
             records, sampled = evaluate(
-                backend, task, problems, EvalConfig(strategy="sample", k=e.k, temperature=e.temperature, seed=e.seed)
+                backend, task, problems, EvalConfig(strategy="sample", k=e.k, temperature=e.temperature, seed=seed)
             )
             result[f"pass@{e.k}"] = sampled[f"pass@{e.k}"]
             result["pass@1"] = sampled["pass@1"]
@@ -181,6 +211,11 @@ class Run:
             result["tokens"] += sampled["cost"]["computed_tokens"]
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         return result
+
+    def eval_path(self, k: int, seed: int | None = None) -> Path:
+        """Where `evaluate` writes policy k's result on the held-out sample of `seed` (default: eval.seed)."""
+        fresh = seed is not None and seed != self.cfg.eval.seed
+        return self.round_dir(k) / (f"eval_seed{seed}.json" if fresh else "eval.json")
 
     def refuse_searched(self, task, problems) -> None:
         """ValueError when a held-out problem is one any round searches (and so trains on)."""

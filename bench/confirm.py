@@ -13,8 +13,8 @@ compares methods there. Results land next to the loop's own, in
 
 ``OUT`` is a bench/loop.py output directory (``OUT/seedS/METHOD``, METHOD default ``step_dpo``);
 every seed directory in it counts. Without ``--run``: the three methods of bench/loop.py's default
-output, ``runs/bench_loop``. The starting policy (round 0 of the first run) is evaluated
-too, as ``base``.
+output, ``runs/bench_loop``. The starting policy (round 0 of the first run's first seed: every seed
+starts from it) is evaluated too, as ``base``.
 
 Last line: JSON with eval_seed, problems, and per label the mean greedy accuracy on the fresh
 sample (``acc``), its standard deviation over seeds, ``held_out_acc`` (the same policies on the
@@ -141,7 +141,7 @@ def main() -> None:
     from loop import pool_map  # bench/loop.py's, this script's directory being on sys.path
 
     first = next(iter(runs.values()))
-    jobs = [("base", s, d, args.eval_seed) for s, d in first]
+    jobs = [("base", *first[0], args.eval_seed)]  # one starting policy for every seed, so one evaluation
     jobs += [(label, s, d, args.eval_seed) for label, dirs in runs.items() for s, d in dirs]
     for job in jobs:
         check_job(job)

@@ -118,15 +118,10 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     from tqdm import tqdm
 
     from treesearch.backends.base import SamplingParams
-    from treesearch.voting import plurality
-    from verifiers.exact import extract_final_answer
 
     if cfg.strategy in SEARCHES:
         return evaluate_search(backend, task, problems, cfg, progress=progress)
     greedy = cfg.strategy == "greedy"
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
-    same = getattr(task, "same_answer", None)
-    reads = _reads_answers(task)
     params = SamplingParams(
         n=1 if greedy else cfg.k,
         temperature=0.0 if greedy else cfg.temperature,
@@ -142,26 +137,7 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
         chunk = problems[start : start + cfg.batch_problems]
         template = getattr(task, "prompt_template", None)
         outs = backend.generate([backend.encode_prompt(p.prompt, template) for p in chunk], params)
-        for p, comps in zip(chunk, outs):
-            cut = [c.finish_reason == "length" for c in comps]  # ran out of tokens: no answer is read from it
-            correct = [not x and bool(task.score(p, c.text)) for c, x in zip(comps, cut)]
-            preds = [None if x else extract(c.text) for c, x in zip(comps, cut)]
-            winner, first = plurality(preds, same)
-            records.append(
-                {
-                    "id": p.id,
-                    "answer": p.answer,
-                    "predictions": preds,
-                    "correct": correct,
-                    "majority": winner,
-                    "majority_correct": bool(first >= 0 and correct[first]),
-                    "unparsed": sum(a is None for a in preds) if reads else 0,
-                    "unfinished": sum(cut),
-                    "tokens": sum(len(c.token_ids) for c in comps),
-                    "completion": comps[0].text,
-                    **({} if greedy else {"completions": [c.text for c in comps]}),
-                }
-            )
+        records += [_record(task, p, comps, keep_all=not greedy) for p, comps in zip(chunk, outs)]
         bar.update(len(chunk))
     bar.close()
     cost = backend.stats.since(before)
@@ -171,6 +147,32 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     summary["cost"] = cost.as_dict()
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
     return records, summary
+
+
+def _record(task, problem, comps, *, keep_all: bool) -> dict:
+    """One problem's record: each completion scored and its answer read (none from a completion cut by
+    the token limit), the plurality answer, and the first completion's text (all of them if `keep_all`)."""
+    from treesearch.voting import plurality
+    from verifiers.exact import extract_final_answer
+
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
+    cut = [c.finish_reason == "length" for c in comps]  # ran out of tokens: no answer is read from it
+    correct = [not x and bool(task.score(problem, c.text)) for c, x in zip(comps, cut)]
+    preds = [None if x else extract(c.text) for c, x in zip(comps, cut)]
+    winner, first = plurality(preds, getattr(task, "same_answer", None))
+    return {
+        "id": problem.id,
+        "answer": problem.answer,
+        "predictions": preds,
+        "correct": correct,
+        "majority": winner,
+        "majority_correct": bool(first >= 0 and correct[first]),
+        "unparsed": sum(a is None for a in preds) if _reads_answers(task) else 0,
+        "unfinished": sum(cut),
+        "tokens": sum(len(c.token_ids) for c in comps),
+        "completion": comps[0].text,
+        **({"completions": [c.text for c in comps]} if keep_all else {}),
+    }
 
 
 def plurality_scorer(extract, same=None):

@@ -488,17 +488,32 @@ def draw_tree(
     title: str | None = None,
 ):
     """The same view drawn with matplotlib on `ax` (a new figure sized to the tree if None); returns the Axes."""
-    from matplotlib.collections import LineCollection
-
     view = tree if isinstance(tree, TreeView) else tree_view(
         tree, color=color, pairs=pairs, min_visits=min_visits, max_nodes=max_nodes
     )
-    t = view.tree
-    depth = int(t.depth[view.nodes].max()) if len(view.nodes) else 0
     if ax is None:
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=_figsize(view), dpi=100)
+    _mpl_edges(ax, view)
+    _mpl_nodes(ax, view)
+    handles = _mpl_legend(view)
+    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False, ncol=min(4, len(handles)))
+    ax.set_title(title if title is not None else view.title(), fontsize=9)
+    depth = int(view.tree.depth[view.nodes].max()) if len(view.nodes) else 0
+    ax.set_yticks([-d for d in range(depth + 1)], [str(d) for d in range(depth + 1)])
+    ax.set_ylabel("depth")
+    ax.set_xticks([])
+    ax.set_xlim(-1, max(1, view.num_leaves))
+    ax.set_ylim(-depth - 1.2, 0.7)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    return ax
+
+
+def _mpl_edges(ax, view: TreeView) -> None:
+    """draw_tree's lines: every edge, the best path over them, and a dashed arc per exported pair."""
+    from matplotlib.collections import LineCollection
 
     def segments(nodes):
         xs, ys = _edges(view, nodes)
@@ -509,6 +524,11 @@ def draw_tree(
     for p in view.pair_links:
         px, py = _arc(view, p["node_ids"][1], p["node_ids"][2])
         ax.plot(px, py, linestyle="--", color=PAIR_LINK, linewidth=1.2, zorder=2)
+
+
+def _mpl_nodes(ax, view: TreeView) -> None:
+    """draw_tree's marks: nodes filled by Q (with a colour bar) or by verdict, a star over the selected
+    answer, and "+n" under a node whose n descendants are hidden."""
     area = (view.size * 0.75) ** 2  # plotly size is a diameter in px; scatter takes an area in pt²
     if view.color == "q":
         lo, hi = _q_range(view.value)
@@ -523,17 +543,6 @@ def draw_tree(
         ax.scatter([view.x[i]], [view.y[i] + 0.32], marker="*", s=90, c="#222222", zorder=4)
     for i in np.flatnonzero(view.hidden):
         ax.annotate(f"+{int(view.hidden[i])}", (view.x[i], view.y[i] - 0.3), ha="center", va="top", fontsize=7, color="#555555")
-    handles = _mpl_legend(view)
-    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False, ncol=min(4, len(handles)))
-    ax.set_title(title if title is not None else view.title(), fontsize=9)
-    ax.set_yticks([-d for d in range(depth + 1)], [str(d) for d in range(depth + 1)])
-    ax.set_ylabel("depth")
-    ax.set_xticks([])
-    ax.set_xlim(-1, max(1, view.num_leaves))
-    ax.set_ylim(-depth - 1.2, 0.7)
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
-    return ax
 
 
 def _mpl_legend(view: TreeView) -> list:

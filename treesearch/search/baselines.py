@@ -181,23 +181,29 @@ def beam_search(
             values = scorer(flat_t, flat_n)
             for t, c, v in zip(flat_t, flat_n, values):
                 backup(t, c, float(v))
-            pool: list[list[int]] = [[] for _ in trees]
-            for i, ks in zip(owner, new):
-                pool[i].extend(ks)
-            for i, cands in enumerate(pool):
-                if not beams[i]:
-                    continue
-                t = trees[i]
-                finished[i].extend(c for c in cands if t.terminal[c])
-                room = cfg.beam_width - len(finished[i])
-                live = sorted((c for c in cands if not t.terminal[c]), key=lambda c: (-t.value[c], c))
-                beams[i] = live[: max(0, room)]
+            _next_beams(trees, beams, finished, owner, new, cfg.beam_width)
         selected = []
         for t, fin in zip(trees, finished):
-            pool_ = fin or [n for n in range(1, t.num_nodes)] or [ROOT]
-            selected.append(max(pool_, key=lambda c: (t.value[c], -c)))
+            pool = fin or [n for n in range(1, t.num_nodes)] or [ROOT]
+            selected.append(max(pool, key=lambda c: (t.value[c], -c)))
     _record(trees, selected, "beam", cfg)
     return SearchResult(trees, selected, m.cost)
+
+
+def _next_beams(trees, beams, finished, owner, new, beam_width: int) -> None:
+    """In place: each live tree's finished candidates join `finished`, and its beam becomes the best
+    unfinished candidates by value (ties to the lower id), as many as `beam_width` leaves room for."""
+    pool: list[list[int]] = [[] for _ in trees]
+    for i, ks in zip(owner, new):
+        pool[i].extend(ks)
+    for i, cands in enumerate(pool):
+        if not beams[i]:
+            continue
+        t = trees[i]
+        finished[i].extend(c for c in cands if t.terminal[c])
+        room = beam_width - len(finished[i])
+        live = sorted((c for c in cands if not t.terminal[c]), key=lambda c: (-t.value[c], c))
+        beams[i] = live[: max(0, room)]
 
 
 def _record(trees: list[Tree], selected: list[int], algo: str, cfg) -> None:

@@ -333,38 +333,55 @@ def collate(tp: TokenizedPairs, idx: Sequence[int], pad_id: int, *, packed: bool
 
     from treesearch.train.logps import right_pad
 
-    b = len(idx)
     score: list[list[int]] = [[], [], [], []]
-    rows: list[list[int]] = []
-    positions: list[list[int]] = []
-    segments: list[list[int]] = []  # 0 prompt, 1 chosen, 2 rejected
-    if packed:
-        for r, i in enumerate(idx):
-            prompt, c, j = tp.prompt_ids[i], tp.chosen_ids[i], tp.rejected_ids[i]
-            n = len(prompt)
-            rows.append(prompt + c + j)
-            positions.append(list(range(n + len(c))) + list(range(n, n + len(j))))
-            segments.append([0] * n + [1] * len(c) + [2] * len(j))
-            _add_scores(score, r, n - 1, n, c, r)
-            _add_scores(score, r, n - 1, n + len(c), j, b + r)
-    else:
-        for half, steps in enumerate((tp.chosen_ids, tp.rejected_ids)):
-            for r, i in enumerate(idx):
-                prompt, step = tp.prompt_ids[i], steps[i]
-                n = len(prompt)
-                row = half * b + r
-                rows.append(prompt + step)
-                _add_scores(score, row, n - 1, n, step, row)
+    rows, positions, segments = (_packed_rows if packed else _unpacked_rows)(tp, idx, score)
     input_ids, valid = right_pad(rows, pad_id)
-    width, valid = input_ids.shape[1], valid.bool()
-    out = {"input_ids": input_ids, "n_seqs": 2 * b}
+    out = {"input_ids": input_ids, "n_seqs": 2 * len(idx)}
     out.update({k: torch.tensor(v, dtype=torch.long) for k, v in
                 zip(("score_rows", "score_cols", "score_targets", "score_seq"), score)})
     if not packed:
         out["attention_mask"] = valid.long()
         return out
-    pos = torch.zeros((len(rows), width), dtype=torch.long)
-    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    out["attention_mask"], out["position_ids"] = _packed_mask(positions, segments, valid.bool())
+    return out
+
+
+def _unpacked_rows(tp: TokenizedPairs, idx: Sequence[int], score: list[list[int]]):
+    """Rows prompt+chosen (row r) then prompt+rejected (row B + r); each row is its own output sequence."""
+    b = len(idx)
+    rows = []
+    for half, steps in enumerate((tp.chosen_ids, tp.rejected_ids)):
+        for r, i in enumerate(idx):
+            prompt, step = tp.prompt_ids[i], steps[i]
+            rows.append(prompt + step)
+            _add_scores(score, half * b + r, len(prompt) - 1, len(prompt), step, half * b + r)
+    return rows, None, None
+
+
+def _packed_rows(tp: TokenizedPairs, idx: Sequence[int], score: list[list[int]]):
+    """Rows prompt+chosen+rejected, the rejected tokens' positions continuing the prompt's; segments
+    mark each token 0 (prompt), 1 (chosen) or 2 (rejected)."""
+    b = len(idx)
+    rows, positions, segments = [], [], []
+    for r, i in enumerate(idx):
+        prompt, c, j = tp.prompt_ids[i], tp.chosen_ids[i], tp.rejected_ids[i]
+        n = len(prompt)
+        rows.append(prompt + c + j)
+        positions.append(list(range(n + len(c))) + list(range(n, n + len(j))))
+        segments.append([0] * n + [1] * len(c) + [2] * len(j))
+        _add_scores(score, r, n - 1, n, c, r)
+        _add_scores(score, r, n - 1, n + len(c), j, b + r)
+    return rows, positions, segments
+
+
+def _packed_mask(positions: list[list[int]], segments: list[list[int]], valid):
+    """The packed rows' 4D attention mask [R, 1, T, T] (causal, padding hidden, chosen keys hidden from
+    rejected queries) and position ids [R, T]."""
+    import torch
+
+    n_rows, width = valid.shape
+    pos = torch.zeros((n_rows, width), dtype=torch.long)
+    seg = torch.full((n_rows, width), -1, dtype=torch.long)
     for r, (p, g) in enumerate(zip(positions, segments)):
         pos[r, : len(p)] = torch.tensor(p)
         seg[r, : len(g)] = torch.tensor(g)
@@ -372,6 +389,4 @@ def collate(tp: TokenizedPairs, idx: Sequence[int], pad_id: int, *, packed: bool
     hidden_chosen = (seg[:, :, None] == 2) & (seg[:, None, :] == 1)  # rejected queries never see chosen keys
     mask = causal[None] & valid[:, None, :] & ~hidden_chosen
     mask |= torch.eye(width, dtype=torch.bool)[None]  # padding queries see themselves: no all-masked rows (NaN)
-    out["attention_mask"] = mask[:, None]
-    out["position_ids"] = pos
-    return out
+    return mask[:, None], pos

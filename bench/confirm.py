@@ -74,9 +74,9 @@ def parse_args():
     return args, parse_runs(args.run or DEFAULT_RUNS, ap)
 
 
-def check_job(job: tuple) -> tuple[int, Path]:
-    """The round a job evaluates and the loop's own result for it; SystemExit naming the file when
-    the run cannot be confirmed (checked for every job before any work)."""
+def check_job(job: tuple):
+    """(run, the round the job evaluates, the loop's own result for it); SystemExit naming the file
+    when the run cannot be confirmed (checked for every job before any work)."""
     label, seed, run_dir, eval_seed = job
     from treesearch.loop import Run
 
@@ -92,20 +92,18 @@ def check_job(job: tuple) -> tuple[int, Path]:
     if not own.is_file():
         raise SystemExit(f"confirm.py: error: {own}: missing; the run has not finished round {k} "
                          "(resume bench/loop.py first)")
-    return k, own
+    return run, k, own
 
 
 def evaluate_final(job: tuple) -> tuple[str, int, dict, dict]:
     """(label, seed, fresh result, loop's own result) for one run's final policy (round 0: `base`)."""
-    label, seed, run_dir, eval_seed = job
+    label, seed, _, eval_seed = job
     import torch
 
     torch.set_num_threads(int(os.environ.get("TREESEARCH_THREADS", "1")))
     from tasks import get_task
-    from treesearch.loop import Run
 
-    run = Run.reopen(run_dir, log=lambda msg: None)
-    k, own = check_job(job)
+    run, k, own = check_job(job)
     if run.eval_path(k, eval_seed).is_file():  # done by an earlier invocation: no engine needed
         fresh = json.loads(run.eval_path(k, eval_seed).read_text())
     else:

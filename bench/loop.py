@@ -14,8 +14,8 @@ directory; then each (seed, method) run continues on its own. ``--jobs N`` runs
 that many of these in parallel processes (one torch thread each: the tiny policy
 is latency-bound, and one process per core beats two threads per process).
 Run directories are resumable, so an interrupted benchmark continues where it
-stopped, and ``--set rounds=N`` extends finished runs by more rounds; each run's log (and, under ``--jobs``, its progress bars) is
-``OUT/seedS/METHOD/log.txt``.
+stopped, and ``--set rounds=N`` extends finished runs by more rounds. Each run's
+log (and, under ``--jobs``, its progress bars) is ``OUT/seedS/METHOD/log.txt``.
 
     python bench/loop.py --seeds 3 --jobs 2 [--config configs/bench_loop.yaml] [--out runs/bench_loop]
                          [--set train_problems=4096 --set search.width=4 ...]

@@ -45,6 +45,7 @@ import json
 import math
 import time
 from pathlib import Path
+import typing
 from typing import Sequence
 
 import numpy as np
@@ -108,9 +109,20 @@ def majority(answers: Sequence[str | None], same=None) -> str | None:
     return plurality(answers, same)[0]
 
 
-def _reads_answers(task) -> bool:
-    """Whether the task's completions state an answer that can be missing (not code)."""
-    return getattr(task, "verifier", None) != "code"
+class _Reader(typing.NamedTuple):
+    """How a task's answers are read: `extract` (text → answer or None), `same` (the answer
+    equivalence votes group by; None: string equality), `reads` (whether a missing answer counts
+    as unparsed; code tasks state none)."""
+
+    extract: typing.Callable
+    same: typing.Callable | None
+    reads: bool
+
+
+def _reader(task) -> _Reader:
+    from treesearch.voting import answer_reading
+
+    return _Reader(*answer_reading(task), getattr(task, "verifier", None) != "code")
 
 
 def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True) -> tuple[list[dict], dict]:
@@ -131,13 +143,13 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     )
     before = backend.stats.snapshot()
     t0 = time.perf_counter()
-    records = []
+    records, reader = [], _reader(task)
     bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(problems), cfg.batch_problems):
         chunk = problems[start : start + cfg.batch_problems]
         template = getattr(task, "prompt_template", None)
         outs = backend.generate([backend.encode_prompt(p.prompt, template) for p in chunk], params)
-        records += [_record(task, p, comps, keep_all=not greedy) for p, comps in zip(chunk, outs)]
+        records += [_record(task, reader, p, comps, keep_all=not greedy) for p, comps in zip(chunk, outs)]
         bar.update(len(chunk))
     bar.close()
     cost = backend.stats.since(before)
@@ -149,17 +161,15 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     return records, summary
 
 
-def _record(task, problem, comps, *, keep_all: bool) -> dict:
+def _record(task, reader: _Reader, problem, comps, *, keep_all: bool) -> dict:
     """One problem's record: each completion scored and its answer read (none from a completion cut by
     the token limit), the plurality answer, and the first completion's text (all of them if `keep_all`)."""
     from treesearch.voting import plurality
-    from verifiers.exact import extract_final_answer
 
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
     cut = [c.finish_reason == "length" for c in comps]  # ran out of tokens: no answer is read from it
     correct = [not x and bool(task.score(problem, c.text)) for c, x in zip(comps, cut)]
-    preds = [None if x else extract(c.text) for c, x in zip(comps, cut)]
-    winner, first = plurality(preds, getattr(task, "same_answer", None))
+    preds = [None if x else reader.extract(c.text) for c, x in zip(comps, cut)]
+    winner, first = plurality(preds, reader.same)
     return {
         "id": problem.id,
         "answer": problem.answer,
@@ -167,7 +177,7 @@ def _record(task, problem, comps, *, keep_all: bool) -> dict:
         "correct": correct,
         "majority": winner,
         "majority_correct": bool(first >= 0 and correct[first]),
-        "unparsed": sum(a is None for a in preds) if _reads_answers(task) else 0,
+        "unparsed": sum(a is None for a in preds) if reader.reads else 0,
         "unfinished": sum(cut),
         "tokens": sum(len(c.token_ids) for c in comps),
         "completion": comps[0].text,
@@ -272,7 +282,8 @@ def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool 
         total = total + _search(backend, task, chunk, make_trees(backend, chunk, template=template), cfg, scfg, prm)
         bar.update(len(chunk))
     bar.close()
-    records = [_search_record(task, p, tree, node) for p, tree, node in zip(problems, total.trees, total.selected)]
+    reader = _reader(task)
+    records = [_search_record(task, reader, p, tree, node) for p, tree, node in zip(problems, total.trees, total.selected)]
     n = len(records)
     summary = {"strategy": cfg.strategy, "problems": n, "config": dataclasses.asdict(cfg),
                "search_config": dataclasses.asdict(scfg),
@@ -294,12 +305,10 @@ def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
     from treesearch.search.result import SearchResult
     from treesearch.search.runner import search_batch
     from treesearch.search.values import Signed
-    from verifiers.exact import extract_final_answer
 
     if cfg.strategy != "mcts":
         return search_batch(cfg.strategy, backend, task, trees, scfg, scorer=prm if prm is not None else mean_logprob)
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
-    same = getattr(task, "same_answer", None)
+    extract, same, _ = _reader(task)
     is_final = getattr(task, "is_final", answer_line_done)
     if prm is not None:
         signed = Signed(prm)  # 2p − 1: the ±1 scale of MCTS's outcome rewards
@@ -322,21 +331,19 @@ def prm_answer(tree, select: str, extract, same=None) -> int:
                   extract=extract, same=same)
 
 
-def _search_record(task, problem, tree, node) -> dict:
+def _search_record(task, reader: _Reader, problem, tree, node) -> dict:
     """One problem's record: the selected answer graded by the verifier, and whether any finished
     solution in the tree verifies (``covered``; each distinct text graded once)."""
     from treesearch.search.expand import finished
-    from verifiers.exact import extract_final_answer
 
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
     text = tree.text_of(node)
     done = bool(node) and finished(tree, node)
     ok = done and bool(task.score(problem, text))
-    pred = extract(text) if done else None
+    pred = reader.extract(text) if done else None
     ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)}
     covered = ok or any(bool(task.score(problem, t)) for t in ends if t != text)
     return {"id": problem.id, "answer": problem.answer, "predictions": [pred], "correct": [ok], "covered": bool(covered),
-            "unparsed": int(_reads_answers(task) and pred is None), "unfinished": int(bool(node) and not done),
+            "unparsed": int(reader.reads and pred is None), "unfinished": int(bool(node) and not done),
             "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text}
 
 

@@ -110,6 +110,14 @@ def _snapshot(cfg: LoopConfig) -> dict:
     return d
 
 
+def _read_snapshot(snap: Path) -> dict:
+    """A run's config snapshot, a field added since it was written counting at its default."""
+    try:
+        return merge(_snapshot(LoopConfig()), json.loads(snap.read_text()))
+    except ValueError as e:
+        raise ValueError(f"{snap}: {e}") from None
+
+
 TRAJECTORY_ONLY = ("trajectory",)  # the pair kinds trajectory DPO trains on, whatever `pairs.kinds` says
 
 
@@ -149,16 +157,14 @@ class Run:
         searches slice k of one seeded stream that only appends, so the finished rounds are what a
         longer run would have written and the run goes on from its last round (the snapshot then
         records the new count). Anything else the method reads refuses the directory."""
-        raw = json.loads(snap.read_text())
-        # a field added since the snapshot was written counts at its default
-        old = merge(_snapshot(LoopConfig()), raw)
+        old = _read_snapshot(snap)
         grows = old["rounds"] < mine["rounds"]
         if grows:
             old["rounds"] = mine["rounds"]
         if _read_by_method(old) != _read_by_method(mine):
             raise ValueError(f"{snap}: run directory holds a different config; use a fresh --out")
         if grows:
-            atomic_write_text(snap, json.dumps({**raw, "rounds": mine["rounds"]}, indent=2) + "\n")
+            atomic_write_text(snap, json.dumps(old, indent=2) + "\n")
 
     @classmethod
     def reopen(cls, root: str | Path, *, log: Callable[[str], None] = print) -> "Run":
@@ -166,8 +172,9 @@ class Run:
         snap = Path(root) / "config.json"
         if not snap.is_file():
             raise ValueError(f"{snap}: not a run directory (no config.json)")
+        data = _read_snapshot(snap)
         try:
-            cfg = from_dict(LoopConfig, merge(_snapshot(LoopConfig()), json.loads(snap.read_text())))
+            cfg = from_dict(LoopConfig, data)
         except ValueError as e:
             raise ValueError(f"{snap}: {e}") from None
         return cls(root, cfg, log=log)

@@ -147,11 +147,9 @@ def sample_tables(backend, task, problems, n: int, temperature: float, seed: int
     """Sample n solutions per problem (one best-of-n run) and tabulate what every SAMPLED selector reads."""
     from treesearch.search import BestOfNConfig, best_of_n, make_trees, mean_logprob
     from treesearch.search.expand import finished
-    from treesearch.voting import AnswerGroups
-    from verifiers.exact import extract_final_answer
+    from treesearch.voting import AnswerGroups, answer_reading
 
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
-    same = getattr(task, "same_answer", None)
+    extract, same = answer_reading(task)
     template = getattr(task, "prompt_template", None)
     cfg = BestOfNConfig(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
     tables: list[SampleTable] = []

@@ -18,11 +18,20 @@ from typing import Callable, Sequence
 
 Same = Callable[[str, str], bool]
 
-__all__ = ["Same", "AnswerGroups", "plurality", "string_equal", "weighted_plurality"]
+__all__ = ["Same", "AnswerGroups", "answer_reading", "plurality", "string_equal", "weighted_plurality"]
 
 
 def string_equal(a: str, b: str) -> bool:
     return a == b
+
+
+def answer_reading(task) -> tuple[Callable[[str], str | None], Same | None]:
+    """How `task` reads and groups answers: its ``extract_answer`` (default: the answer-line and
+    ``\\boxed{}`` reader `verifiers.exact.extract_final_answer`) and its ``same_answer`` (None:
+    string equality)."""
+    from verifiers.exact import extract_final_answer
+
+    return getattr(task, "extract_answer", None) or extract_final_answer, getattr(task, "same_answer", None)
 
 
 class AnswerGroups:

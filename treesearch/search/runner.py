@@ -130,11 +130,10 @@ def search_batch(algo: str, backend, task, trees: list[Tree], config, *, scorer:
     """One batch of a search that needs no verifier (everything but MCTS): the selectors rank by
     `scorer` (weighted-bon and dvts take a PRM's p in [0, 1]). Shared by `run_search` and test-time
     evaluation (`treesearch.evaluate`)."""
-    from verifiers.exact import extract_final_answer
+    from treesearch.voting import answer_reading
 
     is_final = getattr(task, "is_final", answer_line_done)
-    extract = getattr(task, "extract_answer", None) or extract_final_answer
-    same = getattr(task, "same_answer", None)
+    extract, same = answer_reading(task)
     if algo == "segments":
         return segment_rollouts(backend, trees, config, scorer=scorer, is_final=is_final)
     if algo == "best-of-n":

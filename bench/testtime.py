@@ -193,6 +193,31 @@ def versus_sampling(at: dict, best: str, curve_at, maj_t: float, seg_t: float | 
     return head
 
 
+def headline(points: list[dict], budget: int, backend, task, problems, cfg, sweep_dir: Path, draws: int) -> dict:
+    """The best strategy at `budget` against greedy decoding, then against plain sampling's pooled
+    curves at the same token spend (`versus_sampling`)."""
+    from treesearch.sweep import cached_tables
+
+    at = {p["strategy"]: p for p in points if p["budget"] == budget}
+    greedy = next(p for p in points if p["strategy"] == "greedy")
+    best = max((s for s in at if s != "greedy"), key=lambda s: at[s]["accuracy"])
+    head = {"best_strategy": best, "best_accuracy": round(at[best]["accuracy"], 4),
+            "greedy_accuracy": round(greedy["accuracy"], 4),
+            "best_vs_greedy_points": round(100 * (at[best]["accuracy"] - greedy["accuracy"]), 2)}
+    curves: dict[float, list[dict]] = {}
+    top = max(cfg.budgets)
+
+    def curve_at(t: float) -> list[dict]:  # one pooled curve per temperature, shared by both comparisons
+        if t not in curves:
+            tabs = {s: cached_tables(backend, task, problems, cfg, sweep_dir, t, s, top, None) for s in cfg.seeds}
+            curves[t] = pooled_curve(tabs, top, draws=draws)
+        return curves[t]
+
+    head.update(versus_sampling(at, best, curve_at, cfg.temperature_of("maj"),
+                                cfg.temperature_of("segments") if "segments" in at else None))
+    return head
+
+
 def main() -> None:
     args = parse_args()
 
@@ -203,7 +228,7 @@ def main() -> None:
     from treesearch.backends.hf import HFBackend
     from treesearch.io import atomic_write_text
     from treesearch.rewards.prm_train import saved_prm_config
-    from treesearch.sweep import SweepConfig, cached_tables, frontier, frontier_table, plot_sweep, run_sweep
+    from treesearch.sweep import SweepConfig, frontier, frontier_table, plot_sweep, run_sweep
 
     t0 = time.time()
     out = Path(args.out)
@@ -228,22 +253,7 @@ def main() -> None:
     plot_sweep(points, out / "sweep" / "sweep.png", levels={"the verifier's own greedy": own} if own is not None else {},
                title=f"embedded policy, {len(problems)} held-out 3-op problems, seeds {args.seeds}, PRM-guided vs not")
 
-    at = {p["strategy"]: p for p in points if p["budget"] == args.headline_budget}
-    greedy = next(p for p in points if p["strategy"] == "greedy")
-    best = max((s for s in at if s != "greedy"), key=lambda s: at[s]["accuracy"])
-    head = {"best_strategy": best, "best_accuracy": round(at[best]["accuracy"], 4),
-            "greedy_accuracy": round(greedy["accuracy"], 4),
-            "best_vs_greedy_points": round(100 * (at[best]["accuracy"] - greedy["accuracy"]), 2)}
-    curves: dict[float, list[dict]] = {}
-
-    def curve_at(t: float) -> list[dict]:  # one pooled curve per temperature, shared by both comparisons
-        if t not in curves:
-            tabs = {s: cached_tables(backend, task, problems, cfg, out / "sweep", t, s, max(budgets), None) for s in seeds}
-            curves[t] = pooled_curve(tabs, max(budgets), draws=args.draws)
-        return curves[t]
-
-    head.update(versus_sampling(at, best, curve_at, cfg.temperature_of("maj"),
-                                cfg.temperature_of("segments") if "segments" in at else None))
+    head = headline(points, args.headline_budget, backend, task, problems, cfg, out / "sweep", args.draws)
     if own is not None:
         head["verifier_greedy_accuracy"] = own
     print(frontier_table(points))

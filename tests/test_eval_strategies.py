@@ -116,3 +116,34 @@ def test_weighted_plurality_sums_scores_per_equivalent_answer():
     assert weighted_plurality([None, None], [1.0, 1.0]) == (None, -1)
     with pytest.raises(ValueError, match="2 answers but 1 weights"):
         weighted_plurality(["1", "2"], [1.0])
+
+
+def test_search_record_grades_the_selection_and_finished_solutions_only(arithmetic):
+    """One searched problem's record (shared by search summaries and test-time evaluation): the selection
+    graded by the real arithmetic verifier; coverage from finished solutions only, never a cut one;
+    a cut selection is unfinished and its answer unread."""
+    from treesearch.search.runner import search_record, summarize_records
+    from treesearch.search.result import Cost
+    from treesearch.voting import answer_reading
+
+    p = arithmetic.problems("test", 1, seed=0, n_ops=2)[0]
+    right, wrong = p.solution, p.solution.rsplit("Answer:", 1)[0] + "Answer: -99999\n"
+    assert arithmetic.score(p, right) == 1.0 and arithmetic.score(p, wrong) == 0.0
+    reading = answer_reading(arithmetic)
+
+    def tree(*leaves):
+        t = Tree(problem_id=p.id, prompt=p.prompt, prompt_ids=[1])
+        return t, [t.add_child(ROOT, text=text, token_ids=[2, 3], logprobs=[-0.1, -0.1], finish_reason=why,
+                               terminal=True) for text, why in leaves]
+
+    t, (w, r) = tree((wrong, "eos"), (right, "eos"))
+    rec = search_record(arithmetic, reading, p, t, w)
+    assert rec["correct"] == [False] and rec["covered"] and rec["predictions"] == ["-99999"]
+    assert (rec["unparsed"], rec["unfinished"], rec["nodes"], rec["tokens"]) == (0, 0, 3, 2)
+    assert search_record(arithmetic, reading, p, t, r)["correct"] == [True]
+    t, (w, r) = tree((wrong, "eos"), (right, "max_tokens"))  # the right text was cut: it covers nothing
+    assert not search_record(arithmetic, reading, p, t, w)["covered"]
+    cut = search_record(arithmetic, reading, p, t, r)
+    assert cut["correct"] == [False] and (cut["unfinished"], cut["unparsed"]) == (1, 1) and cut["predictions"] == [None]
+    s = summarize_records([rec, cut], Cost())
+    assert (s["accuracy"], s["coverage"], s["unparsed"], s["unfinished"], s["mean_nodes"]) == (0.0, 0.5, 1, 1, 3.0)

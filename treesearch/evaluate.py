@@ -45,18 +45,18 @@ import json
 import math
 import time
 from pathlib import Path
-import typing
 from typing import Sequence
 
 import numpy as np
 
 from treesearch.io import atomic_write_text, write_jsonl
+from treesearch.voting import answer_reading
 
 
 SAMPLING = ("greedy", "sample")
 SEARCHES = ("best-of-n", "weighted-bon", "beam", "dvts", "mcts", "segments")
 STRATEGIES = SAMPLING + SEARCHES
-from treesearch.search.runner import NEEDS_PRM  # noqa: E402  (one list: the searches whose vote needs a PRM)
+from treesearch.search.runner import NEEDS_PRM, search_records, summarize_records  # noqa: E402  (NEEDS_PRM: the searches whose vote needs a PRM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,22 +109,6 @@ def majority(answers: Sequence[str | None], same=None) -> str | None:
     return plurality(answers, same)[0]
 
 
-class _Reader(typing.NamedTuple):
-    """How a task's answers are read: `extract` (text → answer or None), `same` (the answer
-    equivalence votes group by; None: string equality), `reads` (whether a missing answer counts
-    as unparsed; code tasks state none)."""
-
-    extract: typing.Callable
-    same: typing.Callable | None
-    reads: bool
-
-
-def _reader(task) -> _Reader:
-    from treesearch.voting import answer_reading
-
-    return _Reader(*answer_reading(task), getattr(task, "verifier", None) != "code")
-
-
 def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True) -> tuple[list[dict], dict]:
     """Run `cfg.strategy` over `problems`; returns (per-problem records, summary)."""
     from tqdm import tqdm
@@ -143,13 +127,13 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     )
     before = backend.stats.snapshot()
     t0 = time.perf_counter()
-    records, reader = [], _reader(task)
+    records, reading = [], answer_reading(task)
     bar = tqdm(total=len(problems), desc=f"eval {cfg.strategy}", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(problems), cfg.batch_problems):
         chunk = problems[start : start + cfg.batch_problems]
         template = getattr(task, "prompt_template", None)
         outs = backend.generate([backend.encode_prompt(p.prompt, template) for p in chunk], params)
-        records += [_record(task, reader, p, comps, keep_all=not greedy) for p, comps in zip(chunk, outs)]
+        records += [_record(task, reading, p, comps, keep_all=not greedy) for p, comps in zip(chunk, outs)]
         bar.update(len(chunk))
     bar.close()
     cost = backend.stats.since(before)
@@ -161,15 +145,15 @@ def evaluate(backend, task, problems, cfg: EvalConfig, *, progress: bool = True)
     return records, summary
 
 
-def _record(task, reader: _Reader, problem, comps, *, keep_all: bool) -> dict:
+def _record(task, reading, problem, comps, *, keep_all: bool) -> dict:
     """One problem's record: each completion scored and its answer read (none from a completion cut by
     the token limit), the plurality answer, and the first completion's text (all of them if `keep_all`)."""
     from treesearch.voting import plurality
 
     cut = [c.finish_reason == "length" for c in comps]  # ran out of tokens: no answer is read from it
     correct = [not x and bool(task.score(problem, c.text)) for c, x in zip(comps, cut)]
-    preds = [None if x else reader.extract(c.text) for c, x in zip(comps, cut)]
-    winner, first = plurality(preds, reader.same)
+    preds = [None if x else reading.extract(c.text) for c, x in zip(comps, cut)]
+    winner, first = plurality(preds, reading.same)
     return {
         "id": problem.id,
         "answer": problem.answer,
@@ -177,7 +161,7 @@ def _record(task, reader: _Reader, problem, comps, *, keep_all: bool) -> dict:
         "correct": correct,
         "majority": winner,
         "majority_correct": bool(first >= 0 and correct[first]),
-        "unparsed": sum(a is None for a in preds) if reader.reads else 0,
+        "unparsed": sum(a is None for a in preds) if reading.states else 0,
         "unfinished": sum(cut),
         "tokens": sum(len(c.token_ids) for c in comps),
         "completion": comps[0].text,
@@ -282,18 +266,13 @@ def evaluate_search(backend, task, problems, cfg: EvalConfig, *, progress: bool 
         total = total + _search(backend, task, chunk, make_trees(backend, chunk, template=template), cfg, scfg, prm)
         bar.update(len(chunk))
     bar.close()
-    reader = _reader(task)
-    records = [_search_record(task, reader, p, tree, node) for p, tree, node in zip(problems, total.trees, total.selected)]
-    n = len(records)
+    records = search_records(total, task, problems)
+    s, n = summarize_records(records, total.cost), len(records)
     summary = {"strategy": cfg.strategy, "problems": n, "config": dataclasses.asdict(cfg),
                "search_config": dataclasses.asdict(scfg),
-               "accuracy": sum(r["correct"][0] for r in records) / n,
-               "coverage": sum(r["covered"] for r in records) / n,
-               "unparsed": sum(r["unparsed"] for r in records),
-               "unfinished": sum(r["unfinished"] for r in records),
-               "tokens_per_problem": total.cost.computed_tokens / n,
+               **{k: s[k] for k in ("accuracy", "coverage", "unparsed", "unfinished", "tokens_per_problem")},
                "prm_tokens_per_problem": ((prm.tokens_read - prm_before) / n) if prm is not None else 0.0,
-               "cost": total.cost.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 3)}
+               "cost": s["cost"], "wall_seconds": round(time.perf_counter() - t0, 3)}
     return records, summary
 
 
@@ -308,7 +287,7 @@ def _search(backend, task, problems, trees, cfg: EvalConfig, scfg, prm):
 
     if cfg.strategy != "mcts":
         return search_batch(cfg.strategy, backend, task, trees, scfg, scorer=prm if prm is not None else mean_logprob)
-    extract, same, _ = _reader(task)
+    extract, same, _ = answer_reading(task)
     is_final = getattr(task, "is_final", answer_line_done)
     if prm is not None:
         signed = Signed(prm)  # 2p − 1: the ±1 scale of MCTS's outcome rewards
@@ -329,22 +308,6 @@ def prm_answer(tree, select: str, extract, same=None) -> int:
     ends = [n for n in range(1, tree.num_nodes) if tree.terminal[n]]
     return choose(tree, ends, [(float(tree.reward[n]) + 1.0) / 2.0 for n in ends], select=select,
                   extract=extract, same=same)
-
-
-def _search_record(task, reader: _Reader, problem, tree, node) -> dict:
-    """One problem's record: the selected answer graded by the verifier, and whether any finished
-    solution in the tree verifies (``covered``; each distinct text graded once)."""
-    from treesearch.search.expand import finished
-
-    text = tree.text_of(node)
-    done = bool(node) and finished(tree, node)
-    ok = done and bool(task.score(problem, text))
-    pred = reader.extract(text) if done else None
-    ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)}
-    covered = ok or any(bool(task.score(problem, t)) for t in ends if t != text)
-    return {"id": problem.id, "answer": problem.answer, "predictions": [pred], "correct": [ok], "covered": bool(covered),
-            "unparsed": int(reader.reads and pred is None), "unfinished": int(bool(node) and not done),
-            "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text}
 
 
 def summarize(records: list[dict], cfg: EvalConfig) -> dict:

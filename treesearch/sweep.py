@@ -149,7 +149,7 @@ def sample_tables(backend, task, problems, n: int, temperature: float, seed: int
     from treesearch.search.expand import finished
     from treesearch.voting import AnswerGroups, answer_reading
 
-    extract, same = answer_reading(task)
+    extract, same, _ = answer_reading(task)
     template = getattr(task, "prompt_template", None)
     cfg = BestOfNConfig(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
     tables: list[SampleTable] = []

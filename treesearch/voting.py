@@ -14,24 +14,34 @@ groups. A group is named by its first member, so results are deterministic.
 from __future__ import annotations
 
 import collections
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 Same = Callable[[str, str], bool]
 
-__all__ = ["Same", "AnswerGroups", "answer_reading", "plurality", "string_equal", "weighted_plurality"]
+__all__ = ["Same", "AnswerGroups", "Reading", "answer_reading", "plurality", "string_equal", "weighted_plurality"]
 
 
 def string_equal(a: str, b: str) -> bool:
     return a == b
 
 
-def answer_reading(task) -> tuple[Callable[[str], str | None], Same | None]:
-    """How `task` reads and groups answers: its ``extract_answer`` (default: the answer-line and
-    ``\\boxed{}`` reader `verifiers.exact.extract_final_answer`) and its ``same_answer`` (None:
-    string equality)."""
+class Reading(NamedTuple):
+    """How a task's answers are read: `extract` (text -> answer, None when there is none), `same`
+    (the equivalence votes group by; None: string equality) and `states` (whether its solutions state
+    an answer, so that a missing one counts as unparsed; code does not)."""
+
+    extract: Callable[[str], str | None]
+    same: Same | None
+    states: bool
+
+
+def answer_reading(task) -> Reading:
+    """`task`'s `Reading`: its ``extract_answer`` (default: the answer-line and ``\\boxed{}`` reader
+    `verifiers.exact.extract_final_answer`), its ``same_answer``, and whether its ``verifier`` is not code."""
     from verifiers.exact import extract_final_answer
 
-    return getattr(task, "extract_answer", None) or extract_final_answer, getattr(task, "same_answer", None)
+    extract = getattr(task, "extract_answer", None) or extract_final_answer
+    return Reading(extract, getattr(task, "same_answer", None), getattr(task, "verifier", None) != "code")
 
 
 class AnswerGroups:

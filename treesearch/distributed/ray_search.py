@@ -277,31 +277,39 @@ def run_search_distributed(
                       batch_size=batch_size, model=model, backend=backend, device=device, dtype=dtype,
                       threads=threads, vllm=vllm)
     book = ChunkJournal(journal, {**spec.to_json(), "chunk_size": chunk_size}) if journal else None
-    done: dict[int, dict[str, Any]] = {}
-    if book is not None:
-        book.load(chunks)
-        done.update(book.done)
-    resumed = len(done)
-    todo = [(k, ps) for k, ps in chunks if k not in done]
-    by_key = dict(chunks)
-    n_problems = sum(len(ps) for _, ps in chunks)
-    t0 = time.perf_counter()
-
-    def on_result(k: int, result: dict[str, Any]) -> None:
-        if k in done:  # a chunk is recorded once, whatever the executor delivers
-            return
-        if book is not None:
-            book.record(k, by_key[k], result)
-        done[k] = result
-        if progress:
-            finished = sum(len(by_key[j]) for j in done)
-            solved = sum(t["meta"]["search"]["correct"] for r in done.values() for t in r["trees"])
-            progress(f"{algo}: {finished}/{n_problems} problems, {solved} solved, "
-                     f"{time.perf_counter() - t0:.1f}s")
-
-    stats = executor.map(functools.partial(SearchWorker, spec), todo, on_result)
-    trees, selected, cost = _gather(chunks, done)
+    results = _Results(chunks, book, algo, progress)
+    resumed = len(results.done)
+    todo = [(k, ps) for k, ps in chunks if k not in results.done]
+    stats = executor.map(functools.partial(SearchWorker, spec), todo, results.add)
+    trees, selected, cost = _gather(chunks, results.done)
     return DistributedResult(trees, selected, cost, DistributedRun(len(chunks), resumed, stats))
+
+
+class _Results:
+    """The driver's chunk results: those the journal already holds (`book`, when given), then each
+    delivered one recorded once, whatever the executor delivers, journaled and reported to `progress`."""
+
+    def __init__(self, chunks: Sequence[tuple[int, list[Any]]], book: ChunkJournal | None, algo: str,
+                 progress: Callable[[str], None] | None):
+        self.by_key, self.book, self.algo, self.progress = dict(chunks), book, algo, progress
+        self.done: dict[int, dict[str, Any]] = {}
+        if book is not None:
+            book.load(chunks)
+            self.done.update(book.done)
+        self.n_problems = sum(len(ps) for _, ps in chunks)
+        self.t0 = time.perf_counter()
+
+    def add(self, k: int, result: dict[str, Any]) -> None:
+        if k in self.done:
+            return
+        if self.book is not None:
+            self.book.record(k, self.by_key[k], result)
+        self.done[k] = result
+        if self.progress:
+            finished = sum(len(self.by_key[j]) for j in self.done)
+            solved = sum(t["meta"]["search"]["correct"] for r in self.done.values() for t in r["trees"])
+            self.progress(f"{self.algo}: {finished}/{self.n_problems} problems, {solved} solved, "
+                          f"{time.perf_counter() - self.t0:.1f}s")
 
 
 def _algo_config(algo: str, config, seed: int | None):

@@ -258,9 +258,7 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     finished output is reported, not retrained."""
     import torch
 
-    from treesearch.io import atomic_write_text
     from treesearch.policy import load_policy, resolve_device
-    from treesearch.train.checkpoints import atomic_dir
     from treesearch.train.precision import checkpointing
 
     out = Path(out_dir)
@@ -271,42 +269,57 @@ def train_verifier(samples: Sequence[Graded], cfg: VerifierTrainConfig, out_dir:
     rng = random.Random(cfg.seed)
     model, tok = load_policy(cfg.base, device=device, dtype=cfg.dtype)
     scorer = _likelihood_scorer(model, tok, cfg)
-    order = list(samples)
-    rng.shuffle(order)
-    n_val = int(round(cfg.holdout * len(order)))
-    val, train = order[:n_val], order[n_val:]
-    enc_train = [_encode(scorer, g) for g in train]
-    enc_val = [_encode(scorer, g) for g in val]
+    enc_train, enc_val = _split(scorer, samples, cfg.holdout, rng)
     right_val = [[ok for _, _, ok in rows] for rows in enc_val]
-    info: dict = {"config": dataclasses.asdict(cfg), "problems": len(train), "val_problems": len(val),
-                  "solutions": sum(len(r) for r in enc_train),
-                  "right_share": sum(ok for rows in enc_train for *_, ok in rows) / max(1, sum(len(r) for r in enc_train))}
+
+    def val_auc() -> float:  # within-problem AUC on the held-out problems, now
+        return within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+
+    n_solutions = sum(len(r) for r in enc_train)
+    info: dict = {"config": dataclasses.asdict(cfg), "problems": len(enc_train), "val_problems": len(enc_val),
+                  "solutions": n_solutions,
+                  "right_share": sum(ok for rows in enc_train for *_, ok in rows) / max(1, n_solutions)}
     refs = [(r, s0) for g in references for r, s0, _ in _encode(scorer, g)] if cfg.sft_steps else []
     if cfg.sft_steps and not refs:  # before any work: the stage cannot run
         raise ValueError("VerifierTrainConfig.sft_steps > 0 needs reference solutions (train_verifier(references=...))")
-    if val:
-        info["val_auc_base"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+    if enc_val:
+        info["val_auc_base"] = val_auc()
     with checkpointing(model, cfg.gradient_checkpointing):
         if refs:
             first, last = _sft(model, refs, cfg, scorer.pad_id, device, rng, log)
             info.update(references=len(refs), sft_first_loss=first, sft_loss=last)
-            if val:
-                info["val_auc_sft"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+            if enc_val:
+                info["val_auc_sft"] = val_auc()
         losses, n_pairs = _fit(model, enc_train, cfg, scorer.pad_id, device, rng, log)
     info.update(pairs=n_pairs, cut_steps=scorer.steps_cut, first_loss=losses[0], train_loss=sum(losses[-10:]) / len(losses[-10:]))
-    if val:
-        info["val_auc"] = within_auc(_score(model, enc_val, scorer.pad_id, device), right_val)
+    if enc_val:
+        info["val_auc"] = val_auc()
     model.eval()
+    _save(out, model, tok, scorer.config, info)
+    return info
+
+
+def _split(scorer, samples: Sequence[Graded], holdout: float, rng: random.Random) -> tuple[list, list]:
+    """The problems shuffled by `rng` and encoded: (training, held-out), the held-out share `holdout`."""
+    order = list(samples)
+    rng.shuffle(order)
+    n_val = int(round(holdout * len(order)))
+    return [_encode(scorer, g) for g in order[n_val:]], [_encode(scorer, g) for g in order[:n_val]]
+
+
+def _save(out: Path, model, tok, prm_config, info: dict) -> None:
+    """``OUT/model`` (checkpoint, tokenizer, ``prm_config.json``) then ``OUT/verifier.json``, each atomic."""
+    from treesearch.io import atomic_write_text
+    from treesearch.train.checkpoints import atomic_dir
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "prm_config.json").write_text(json.dumps(dataclasses.asdict(scorer.config), indent=2) + "\n")
+        (tmp / "prm_config.json").write_text(json.dumps(dataclasses.asdict(prm_config), indent=2) + "\n")
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_dir(out / MODEL_DIR, write)
     atomic_write_text(out / "verifier.json", json.dumps(info, indent=2) + "\n")
-    return info
 
 
 __all__ = ["Graded", "MODEL_DIR", "VerifierTrainConfig", "graded_samples", "mean_logps", "references", "train_verifier",

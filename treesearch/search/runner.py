@@ -28,7 +28,7 @@ from treesearch.search.mcts import MCTSConfig, mcts
 from treesearch.search.result import Cost, SearchResult
 from treesearch.search.segments import SegmentConfig, segment_rollouts
 from treesearch.search.values import VALUE_METHODS, RolloutConfig, Scorer, Signed, ValueConfig, ValueFn, build_value
-from treesearch.tree import CORRECT, ROOT, Tree
+from treesearch.tree import ROOT, Tree
 
 CONFIGS: dict[str, type] = {
     "mcts": MCTSConfig,
@@ -133,7 +133,7 @@ def search_batch(algo: str, backend, task, trees: list[Tree], config, *, scorer:
     from treesearch.voting import answer_reading
 
     is_final = getattr(task, "is_final", answer_line_done)
-    extract, same = answer_reading(task)
+    extract, same, _ = answer_reading(task)
     if algo == "segments":
         return segment_rollouts(backend, trees, config, scorer=scorer, is_final=is_final)
     if algo == "best-of-n":
@@ -158,32 +158,51 @@ def _correct(task, problem, tree: Tree, node: int) -> bool:
     return node != ROOT and finished(tree, node) and float(task.score(problem, tree.text_of(node))) >= 0.5
 
 
-def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, Any]:
-    """Accuracy of the selected answers, coverage (some node of the tree verifies), tree sizes, cost."""
-    n = len(problems)
-    correct = [_correct(task, p, t, s) for p, t, s in zip(problems, result.trees, result.selected)]
-    covered = []
-    for p, t in zip(problems, result.trees):
-        ends = [c for c in range(1, t.num_nodes) if t.terminal[c]]
-        covered.append(any(t.verdict[c] == CORRECT or _correct(task, p, t, c) for c in ends))
-    cost = result.cost.as_dict()
+def search_record(task, reading, problem, tree: Tree, node: int) -> dict[str, Any]:
+    """One searched problem: the solution ending at the selected `node` graded by the task's verifier,
+    its answer read by `reading` (`voting.answer_reading`; none from a cut or empty selection), and
+    whether any finished solution in the tree verifies (``covered``; each distinct text graded once).
+    Per-problem records of `summarize` and of test-time search evaluation (`treesearch.evaluate`)."""
     from treesearch.search.expand import finished
 
-    cut = [s != ROOT and not finished(t, s) for t, s in zip(result.trees, result.selected)]
-    extract = getattr(task, "extract_answer", None)
-    reads = extract is not None and getattr(task, "verifier", None) != "code"
-    unparsed = sum(1 for t, s, x in zip(result.trees, result.selected, cut)
-                   if reads and (s == ROOT or x or extract(t.text_of(s)) is None))
+    text = tree.text_of(node)
+    done = node != ROOT and finished(tree, node)
+    ok = _correct(task, problem, tree, node)
+    pred = reading.extract(text) if done else None
+    ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)} - {text}
+    covered = ok or any(float(task.score(problem, t)) >= 0.5 for t in ends)
+    return {"id": problem.id, "answer": problem.answer, "predictions": [pred], "correct": [ok], "covered": covered,
+            "unparsed": int(reading.states and pred is None), "unfinished": int(node != ROOT and not done),
+            "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text}
+
+
+def search_records(result: SearchResult, task, problems: Sequence[Any]) -> list[dict[str, Any]]:
+    """`search_record` of every problem of `result`, in problem order."""
+    from treesearch.voting import answer_reading
+
+    reading = answer_reading(task)
+    return [search_record(task, reading, p, t, s) for p, t, s in zip(problems, result.trees, result.selected)]
+
+
+def summarize(result: SearchResult, task, problems: Sequence[Any]) -> dict[str, Any]:
+    """Accuracy of the selected answers, coverage (some finished solution verifies), tree sizes, cost."""
+    return summarize_records(search_records(result, task, problems), result.cost)
+
+
+def summarize_records(records: list[dict[str, Any]], cost: Cost) -> dict[str, Any]:
+    """`summarize` of per-problem `search_record`s and the search's total `cost`."""
+    n = len(records)
+    solved = sum(r["correct"][0] for r in records)
     return {
         "n_problems": n,
-        "accuracy": sum(correct) / n if n else 0.0,
-        "solved": sum(correct),
-        "unparsed": unparsed,  # selected answers that could not be read (cut ones included)
-        "unfinished": sum(cut),  # selected paths cut at the depth or token limit
-        "coverage": sum(covered) / n if n else 0.0,
-        "mean_nodes": sum(t.num_nodes for t in result.trees) / n if n else 0.0,
-        "tokens_per_problem": result.cost.computed_tokens / n if n else 0.0,
-        "cost": cost,
+        "accuracy": solved / n if n else 0.0,
+        "solved": solved,
+        "unparsed": sum(r["unparsed"] for r in records),  # selected answers that could not be read (cut ones included)
+        "unfinished": sum(r["unfinished"] for r in records),  # selected paths cut at the depth or token limit
+        "coverage": sum(r["covered"] for r in records) / n if n else 0.0,
+        "mean_nodes": sum(r["nodes"] for r in records) / n if n else 0.0,
+        "tokens_per_problem": cost.computed_tokens / n if n else 0.0,
+        "cost": cost.as_dict(),
     }
 
 
@@ -195,11 +214,12 @@ def write_run(
     Each file is written whole to a temporary sibling and renamed into place: a run killed or failing
     here leaves the files of an earlier run at `out_dir` as they were."""
     out = Path(out_dir)
-    summary = {**(info or {}), **summarize(result, task, problems)}
+    records = search_records(result, task, problems)
+    summary = {**(info or {}), **summarize_records(records, result.cost)}
     lines = []
-    for p, t, s in zip(problems, result.trees, result.selected):
+    for r, t, s in zip(records, result.trees, result.selected):
         t.meta.setdefault("search", {})
-        t.meta["search"].update(selected=int(s), correct=_correct(task, p, t, s))
+        t.meta["search"].update(selected=int(s), correct=r["correct"][0])
         lines.append(json.dumps(t.to_json(), separators=(",", ":")) + "\n")
     atomic_write_text(out / "trees.jsonl", "".join(lines))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -50,13 +50,13 @@ from typing import Sequence
 import numpy as np
 
 from treesearch.io import atomic_write_text, write_jsonl
+from treesearch.search.runner import NEEDS_PRM, search_records, summarize_records
 from treesearch.voting import answer_reading
 
 
 SAMPLING = ("greedy", "sample")
 SEARCHES = ("best-of-n", "weighted-bon", "beam", "dvts", "mcts", "segments")
 STRATEGIES = SAMPLING + SEARCHES
-from treesearch.search.runner import NEEDS_PRM, search_records, summarize_records  # noqa: E402  (NEEDS_PRM: the searches whose vote needs a PRM)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import Sequence
 import numpy as np
 
 from treesearch.io import atomic_write_text, write_jsonl
-from treesearch.search.runner import NEEDS_PRM, search_records, summarize_records
+from treesearch.search.runner import NEEDS_PRM, search_records, summarize_records, verifies
 from treesearch.voting import answer_reading
 
 
@@ -151,7 +151,7 @@ def _record(task, reading, problem, comps, *, keep_all: bool) -> dict:
     from treesearch.voting import plurality
 
     cut = [c.finish_reason == "length" for c in comps]  # ran out of tokens: no answer is read from it
-    correct = [not x and bool(task.score(problem, c.text)) for c, x in zip(comps, cut)]
+    correct = [not x and verifies(task, problem, c.text) for c, x in zip(comps, cut)]
     preds = [None if x else reading.extract(c.text) for c, x in zip(comps, cut)]
     winner, first = plurality(preds, reading.same)
     return {

@@ -293,22 +293,27 @@ class _Results:
                  progress: Callable[[str], None] | None):
         self.by_key, self.book, self.algo, self.progress = dict(chunks), book, algo, progress
         self.done: dict[int, dict[str, Any]] = {}
+        self.finished = self.solved = 0  # running totals over `done`, for the progress line
         if book is not None:
             book.load(chunks)
-            self.done.update(book.done)
+            for k, result in book.done.items():
+                self._count(k, result)
         self.n_problems = sum(len(ps) for _, ps in chunks)
         self.t0 = time.perf_counter()
+
+    def _count(self, k: int, result: dict[str, Any]) -> None:
+        self.done[k] = result
+        self.finished += len(self.by_key[k])
+        self.solved += sum(t["meta"]["search"]["correct"] for t in result["trees"])
 
     def add(self, k: int, result: dict[str, Any]) -> None:
         if k in self.done:
             return
         if self.book is not None:
             self.book.record(k, self.by_key[k], result)
-        self.done[k] = result
+        self._count(k, result)
         if self.progress:
-            finished = sum(len(self.by_key[j]) for j in self.done)
-            solved = sum(t["meta"]["search"]["correct"] for r in self.done.values() for t in r["trees"])
-            self.progress(f"{self.algo}: {finished}/{self.n_problems} problems, {solved} solved, "
+            self.progress(f"{self.algo}: {self.finished}/{self.n_problems} problems, {self.solved} solved, "
                           f"{time.perf_counter() - self.t0:.1f}s")
 
 

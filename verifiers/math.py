@@ -45,7 +45,6 @@ tells which of them mean "no answer could be read" rather than "wrong"
 from __future__ import annotations
 
 import atexit
-import collections
 import dataclasses
 import json
 import os
@@ -53,11 +52,11 @@ import re
 import select
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from verifiers._cache import VerdictCache
 from verifiers._pool import WorkerPool
 from verifiers.answers import (
     MAX_SPAN, Span, all_boxed, ends_cleanly, final_answer, looks_like_prose, strip_special_tokens,
@@ -437,30 +436,24 @@ def _ask_worker(gold: str | None, pred: str, timeout: float, rules: "Rules") -> 
 
 # ---------------------------------------------------------------- cache
 
-_CACHE: collections.OrderedDict[tuple, MathResult] = collections.OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_STATS = {"hits": 0, "misses": 0}
-_SAME: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()  # same_answer verdicts
+_CACHE: VerdictCache[MathResult] = VerdictCache(CACHE_SIZE)  # check's verdicts by (gold, prediction, rules)
+_SAME: VerdictCache[bool] = VerdictCache(CACHE_SIZE)  # same_answer's verdicts
 
 
 def cache_info() -> dict[str, int]:
     """{"hits", "misses", "size"} of the (gold, answer) LRU cache."""
-    with _CACHE_LOCK:
-        return {**_CACHE_STATS, "size": len(_CACHE)}
+    return _CACHE.info()
 
 
 def cache_clear() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
-        _SAME.clear()
-        _CACHE_STATS.update(hits=0, misses=0)
+    _CACHE.clear()
+    _SAME.clear()
 
 
 def _forget_after_fork() -> None:
-    # A forked child must not share worker pipes with its parent; locks may
-    # have been held by a thread that does not exist in the child.
-    global _POOL, _CACHE_LOCK
-    _POOL, _CACHE_LOCK = _Pool(_POOL.size), threading.Lock()
+    # A forked child must not share worker pipes with its parent.
+    global _POOL
+    _POOL = _Pool(_POOL.size)
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -588,20 +581,11 @@ def check(
         return MathResult(False, None, "unfinished", time.perf_counter() - t0)
     gold = _gold_answer(gold)
     key = (gold, prediction if len(prediction) <= 4 * MAX_SPAN else prediction[-4 * MAX_SPAN :], rules)
-    if use_cache:
-        with _CACHE_LOCK:
-            hit = _CACHE.get(key)
-            if hit is not None:
-                _CACHE.move_to_end(key)
-                _CACHE_STATS["hits"] += 1
-                return dataclasses.replace(hit, seconds=time.perf_counter() - t0, cached=True)
-            _CACHE_STATS["misses"] += 1
+    if use_cache and (hit := _CACHE.get(key)) is not None:
+        return dataclasses.replace(hit, seconds=time.perf_counter() - t0, cached=True)
     result = dataclasses.replace(_verdict(gold, prediction, float(timeout), rules), seconds=time.perf_counter() - t0)
     if use_cache and result.reason != "timeout" and not result.reason.startswith("error"):
-        with _CACHE_LOCK:
-            _CACHE[key] = result
-            if len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
+        _CACHE.put(key, result)
     return result
 
 
@@ -628,15 +612,11 @@ def same_answer(a: str, b: str, *, timeout: float = 5.0) -> bool:
     if a == b:
         return True
     key = (a, b) if a <= b else (b, a)
-    with _CACHE_LOCK:
-        hit = _SAME.get(key)
+    hit = _SAME.get(key)
     if hit is not None:
         return hit
     same = all(_judge(_gold_answer(x), Span(y, "answer_line"), timeout, DEFAULT_RULES)[0] for x, y in (key, key[::-1]))
-    with _CACHE_LOCK:
-        _SAME[key] = same
-        if len(_SAME) > CACHE_SIZE:
-            _SAME.popitem(last=False)
+    _SAME.put(key, same)
     return same
 
 

@@ -279,6 +279,22 @@ def test_cache_hits_and_bypass():
     assert vm.cache_info() == {"hits": 0, "misses": 0, "size": 0}
 
 
+def test_verdict_cache_drops_the_least_recently_used():
+    from verifiers._cache import VerdictCache
+
+    cache = VerdictCache(2)
+    cache.put("a", 1)
+    cache.put("b", False)
+    assert cache.get("b") is False  # a falsy verdict is a hit, not a miss
+    assert cache.get("a") == 1  # "a" is now the most recently used, so "b" goes next
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, 1, 3)
+    cache.put("a", 4)  # storing again replaces and refreshes
+    cache.put("d", 5)
+    assert (cache.get("a"), cache.get("c"), cache.get("d")) == (4, None, 5)
+    assert cache.info() == {"hits": 6, "misses": 2, "size": 2}
+
+
 def test_timeouts_are_not_cached():
     vm.cache_clear()
     r = vm.check("1", "\\boxed{\\binom{10^{8}}{10^{7}}}", timeout=0.5)

@@ -26,7 +26,12 @@ def heldout(arithmetic):
 
 
 def test_mcts_with_outcome_reward_solves_more_than_greedy(hf_backend, arithmetic, heldout):
-    greedy = summarize(run_search("greedy", hf_backend, arithmetic, heldout), arithmetic, heldout)
+    lines: list[str] = []
+    greedy = summarize(run_search("greedy", hf_backend, arithmetic, heldout, batch_size=8, progress=lines.append),
+                       arithmetic, heldout)
+    # one progress line a batch, its running count of solved problems ending at the summary's
+    assert [line.split(",")[0] for line in lines] == [f"greedy: {n}/30 problems" for n in (8, 16, 24, 30)]
+    assert lines[-1].split(", ")[1] == f"{greedy['solved']} solved"
     # two search seeds: on 30 problems one seed's margin over greedy is a problem or two, within sampling noise
     solved = []
     for seed in (0, 1):

@@ -115,14 +115,14 @@ def run_search(
 
     problems = list(problems)
     total = SearchResult([], [], Cost())
-    t0 = time.perf_counter()
+    t0, solved = time.perf_counter(), 0
     for start in range(0, len(problems), batch_size):
         batch = problems[start : start + batch_size]
-        total = total + one_batch(make_trees(backend, batch, template=getattr(task, "prompt_template", None)))
+        result = one_batch(make_trees(backend, batch, template=getattr(task, "prompt_template", None)))
+        total = total + result
         if progress:
-            done = len(total.trees)
-            solved = sum(_correct(task, p, t, n) for p, t, n in zip(problems, total.trees, total.selected))
-            progress(f"{algo}: {done}/{len(problems)} problems, {solved} solved, {time.perf_counter() - t0:.1f}s")
+            solved += sum(_correct(task, p, t, n) for p, t, n in zip(batch, result.trees, result.selected))
+            progress(f"{algo}: {len(total.trees)}/{len(problems)} problems, {solved} solved, {time.perf_counter() - t0:.1f}s")
     return total
 
 
@@ -172,7 +172,7 @@ def search_record(task, reading, problem, tree: Tree, node: int) -> dict[str, An
 
     text = tree.text_of(node)
     done = node != ROOT and finished(tree, node)
-    ok = _correct(task, problem, tree, node)
+    ok = done and verifies(task, problem, text)
     pred = reading.extract(text) if done else None
     ends = {tree.text_of(n) for n in range(1, tree.num_nodes) if finished(tree, n)} - {text}
     covered = ok or any(verifies(task, problem, t) for t in ends)
